@@ -1,0 +1,467 @@
+// Package amqp consumes the EventStream's queue and hands valid events to the hub.
+//
+// The Consumer owns the broker connection: it reconnects by itself with jittered, capped
+// exponential backoff (amqp091-go does not), re-establishing channel, QoS and consumer, and
+// reports readiness. A delivery is acked only after the hub handed it to every matching
+// subscriber; malformed messages are dead-lettered, counted and logged, never fatal.
+package amqp
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/eventstream-operator/eventstream-operator/api/events"
+	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
+	"github.com/eventstream-operator/eventstream-operator/bridge/metrics"
+)
+
+// Malformed-message reasons (label values of the malformed metric).
+const (
+	ReasonNotJSON    = "not_json"
+	ReasonRoutingKey = "routing_key"
+	ReasonOversize   = "oversize"
+)
+
+// MalformedReasonHeader is set on messages the bridge republishes to the dead-letter exchange
+// (stream mode).
+const MalformedReasonHeader = "x-eventstream-malformed-reason"
+
+// Sink receives valid events; *hub.Hub implements it.
+type Sink interface {
+	Publish(hub.Message) (*hub.Frame, int)
+}
+
+// DeliveryObserver is called for every delivery before it is handled and returns a function
+// called with the outcome ("delivered", "malformed:<reason>", "error"). The tracing package
+// uses it to start a span continuing the message's traceparent. Nil: no cost.
+type DeliveryObserver func(ctx context.Context, d *amqp091.Delivery) (end func(outcome string))
+
+// Config configures a Consumer.
+type Config struct {
+	// URL is the AMQP URI with credentials; it is never logged.
+	URL string
+	// TLS, when set, is used for amqps:// URLs.
+	TLS *tls.Config
+	// Exchange, Queue, QueueType, BindingKey describe the topology.
+	Exchange   string
+	Queue      string
+	QueueType  QueueType
+	BindingKey string
+	// DeclareTopology makes the consumer declare the topology itself (see declareTopology).
+	DeclareTopology bool
+	// DeadLetterExchange receives malformed messages; default "<queue>.dlx".
+	DeadLetterExchange string
+	// Prefetch is the QoS prefetch count (1..65535).
+	Prefetch int
+	// MaxMessageBytes rejects larger bodies as oversize.
+	MaxMessageBytes int
+	// Template matches routing keys; non-matching keys are malformed.
+	Template *events.Template
+	// LagInterval is how often consumer lag is sampled; default 5s.
+	LagInterval time.Duration
+	// Backoff shapes reconnect delays.
+	Backoff Backoff
+	// After is the clock for backoff waits and lag sampling; default time.After.
+	After func(time.Duration) <-chan time.Time
+	// Observe, when set, is called for every delivery (tracing).
+	Observe DeliveryObserver
+
+	Logger  *slog.Logger
+	Metrics *metrics.Metrics
+}
+
+// Consumer consumes one queue. Create it with New and run it with Run.
+type Consumer struct {
+	cfg  Config
+	sink Sink
+	tag  string
+
+	ready     atomic.Bool
+	connected chan struct{} // closed at the first successful consume
+	once      sync.Once
+
+	// lastOffset is the last stream offset handled (stream mode), -1 before the first.
+	lastOffset atomic.Int64
+
+	logLimiter malformedLogLimiter
+}
+
+// New returns a consumer feeding sink. cfg.Template, Logger and Metrics are required.
+func New(cfg Config, sink Sink) *Consumer {
+	if cfg.DeadLetterExchange == "" {
+		cfg.DeadLetterExchange = cfg.Queue + ".dlx"
+	}
+	if cfg.Prefetch <= 0 {
+		cfg.Prefetch = 100
+	}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = 1 << 20
+	}
+	if cfg.LagInterval <= 0 {
+		cfg.LagInterval = 5 * time.Second
+	}
+	if cfg.After == nil {
+		cfg.After = time.After
+	}
+	if cfg.QueueType == "" {
+		cfg.QueueType = Classic
+	}
+	host, _ := os.Hostname()
+	c := &Consumer{
+		cfg:       cfg,
+		sink:      sink,
+		tag:       fmt.Sprintf("eventstream-bridge-%s-%d", host, time.Now().UnixNano()),
+		connected: make(chan struct{}),
+	}
+	c.lastOffset.Store(-1)
+	return c
+}
+
+// Ready reports whether the consumer is connected and consuming.
+func (c *Consumer) Ready() bool { return c.ready.Load() }
+
+// Connected is closed the first time the consumer is consuming (for tests and start-up).
+func (c *Consumer) Connected() <-chan struct{} { return c.connected }
+
+// Run consumes until ctx is done, reconnecting after every loss. On return the channel and
+// connection are closed; deliveries not yet acked go back to the queue. It returns nil when
+// ctx ended it.
+func (c *Consumer) Run(ctx context.Context) error {
+	log := c.cfg.Logger
+	attempt := 0
+	everConnected := false
+	for {
+		err := c.session(ctx, func() {
+			if everConnected {
+				c.cfg.Metrics.Reconnects.Inc()
+				log.Info("reconnected to broker", "queue", c.cfg.Queue, "attempts", attempt)
+			} else {
+				log.Info("consuming", "queue", c.cfg.Queue, "queueType", c.cfg.QueueType)
+			}
+			everConnected = true
+			attempt = 0
+			c.ready.Store(true)
+			c.cfg.Metrics.BrokerUp.Set(1)
+			c.once.Do(func() { close(c.connected) })
+		})
+		c.ready.Store(false)
+		c.cfg.Metrics.BrokerUp.Set(0)
+		if ctx.Err() != nil {
+			return nil
+		}
+		delay := c.cfg.Backoff.Delay(attempt)
+		attempt++
+		log.Warn("broker session ended; reconnecting", "error", err, "retryIn", delay.String(), "attempt", attempt)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-c.cfg.After(delay):
+		}
+	}
+}
+
+func (c *Consumer) dial() (*amqp091.Connection, error) {
+	conn, err := amqp091.DialConfig(c.cfg.URL, amqp091.Config{
+		TLSClientConfig: c.cfg.TLS,
+		Heartbeat:       10 * time.Second,
+		Properties:      amqp091.Table{"connection_name": "eventstream-bridge " + c.cfg.Queue},
+		Dial:            amqp091.DefaultDial(15 * time.Second),
+	})
+	if err != nil {
+		var amqpErr *amqp091.Error
+		if errors.As(err, &amqpErr) {
+			return nil, fmt.Errorf("connect to broker: %w", amqpErr)
+		}
+		// Network errors may quote the address but never the URI's credentials.
+		return nil, fmt.Errorf("connect to broker: %w", err)
+	}
+	return conn, nil
+}
+
+// session runs one connection's life: connect, set up, consume until an error or ctx.
+func (c *Consumer) session(ctx context.Context, connected func()) error {
+	conn, err := c.dial()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	connClosed := conn.NotifyClose(make(chan *amqp091.Error, 1))
+
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open channel: %w", err)
+	}
+	chClosed := ch.NotifyClose(make(chan *amqp091.Error, 1))
+	if c.cfg.DeclareTopology {
+		if err := declareTopology(ch, c.cfg); err != nil {
+			return err
+		}
+	}
+	if err := ch.Qos(c.cfg.Prefetch, 0, false); err != nil {
+		return fmt.Errorf("set prefetch %d: %w", c.cfg.Prefetch, err)
+	}
+	var args amqp091.Table
+	if c.cfg.QueueType == Stream {
+		args = amqp091.Table{"x-stream-offset": "next"}
+		if last := c.lastOffset.Load(); last >= 0 {
+			args["x-stream-offset"] = last + 1
+		}
+	}
+	deliveries, err := ch.Consume(c.cfg.Queue, c.tag, false, false, false, false, args)
+	if err != nil {
+		return fmt.Errorf("consume queue %q: %w", c.cfg.Queue, err)
+	}
+
+	sessionCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		c.sampleLag(sessionCtx, conn)
+	}()
+	defer func() {
+		stop()
+		wg.Wait()
+	}()
+
+	dlx := &deadLetterPublisher{conn: conn, exchange: c.cfg.DeadLetterExchange}
+	defer dlx.close()
+
+	connected()
+	for {
+		select {
+		case <-ctx.Done():
+			// Cancel first so the broker stops sending, then close: deliveries not acked (still
+			// in flight or in the client buffer) return to the queue.
+			_ = ch.Cancel(c.tag, false)
+			_ = ch.Close()
+			return nil
+		case e := <-connClosed:
+			return fmt.Errorf("connection closed: %w", closeErr(e))
+		case e := <-chClosed:
+			return fmt.Errorf("channel closed: %w", closeErr(e))
+		case d, ok := <-deliveries:
+			if !ok {
+				return errors.New("delivery channel closed")
+			}
+			if err := c.handle(ctx, &d, dlx); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func closeErr(e *amqp091.Error) error {
+	if e == nil {
+		return amqp091.ErrClosed
+	}
+	return e
+}
+
+// handle processes one delivery. An error ends the session (the delivery stays unacked and
+// returns to the queue with the channel).
+func (c *Consumer) handle(ctx context.Context, d *amqp091.Delivery, dlx *deadLetterPublisher) error {
+	c.cfg.Metrics.Consumed.Inc()
+	end := func(string) {}
+	if c.cfg.Observe != nil {
+		end = c.cfg.Observe(ctx, d)
+	}
+	offset := int64(-1)
+	if c.cfg.QueueType == Stream {
+		var ok bool
+		if offset, ok = streamOffset(d.Headers); !ok {
+			end("error")
+			return errors.New("stream delivery without x-stream-offset header")
+		}
+	}
+
+	reason := ""
+	var values []string
+	switch {
+	case len(d.Body) > c.cfg.MaxMessageBytes:
+		reason = ReasonOversize
+	default:
+		var ok bool
+		if values, ok = c.cfg.Template.Match(d.RoutingKey); !ok {
+			reason = ReasonRoutingKey
+		} else if !json.Valid(d.Body) {
+			reason = ReasonNotJSON
+		}
+	}
+	if reason != "" {
+		err := c.deadLetter(ctx, d, reason, dlx)
+		end("malformed:" + reason)
+		if err == nil && offset >= 0 {
+			c.lastOffset.Store(offset)
+		}
+		return err
+	}
+
+	c.sink.Publish(hub.Message{
+		RoutingKey: d.RoutingKey,
+		Values:     values,
+		Data:       d.Body,
+		Offset:     offset,
+		Published:  publishedAt(d),
+	})
+	if err := d.Ack(false); err != nil {
+		end("error")
+		return fmt.Errorf("ack delivery %d: %w", d.DeliveryTag, err)
+	}
+	if offset >= 0 {
+		c.lastOffset.Store(offset)
+	}
+	end("delivered")
+	return nil
+}
+
+// deadLetter rejects a malformed delivery without requeue (classic/quorum: the broker
+// dead-letters it) or, on a stream, republishes it to the DLX with confirms and acks it.
+func (c *Consumer) deadLetter(ctx context.Context, d *amqp091.Delivery, reason string, dlx *deadLetterPublisher) error {
+	c.cfg.Metrics.Malformed.WithLabelValues(reason).Inc()
+	if c.logLimiter.allow(reason) {
+		c.cfg.Logger.Warn("malformed message dead-lettered", "reason", reason,
+			"routingKey", truncate(d.RoutingKey, 255), "messageId", truncate(d.MessageId, 128),
+			"bytes", len(d.Body), "suppressedSinceLast", c.logLimiter.takeSuppressed(reason))
+	}
+	if c.cfg.QueueType != Stream {
+		if err := d.Reject(false); err != nil {
+			return fmt.Errorf("reject delivery %d: %w", d.DeliveryTag, err)
+		}
+		return nil
+	}
+	headers := amqp091.Table{}
+	for k, v := range d.Headers {
+		headers[k] = v
+	}
+	headers[MalformedReasonHeader] = reason
+	if err := dlx.publish(ctx, d.RoutingKey, amqp091.Publishing{
+		Headers:      headers,
+		ContentType:  d.ContentType,
+		DeliveryMode: amqp091.Persistent,
+		MessageId:    d.MessageId,
+		Timestamp:    d.Timestamp,
+		Body:         d.Body,
+	}); err != nil {
+		return err
+	}
+	if err := d.Ack(false); err != nil {
+		return fmt.Errorf("ack dead-lettered delivery %d: %w", d.DeliveryTag, err)
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+// streamOffset reads the x-stream-offset header of a stream delivery.
+func streamOffset(h amqp091.Table) (int64, bool) {
+	switch v := h["x-stream-offset"].(type) {
+	case int64:
+		return v, true
+	case int32:
+		return int64(v), true
+	case int:
+		return int64(v), true
+	}
+	return 0, false
+}
+
+// publishedAt is the publish time: the timestamp_in_ms header when present (millisecond
+// resolution), else the AMQP timestamp property (seconds), else zero.
+func publishedAt(d *amqp091.Delivery) time.Time {
+	switch v := d.Headers[events.TimestampMillisHeader].(type) {
+	case int64:
+		return time.UnixMilli(v)
+	case int32:
+		return time.UnixMilli(int64(v))
+	}
+	return d.Timestamp
+}
+
+// deadLetterPublisher publishes malformed stream messages to the DLX on a confirm-mode
+// channel opened on first use.
+type deadLetterPublisher struct {
+	conn     *amqp091.Connection
+	exchange string
+	ch       *amqp091.Channel
+}
+
+func (p *deadLetterPublisher) publish(ctx context.Context, key string, msg amqp091.Publishing) error {
+	if p.ch == nil {
+		ch, err := p.conn.Channel()
+		if err != nil {
+			return fmt.Errorf("open dead-letter channel: %w", err)
+		}
+		if err := ch.Confirm(false); err != nil {
+			_ = ch.Close()
+			return fmt.Errorf("confirm mode on dead-letter channel: %w", err)
+		}
+		p.ch = ch
+	}
+	confirm, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, p.exchange, key, false, false, msg)
+	if err != nil {
+		return fmt.Errorf("republish to dead-letter exchange %q: %w", p.exchange, err)
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	acked, err := confirm.WaitContext(waitCtx)
+	if err != nil {
+		return fmt.Errorf("confirm from dead-letter exchange %q: %w", p.exchange, err)
+	}
+	if !acked {
+		return fmt.Errorf("dead-letter exchange %q: %w", p.exchange, events.ErrNacked)
+	}
+	return nil
+}
+
+func (p *deadLetterPublisher) close() {
+	if p.ch != nil {
+		_ = p.ch.Close()
+	}
+}
+
+// malformedLogLimiter logs at most one malformed message per reason per second, counting the
+// ones it suppressed, so a flood of bad input cannot flood the logs.
+type malformedLogLimiter struct {
+	mu         sync.Mutex
+	last       map[string]time.Time
+	suppressed map[string]int
+}
+
+func (l *malformedLogLimiter) allow(reason string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.last == nil {
+		l.last, l.suppressed = map[string]time.Time{}, map[string]int{}
+	}
+	now := time.Now()
+	if now.Sub(l.last[reason]) < time.Second {
+		l.suppressed[reason]++
+		return false
+	}
+	l.last[reason] = now
+	return true
+}
+
+func (l *malformedLogLimiter) takeSuppressed(reason string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := l.suppressed[reason]
+	l.suppressed[reason] = 0
+	return n
+}

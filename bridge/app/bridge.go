@@ -1,0 +1,196 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+
+	"github.com/eventstream-operator/eventstream-operator/api/events"
+	bridgeamqp "github.com/eventstream-operator/eventstream-operator/bridge/amqp"
+	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
+	"github.com/eventstream-operator/eventstream-operator/bridge/metrics"
+	"github.com/eventstream-operator/eventstream-operator/bridge/server"
+)
+
+// Bridge is a running bridge: consumer, hub, SSE server and operations server.
+type Bridge struct {
+	cfg      *Config
+	log      *slog.Logger
+	Metrics  *metrics.Metrics
+	Hub      *hub.Hub
+	Consumer *bridgeamqp.Consumer
+	Handler  *server.Handler
+
+	sseListener, opsListener net.Listener
+	sseServer, opsServer     *http.Server
+
+	draining     atomic.Bool
+	stopConsumer context.CancelFunc
+	consumerDone chan struct{}
+	serveErr     chan error
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// Start validates cfg, binds both listeners and starts consuming and serving. It does not
+// wait for the broker: /readyz says when the bridge is consuming.
+func Start(cfg *Config, log *slog.Logger) (*Bridge, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Authenticator == nil {
+		return nil, errors.New("no authenticator configured")
+	}
+	tmpl, _ := events.ParseTemplate(cfg.RoutingKeyTemplate)
+	queueType, _ := bridgeamqp.ParseQueueType(cfg.QueueType)
+	overflow, _ := hub.ParseOverflowPolicy(cfg.Overflow)
+	tlsConfig, err := cfg.TLSConfig()
+	if err != nil {
+		return nil, err
+	}
+
+	m := metrics.New()
+	ids := hub.EpochIDs
+	if queueType == bridgeamqp.Stream {
+		ids = hub.OffsetIDs
+	}
+	h := hub.New(hub.Config{
+		Placeholders: len(tmpl.Placeholders()),
+		IDs:          ids,
+		BufferSize:   cfg.BufferSize,
+		Overflow:     overflow,
+		ReplaySize:   cfg.ReplaySize,
+		OnDrop: func(reason string, n int) {
+			m.Dropped.WithLabelValues(reason).Add(float64(n))
+		},
+	})
+	consumer := bridgeamqp.New(bridgeamqp.Config{
+		URL:                cfg.URL,
+		TLS:                tlsConfig,
+		Exchange:           cfg.Exchange,
+		Queue:              cfg.Queue,
+		QueueType:          queueType,
+		BindingKey:         cfg.BindingKey,
+		DeclareTopology:    cfg.DeclareTopology,
+		DeadLetterExchange: cfg.DeadLetterExch,
+		Prefetch:           cfg.Prefetch,
+		MaxMessageBytes:    cfg.MaxMessageBytes,
+		Template:           tmpl,
+		LagInterval:        cfg.LagInterval,
+		Backoff:            cfg.Backoff,
+		Observe:            cfg.Observe,
+		Logger:             log,
+		Metrics:            m,
+	}, h)
+	handler, err := server.NewHandler(server.Config{
+		Hub:                     h,
+		Template:                tmpl,
+		TenantParam:             cfg.TenantParam,
+		Authenticator:           cfg.Authenticator,
+		Metrics:                 m,
+		Logger:                  log,
+		Heartbeat:               cfg.Heartbeat,
+		Retry:                   cfg.Retry,
+		MaxFilterValues:         cfg.MaxFilterValues,
+		MaxConnections:          cfg.MaxConnections,
+		MaxConnectionsPerTenant: cfg.MaxConnectionsPerTenant,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	b := &Bridge{cfg: cfg, log: log, Metrics: m, Hub: h, Consumer: consumer, Handler: handler,
+		consumerDone: make(chan struct{}), serveErr: make(chan error, 2)}
+
+	var sseHandler http.Handler = handler
+	if cfg.Middleware != nil {
+		sseHandler = cfg.Middleware(sseHandler)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(cfg.Path, sseHandler)
+	b.sseServer = &http.Server{
+		Handler:           mux,
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		IdleTimeout:       2 * cfg.ReadHeaderTimeout,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+	b.opsServer = &http.Server{
+		Handler:           server.OpsHandler(m, b.Ready),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+	}
+	if b.sseListener, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	if b.opsListener, err = net.Listen("tcp", cfg.MetricsListen); err != nil {
+		_ = b.sseListener.Close()
+		return nil, fmt.Errorf("listen on %s: %w", cfg.MetricsListen, err)
+	}
+
+	consumerCtx, stop := context.WithCancel(context.Background())
+	b.stopConsumer = stop
+	go func() {
+		defer close(b.consumerDone)
+		_ = consumer.Run(consumerCtx)
+	}()
+	go b.serve(b.sseServer, b.sseListener)
+	go b.serve(b.opsServer, b.opsListener)
+	log.Info("bridge started", "listen", b.sseListener.Addr().String(), "metricsListen", b.opsListener.Addr().String(),
+		"path", cfg.Path, "queue", cfg.Queue, "queueType", cfg.QueueType, "template", cfg.RoutingKeyTemplate,
+		"overflow", cfg.Overflow, "epoch", h.Epoch())
+	return b, nil
+}
+
+func (b *Bridge) serve(s *http.Server, l net.Listener) {
+	if err := s.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		b.serveErr <- err
+	}
+}
+
+// Ready is true while the consumer is consuming and the bridge is not draining.
+func (b *Bridge) Ready() bool { return !b.draining.Load() && b.Consumer.Ready() }
+
+// SSEAddr is the SSE listener's address.
+func (b *Bridge) SSEAddr() string { return b.sseListener.Addr().String() }
+
+// OpsAddr is the operations listener's address.
+func (b *Bridge) OpsAddr() string { return b.opsListener.Addr().String() }
+
+// Failed delivers an error when a listener fails while serving.
+func (b *Bridge) Failed() <-chan error { return b.serveErr }
+
+// Shutdown drains gracefully: not ready first, then every stream gets a jittered retry: and
+// ends, then the SSE server stops, then the consumer cancels and closes its channel (unacked
+// deliveries return to the queue), then the operations server stops. ctx bounds the whole
+// sequence; Shutdown is idempotent.
+func (b *Bridge) Shutdown(ctx context.Context) error {
+	b.shutdownOnce.Do(func() {
+		b.draining.Store(true)
+		b.log.Info("draining: readiness off, ending streams with a retry hint")
+		var errs []error
+		if err := b.Handler.Drain(ctx); err != nil {
+			errs = append(errs, err)
+		}
+		if err := b.sseServer.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop SSE server: %w", err))
+			_ = b.sseServer.Close()
+		}
+		b.stopConsumer()
+		select {
+		case <-b.consumerDone:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("stop consumer: %w", ctx.Err()))
+		}
+		if err := b.opsServer.Shutdown(ctx); err != nil {
+			_ = b.opsServer.Close()
+		}
+		b.shutdownErr = errors.Join(errs...)
+		b.log.Info("bridge stopped", "error", b.shutdownErr)
+	})
+	return b.shutdownErr
+}

@@ -1,0 +1,340 @@
+// Package hub fans consumed events out to SSE subscribers.
+//
+// Each event is encoded once into a Frame whose bytes every matching subscriber shares.
+// Subscribers are indexed by one of the template's placeholders, so publishing costs a few map
+// look-ups plus work proportional to the matching subscribers, not to all subscribers.
+// Publish never blocks on a client: each subscriber has a bounded buffer with an overflow
+// policy, and writers drain buffers without holding the hub's locks.
+//
+// The hub keeps a bounded replay ring so a client reconnecting with Last-Event-ID resumes
+// exactly when its id is inside the window, and gets a Gap otherwise.
+package hub
+
+import (
+	"sync"
+	"time"
+
+	"github.com/eventstream-operator/eventstream-operator/bridge/sse"
+)
+
+// Config configures a Hub.
+type Config struct {
+	// Placeholders is the number of routing-key template placeholders.
+	Placeholders int
+	// IDs selects the id scheme: EpochIDs (classic/quorum) or OffsetIDs (stream).
+	IDs IDScheme
+	// Epoch is the id epoch (EpochIDs); empty: NewEpoch().
+	Epoch string
+	// BufferSize bounds each subscriber's buffer (events); default 256.
+	BufferSize int
+	// Overflow is the full-buffer policy.
+	Overflow OverflowPolicy
+	// ReplaySize is how many recent events the replay ring keeps; 0 disables replay.
+	ReplaySize int
+	// ReplayMaxBytes bounds the ring's encoded bytes too; default 64 MiB.
+	ReplayMaxBytes int
+	// OnDrop is called (outside the hub's locks) for dropped events; may be nil.
+	OnDrop func(reason string, n int)
+}
+
+// Message is a consumed event handed to Publish.
+type Message struct {
+	RoutingKey string
+	// Values are the placeholder values of RoutingKey; the hub keeps the slice.
+	Values []string
+	// Data is the event body; it is copied into the frame, the caller may reuse it.
+	Data []byte
+	// Offset is the stream offset (OffsetIDs only).
+	Offset int64
+	// Published is when the publisher sent the event (zero: unknown), for latency metrics.
+	Published time.Time
+}
+
+// Frame is an encoded event shared by all subscribers; it is immutable.
+type Frame struct {
+	// Pos is the event's position: seq (EpochIDs) or stream offset (OffsetIDs).
+	Pos        int64
+	ID         string
+	RoutingKey string
+	Values     []string
+	// Bytes is the complete SSE event (id, data lines, blank line).
+	Bytes     []byte
+	Published time.Time
+}
+
+// Hub is safe for concurrent use. Publish is meant to be called by one consumer goroutine at a
+// time (calls are serialised).
+type Hub struct {
+	cfg Config
+
+	publishMu sync.Mutex // serialises Publish; guards seq and the ring's contents with mu.RLock
+
+	mu         sync.RWMutex // write: subscription changes and ring reads; read: Publish
+	byValue    []map[string]map[*Subscriber]struct{}
+	unfiltered map[*Subscriber]struct{}
+	unsettled  map[*Subscriber]struct{}
+	count      int
+
+	// ring state: frames with Pos in (floor, last] are all in the ring (in order, filtered by
+	// nothing); known is false until the hub has a position (stream mode before the first
+	// event).
+	ring      []*Frame
+	ringHead  int
+	ringLen   int
+	ringBytes int
+	floor     int64
+	last      int64
+	known     bool
+}
+
+// New returns an empty hub.
+func New(cfg Config) *Hub {
+	if cfg.BufferSize <= 0 {
+		cfg.BufferSize = 256
+	}
+	if cfg.ReplayMaxBytes <= 0 {
+		cfg.ReplayMaxBytes = 64 << 20
+	}
+	if cfg.Epoch == "" {
+		cfg.Epoch = NewEpoch()
+	}
+	if cfg.OnDrop == nil {
+		cfg.OnDrop = func(string, int) {}
+	}
+	h := &Hub{
+		cfg:        cfg,
+		byValue:    make([]map[string]map[*Subscriber]struct{}, cfg.Placeholders),
+		unfiltered: map[*Subscriber]struct{}{},
+		unsettled:  map[*Subscriber]struct{}{},
+	}
+	for i := range h.byValue {
+		h.byValue[i] = map[string]map[*Subscriber]struct{}{}
+	}
+	if cfg.ReplaySize > 0 {
+		h.ring = make([]*Frame, cfg.ReplaySize)
+	}
+	if cfg.IDs == EpochIDs {
+		h.known = true // seqs start at 1; everything after 0 is this process's
+	}
+	return h
+}
+
+// Epoch is the hub's id epoch.
+func (h *Hub) Epoch() string { return h.cfg.Epoch }
+
+// Scheme is the hub's id scheme.
+func (h *Hub) Scheme() IDScheme { return h.cfg.IDs }
+
+// Len is the number of subscribers.
+func (h *Hub) Len() int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return h.count
+}
+
+// Publish encodes m once and offers it to every matching subscriber, returning the frame and
+// how many subscribers it was handed to. When Publish returns, the event is in every matching
+// subscriber's buffer (or was dropped there by its overflow policy): the caller may ack it.
+// In OffsetIDs mode an offset at or below the last published one is a redelivery and is
+// skipped (nil frame).
+func (h *Hub) Publish(m Message) (*Frame, int) {
+	h.publishMu.Lock()
+	defer h.publishMu.Unlock()
+
+	var pos int64
+	if h.cfg.IDs == OffsetIDs {
+		if h.known && m.Offset <= h.last {
+			return nil, 0
+		}
+		pos = m.Offset
+	} else {
+		pos = h.last + 1
+	}
+	id := formatID(h.cfg.IDs, h.cfg.Epoch, pos)
+	ev := sse.Event{ID: id, Data: m.Data}
+	f := &Frame{
+		Pos:        pos,
+		ID:         id,
+		RoutingKey: m.RoutingKey,
+		Values:     m.Values,
+		Bytes:      sse.AppendEvent(make([]byte, 0, sse.EncodedLen(ev)), ev),
+		Published:  m.Published,
+	}
+
+	if !h.known {
+		h.settle(pos)
+	}
+
+	h.mu.RLock()
+	h.appendRing(f)
+	matched := 0
+	for i, v := range m.Values {
+		if i >= len(h.byValue) {
+			break
+		}
+		for s := range h.byValue[i][v] {
+			if s.filter.Matches(m.Values) {
+				s.offer(f, h.cfg.Overflow, h.cfg.OnDrop)
+				matched++
+			}
+		}
+	}
+	for s := range h.unfiltered {
+		s.offer(f, h.cfg.Overflow, h.cfg.OnDrop)
+		matched++
+	}
+	h.mu.RUnlock()
+	return f, matched
+}
+
+// settle runs once in stream mode when the first position becomes known: subscribers that
+// asked to resume from before it cannot be served from memory and get a gap.
+func (h *Hub) settle(first int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.known = true
+	h.floor, h.last = first-1, first-1
+	for s := range h.unsettled {
+		s.mu.Lock()
+		if s.cursorPos < h.floor && !s.closed {
+			s.gap = &Gap{Reason: "expired"}
+			s.skipUpTo = -1
+			s.signal()
+		}
+		s.unsettled = false
+		s.mu.Unlock()
+		delete(h.unsettled, s)
+	}
+}
+
+// appendRing adds f as the newest position; called with publishMu held.
+func (h *Hub) appendRing(f *Frame) {
+	h.last = f.Pos
+	if len(h.ring) == 0 {
+		h.floor = f.Pos
+		return
+	}
+	for h.ringLen > 0 && (h.ringLen == len(h.ring) || h.ringBytes+len(f.Bytes) > h.cfg.ReplayMaxBytes) {
+		old := h.ring[h.ringHead]
+		h.ring[h.ringHead] = nil
+		h.ringHead = (h.ringHead + 1) % len(h.ring)
+		h.ringLen--
+		h.ringBytes -= len(old.Bytes)
+		h.floor = old.Pos
+	}
+	if len(f.Bytes) > h.cfg.ReplayMaxBytes {
+		h.floor = f.Pos
+		return
+	}
+	h.ring[(h.ringHead+h.ringLen)%len(h.ring)] = f
+	h.ringLen++
+	h.ringBytes += len(f.Bytes)
+}
+
+// Subscribe registers a subscriber with filter (one entry per placeholder) resuming after
+// cursor. The returned gap, when non-nil, must be sent to the client before anything else:
+// the hub cannot place the cursor (foreign epoch, malformed, in the future) or the events
+// after it have left the replay window. Replayed events are delivered by Take before live ones.
+func (h *Hub) Subscribe(filter Filter, cursor Cursor) (*Subscriber, *Gap) {
+	s := &Subscriber{
+		hub:      h,
+		filter:   filter,
+		indexed:  -1,
+		notify:   make(chan struct{}, 1),
+		buf:      make([]*Frame, h.cfg.BufferSize),
+		skipUpTo: -1,
+	}
+	for i := len(filter) - 1; i >= 0; i-- {
+		if filter[i] != nil {
+			s.indexed = i
+			break
+		}
+	}
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	gap := h.resume(s, cursor)
+	if s.indexed < 0 {
+		h.unfiltered[s] = struct{}{}
+	} else {
+		for _, v := range filter[s.indexed] {
+			set := h.byValue[s.indexed][v]
+			if set == nil {
+				set = map[*Subscriber]struct{}{}
+				h.byValue[s.indexed][v] = set
+			}
+			set[s] = struct{}{}
+		}
+	}
+	h.count++
+	if len(s.backlog) > 0 {
+		s.signal()
+	}
+	return s, gap
+}
+
+// resume places cursor; called with mu held exclusively (so no Publish runs).
+func (h *Hub) resume(s *Subscriber, c Cursor) *Gap {
+	if !c.Present {
+		return nil
+	}
+	if !c.Valid || (h.cfg.IDs == EpochIDs && c.Epoch != h.cfg.Epoch) {
+		return &Gap{Reason: "unknown_id"}
+	}
+	if h.cfg.IDs == OffsetIDs {
+		if !h.known {
+			// The first position is not known yet: skip up to the cursor and decide at the first
+			// publish whether events before it were missed.
+			s.skipUpTo, s.cursorPos, s.unsettled = c.Pos, c.Pos, true
+			h.unsettled[s] = struct{}{}
+			return nil
+		}
+		if c.Pos >= h.last {
+			// This replica has not reached the client's position yet (another replica is ahead):
+			// deliver only what comes after it.
+			s.skipUpTo = c.Pos
+			return nil
+		}
+	} else if c.Pos > h.last {
+		return &Gap{Reason: "unknown_id"}
+	}
+	if c.Pos < h.floor {
+		return &Gap{Reason: "expired"}
+	}
+	for i := 0; i < h.ringLen; i++ {
+		f := h.ring[(h.ringHead+i)%len(h.ring)]
+		if f.Pos > c.Pos && s.filter.Matches(f.Values) {
+			s.backlog = append(s.backlog, f)
+		}
+	}
+	return nil
+}
+
+// Unsubscribe removes s; it is idempotent. Its buffered frames are released.
+func (h *Hub) Unsubscribe(s *Subscriber) {
+	h.mu.Lock()
+	removed := false
+	if s.indexed < 0 {
+		if _, ok := h.unfiltered[s]; ok {
+			delete(h.unfiltered, s)
+			removed = true
+		}
+	} else {
+		for _, v := range s.filter[s.indexed] {
+			set := h.byValue[s.indexed][v]
+			if _, ok := set[s]; ok {
+				delete(set, s)
+				removed = true
+				if len(set) == 0 {
+					delete(h.byValue[s.indexed], v)
+				}
+			}
+		}
+	}
+	delete(h.unsettled, s)
+	if removed {
+		h.count--
+	}
+	h.mu.Unlock()
+	s.close()
+}

@@ -1,0 +1,90 @@
+// Package metrics defines the bridge's Prometheus metrics. Their names are a contract: the
+// operator scrapes them into EventStream status. Each Metrics has its own registry, so several
+// bridges can live in one process (tests).
+package metrics
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metric names scraped by the operator.
+const (
+	Clients             = "eventstream_bridge_clients"
+	EventsConsumed      = "eventstream_bridge_events_consumed_total"
+	EventsDelivered     = "eventstream_bridge_events_delivered_total"
+	EventsDropped       = "eventstream_bridge_events_dropped_total"
+	MessagesMalformed   = "eventstream_bridge_messages_malformed_total"
+	BrokerReconnects    = "eventstream_bridge_broker_reconnects_total"
+	ConsumerLagMessages = "eventstream_bridge_consumer_lag_messages"
+	DeliveryLatency     = "eventstream_bridge_delivery_latency_seconds"
+	ConnectionsRejected = "eventstream_bridge_connections_rejected_total"
+	BrokerConnected     = "eventstream_bridge_broker_connected"
+)
+
+// Metrics holds the bridge's collectors and their registry.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	// Clients is the number of open SSE streams.
+	Clients prometheus.Gauge
+	// Consumed counts messages taken from the queue (valid or not).
+	Consumed prometheus.Counter
+	// Delivered counts events written to clients (one per client per event).
+	Delivered prometheus.Counter
+	// Dropped counts events not delivered to a client, by reason (overflow, superseded,
+	// disconnect).
+	Dropped *prometheus.CounterVec
+	// Malformed counts rejected messages by reason (not_json, routing_key, oversize).
+	Malformed *prometheus.CounterVec
+	// Reconnects counts re-established broker connections after a loss.
+	Reconnects prometheus.Counter
+	// BrokerUp is 1 while the consumer is connected and consuming.
+	BrokerUp prometheus.Gauge
+	// Lag is the number of messages in the queue not yet delivered to this bridge.
+	Lag prometheus.Gauge
+	// Latency is publish→write-to-client time, from the message's timestamp.
+	Latency prometheus.Histogram
+	// Rejected counts refused SSE connections by reason.
+	Rejected *prometheus.CounterVec
+}
+
+// New creates the metrics on a new registry that also carries the Go and process collectors.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry:   reg,
+		Clients:    prometheus.NewGauge(prometheus.GaugeOpts{Name: Clients, Help: "Open SSE streams."}),
+		Consumed:   prometheus.NewCounter(prometheus.CounterOpts{Name: EventsConsumed, Help: "Messages consumed from the queue, valid or not."}),
+		Delivered:  prometheus.NewCounter(prometheus.CounterOpts{Name: EventsDelivered, Help: "Events written to SSE clients (one per client per event)."}),
+		Dropped:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: EventsDropped, Help: "Events not delivered to a client, by reason."}, []string{"reason"}),
+		Malformed:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: MessagesMalformed, Help: "Messages rejected to the dead-letter exchange, by reason."}, []string{"reason"}),
+		Reconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: BrokerReconnects, Help: "Broker connections re-established after a loss."}),
+		BrokerUp:   prometheus.NewGauge(prometheus.GaugeOpts{Name: BrokerConnected, Help: "1 while the bridge is connected to the broker and consuming."}),
+		Lag:        prometheus.NewGauge(prometheus.GaugeOpts{Name: ConsumerLagMessages, Help: "Messages in the queue not yet delivered to this bridge (estimate in stream mode)."}),
+		Latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    DeliveryLatency,
+			Help:    "Time from publish (message timestamp) to the write to an SSE client.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+		}),
+		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ConnectionsRejected, Help: "SSE connections refused, by reason."}, []string{"reason"}),
+	}
+	reg.MustRegister(m.Clients, m.Consumed, m.Delivered, m.Dropped, m.Malformed, m.Reconnects,
+		m.BrokerUp, m.Lag, m.Latency, m.Rejected,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, r := range []string{"overflow", "superseded", "disconnect"} {
+		m.Dropped.WithLabelValues(r)
+	}
+	for _, r := range []string{"not_json", "routing_key", "oversize"} {
+		m.Malformed.WithLabelValues(r)
+	}
+	return m
+}
+
+// Handler serves the registry in the Prometheus exposition format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{Registry: m.Registry})
+}

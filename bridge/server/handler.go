@@ -1,0 +1,361 @@
+// Package server is the bridge's HTTP side: the SSE stream handler (query filters, auth,
+// tenant scoping, limits, resume, heartbeats, drain) and the operations endpoints.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/eventstream-operator/eventstream-operator/api/events"
+	"github.com/eventstream-operator/eventstream-operator/bridge/auth"
+	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
+	"github.com/eventstream-operator/eventstream-operator/bridge/metrics"
+	"github.com/eventstream-operator/eventstream-operator/bridge/sse"
+)
+
+// Rejection reasons (label values of the connections-rejected metric).
+const (
+	RejectBadRequest      = "bad_request"
+	RejectUnauthenticated = "unauthenticated"
+	RejectForbidden       = "forbidden"
+	RejectMaxConnections  = "max_connections"
+	RejectTenantLimit     = "max_connections_per_tenant"
+	RejectDraining        = "draining"
+	RejectMethod          = "method_not_allowed"
+)
+
+// GapEventName is the SSE event type that tells a client continuity was lost; the
+// application refetches from its source of truth.
+const GapEventName = "gap"
+
+// Config configures a Handler.
+type Config struct {
+	Hub           *hub.Hub
+	Template      *events.Template
+	TenantParam   string // the placeholder naming the tenant, e.g. team_id
+	Authenticator auth.Authenticator
+	Metrics       *metrics.Metrics
+	Logger        *slog.Logger
+
+	Heartbeat time.Duration // comment interval; default 15s
+	Retry     time.Duration // retry: hint; default 3s
+	// WriteTimeout bounds one write to a client; a client that cannot take a batch in time is
+	// cut off (default 10s).
+	WriteTimeout time.Duration
+
+	MaxFilterValues         int // default 16
+	MaxConnections          int // 0: unlimited
+	MaxConnectionsPerTenant int // 0: unlimited
+
+	// Rand returns a value in [0, 1) for retry jitter; default math/rand/v2.
+	Rand func() float64
+}
+
+// Handler serves the SSE stream. It is an http.Handler for GET <path>.
+type Handler struct {
+	cfg         Config
+	tenantIndex int
+	limiter     *connectionLimiter
+
+	drainOnce sync.Once
+	drain     chan struct{}
+	active    sync.WaitGroup
+}
+
+// NewHandler validates cfg and returns a handler.
+func NewHandler(cfg Config) (*Handler, error) {
+	if cfg.Hub == nil || cfg.Template == nil || cfg.Authenticator == nil || cfg.Metrics == nil || cfg.Logger == nil {
+		return nil, errors.New("server: Hub, Template, Authenticator, Metrics and Logger are required")
+	}
+	idx := cfg.Template.PlaceholderIndex(cfg.TenantParam)
+	if idx < 0 {
+		return nil, fmt.Errorf("tenant parameter %q is not a placeholder of routing-key template %q", cfg.TenantParam, cfg.Template)
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 15 * time.Second
+	}
+	if cfg.Retry <= 0 {
+		cfg.Retry = 3 * time.Second
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 10 * time.Second
+	}
+	if cfg.MaxFilterValues <= 0 {
+		cfg.MaxFilterValues = 16
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Float64
+	}
+	return &Handler{
+		cfg:         cfg,
+		tenantIndex: idx,
+		limiter:     newConnectionLimiter(cfg.MaxConnections, cfg.MaxConnectionsPerTenant),
+		drain:       make(chan struct{}),
+	}, nil
+}
+
+// Drain makes every open stream send a jittered retry: hint and end, and every new request
+// get the same; it returns when all streams ended or ctx is done.
+func (h *Handler) Drain(ctx context.Context) error {
+	h.drainOnce.Do(func() { close(h.drain) })
+	done := make(chan struct{})
+	go func() {
+		h.active.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("drain SSE streams: %w", ctx.Err())
+	}
+}
+
+func (h *Handler) draining() bool {
+	select {
+	case <-h.drain:
+		return true
+	default:
+		return false
+	}
+}
+
+// jitteredRetry spreads reconnects over [Retry, 3·Retry) so a restart does not cause a storm.
+func (h *Handler) jitteredRetry() time.Duration {
+	return h.cfg.Retry + time.Duration(h.cfg.Rand()*float64(2*h.cfg.Retry))
+}
+
+func (h *Handler) reject(w http.ResponseWriter, r *http.Request, status int, reason, message string) {
+	h.cfg.Metrics.Rejected.WithLabelValues(reason).Inc()
+	h.cfg.Logger.Debug("stream refused", "path", r.URL.Path, "status", status, "reason", reason)
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(message + "\n"))
+}
+
+// ServeHTTP handles one stream: parse → authenticate → authorize → limit → subscribe → stream.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		h.reject(w, r, http.StatusMethodNotAllowed, RejectMethod, "method not allowed; use GET")
+		return
+	}
+	sub, err := ParseQuery(r.URL.RawQuery, h.cfg.Template, h.cfg.MaxFilterValues)
+	if err != nil {
+		h.reject(w, r, http.StatusBadRequest, RejectBadRequest, err.Error())
+		return
+	}
+	principal, err := h.cfg.Authenticator.Authenticate(r)
+	if err != nil {
+		var authErr *auth.Error
+		if errors.As(err, &authErr) {
+			reason := RejectUnauthenticated
+			if authErr.Status == http.StatusForbidden {
+				reason = RejectForbidden
+			}
+			h.reject(w, r, authErr.Status, reason, authErr.Message)
+			return
+		}
+		h.cfg.Logger.Error("authenticator failed", "path", r.URL.Path, "error", err)
+		h.reject(w, r, http.StatusUnauthorized, RejectUnauthenticated, "authentication failed")
+		return
+	}
+	tenants, ok := h.scopeTenants(sub.Filter, principal)
+	if !ok {
+		h.reject(w, r, http.StatusForbidden, RejectForbidden, "forbidden: the credentials do not grant the requested "+h.cfg.TenantParam)
+		return
+	}
+	if h.draining() {
+		h.cfg.Metrics.Rejected.WithLabelValues(RejectDraining).Inc()
+		h.retryAndEnd(w, "draining")
+		return
+	}
+	switch h.limiter.acquire(tenants) {
+	case limitTotal:
+		// Full here is temporary and local: tell the browser to come back (possibly to another
+		// replica) later; a status would stop it for good.
+		h.cfg.Metrics.Rejected.WithLabelValues(RejectMaxConnections).Inc()
+		h.retryAndEnd(w, "server full")
+		return
+	case limitTenant:
+		h.reject(w, r, http.StatusTooManyRequests, RejectTenantLimit,
+			"too many open streams for this "+h.cfg.TenantParam+"; close some and reconnect")
+		return
+	}
+	defer h.limiter.release(tenants)
+	h.active.Add(1)
+	defer h.active.Done()
+
+	cursorID := r.Header.Get("Last-Event-ID")
+	if cursorID == "" {
+		cursorID = sub.LastEventID
+	}
+	s, gap := h.cfg.Hub.Subscribe(sub.Filter, hub.ParseCursor(h.cfg.Hub.Scheme(), cursorID))
+	defer h.cfg.Hub.Unsubscribe(s)
+	h.cfg.Metrics.Clients.Inc()
+	defer h.cfg.Metrics.Clients.Dec()
+
+	h.stream(w, r, s, gap, principal.ExpiresAt)
+}
+
+// scopeTenants applies tenant authorization to filter (in place) and returns the tenants the
+// stream covers, for the per-tenant limit. With the tenant parameter given, every value must
+// be readable; without it, a caller limited to some tenants gets exactly those.
+func (h *Handler) scopeTenants(filter hub.Filter, p auth.Principal) ([]string, bool) {
+	requested := filter[h.tenantIndex]
+	if requested != nil {
+		for _, t := range requested {
+			if !p.MayRead(t) {
+				return nil, false
+			}
+		}
+		return requested, true
+	}
+	if p.AllTenants {
+		return nil, true
+	}
+	if len(p.Tenants) == 0 {
+		return nil, false
+	}
+	scoped := slices.Clone(p.Tenants)
+	filter[h.tenantIndex] = scoped
+	return scoped, true
+}
+
+func writeStreamHeaders(w http.ResponseWriter) {
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/event-stream; charset=utf-8")
+	hdr.Set("Cache-Control", "no-cache, no-transform")
+	hdr.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+}
+
+// retryAndEnd answers with an empty stream holding a jittered retry: hint: the browser
+// reconnects later instead of giving up.
+func (h *Handler) retryAndEnd(w http.ResponseWriter, comment string) {
+	writeStreamHeaders(w)
+	b := sse.AppendComment(nil, comment)
+	b = sse.AppendRetry(b, h.jitteredRetry().Milliseconds())
+	_, _ = w.Write(b)
+	_ = http.NewResponseController(w).Flush()
+}
+
+// stream writes the subscription to the client until the client leaves, the hub closes the
+// subscription, the credentials expire or the handler drains. No lock is held while writing.
+func (h *Handler) stream(w http.ResponseWriter, r *http.Request, s *hub.Subscriber, gap *hub.Gap, expiresAt time.Time) {
+	rc := http.NewResponseController(w)
+	log := h.cfg.Logger
+	ctx := r.Context()
+
+	writeStreamHeaders(w)
+	out := sse.AppendComment(make([]byte, 0, 512), "ok")
+	out = sse.AppendRetry(out, h.cfg.Retry.Milliseconds())
+	if gap != nil {
+		out = appendGap(out, gap)
+	}
+	if !h.write(rc, w, out) {
+		return
+	}
+
+	heartbeat := time.NewTicker(h.cfg.Heartbeat)
+	defer heartbeat.Stop()
+	var expired <-chan time.Time
+	if !expiresAt.IsZero() {
+		timer := time.NewTimer(time.Until(expiresAt))
+		defer timer.Stop()
+		expired = timer.C
+	}
+
+	frames := make([]*hub.Frame, 0, 64)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-h.drain:
+			out = sse.AppendComment(out[:0], "draining")
+			out = sse.AppendRetry(out, h.jitteredRetry().Milliseconds())
+			h.write(rc, w, out)
+			return
+		case <-expired:
+			// The client reconnects after the hint with fresh credentials, or gets 401.
+			out = sse.AppendComment(out[:0], "credentials expired")
+			out = sse.AppendRetry(out, h.cfg.Retry.Milliseconds())
+			h.write(rc, w, out)
+			return
+		case <-heartbeat.C:
+			if !h.write(rc, w, sse.AppendComment(out[:0], "")) {
+				return
+			}
+		case <-s.Notify():
+			var closed bool
+			frames, gap, closed = s.Take(frames)
+			if closed {
+				log.Debug("slow stream disconnected by overflow policy", "path", r.URL.Path)
+				out = sse.AppendComment(out[:0], "too slow; reconnect with Last-Event-ID")
+				out = sse.AppendRetry(out, h.jitteredRetry().Milliseconds())
+				h.write(rc, w, out)
+				return
+			}
+			if !h.writeFrames(rc, w, gap, frames) {
+				return
+			}
+			clear(frames) // release frame references while waiting
+		}
+	}
+}
+
+// write writes b with a write deadline and flushes; false means the client is gone.
+func (h *Handler) write(rc *http.ResponseController, w http.ResponseWriter, b []byte) bool {
+	_ = rc.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
+	if _, err := w.Write(b); err != nil {
+		return false
+	}
+	return rc.Flush() == nil
+}
+
+func (h *Handler) writeFrames(rc *http.ResponseController, w http.ResponseWriter, gap *hub.Gap, frames []*hub.Frame) bool {
+	_ = rc.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
+	if gap != nil {
+		if _, err := w.Write(appendGap(nil, gap)); err != nil {
+			return false
+		}
+	}
+	for _, f := range frames {
+		if _, err := w.Write(f.Bytes); err != nil {
+			return false
+		}
+	}
+	if rc.Flush() != nil {
+		return false
+	}
+	now := time.Now()
+	h.cfg.Metrics.Delivered.Add(float64(len(frames)))
+	for _, f := range frames {
+		if !f.Published.IsZero() {
+			h.cfg.Metrics.Latency.Observe(now.Sub(f.Published).Seconds())
+		}
+	}
+	return true
+}
+
+// appendGap encodes a gap event: event type "gap", no id (the client keeps its last id), and
+// JSON data {"reason":…,"dropped":n}.
+func appendGap(dst []byte, g *hub.Gap) []byte {
+	data := make([]byte, 0, 48)
+	data = append(data, `{"reason":"`...)
+	data = append(data, g.Reason...)
+	data = append(data, `","dropped":`...)
+	data = strconv.AppendInt(data, int64(g.Dropped), 10)
+	data = append(data, '}')
+	return sse.AppendEvent(dst, sse.Event{Name: GapEventName, Data: data})
+}
