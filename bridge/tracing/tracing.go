@@ -17,6 +17,7 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
@@ -41,6 +42,8 @@ const (
 	attrDest       = attribute.Key("messaging.destination.name")
 	attrRoutingKey = attribute.Key("messaging.rabbitmq.destination.routing_key")
 	attrMessageID  = attribute.Key("messaging.message.id")
+	// attrOutcome records what the bridge did with a delivery (not a semantic convention).
+	attrOutcome = attribute.Key("eventstream.delivery.outcome")
 )
 
 // Enabled reports whether the environment asks for trace export.
@@ -160,3 +163,27 @@ func StartConsume(ctx context.Context, headers amqp.Table, queue, routingKey str
 // MessageID returns the attribute recording an AMQP message id, for callers that want it on the
 // consumer span: span.SetAttributes(tracing.MessageID(d.MessageId)).
 func MessageID(id string) attribute.KeyValue { return attrMessageID.String(id) }
+
+// DeliveryObserver returns the consumer's per-delivery hook (it fits bridge/amqp's
+// DeliveryObserver): it starts the consume span of a delivery from queue, continuing the
+// publisher's trace, and ends it with the outcome the consumer reports ("delivered",
+// "malformed:<reason>" or "error"; anything but "delivered" marks the span as an error).
+// When tracing is off it returns nil, which the consumer treats as no hook at all.
+func DeliveryObserver(queue string) func(ctx context.Context, d *amqp.Delivery) (end func(outcome string)) {
+	if !active.Load() {
+		return nil
+	}
+	return func(ctx context.Context, d *amqp.Delivery) func(string) {
+		_, span := StartConsume(ctx, d.Headers, queue, d.RoutingKey)
+		if d.MessageId != "" {
+			span.SetAttributes(MessageID(d.MessageId))
+		}
+		return func(outcome string) {
+			span.SetAttributes(attrOutcome.String(outcome))
+			if outcome != "delivered" {
+				span.SetStatus(codes.Error, outcome)
+			}
+			span.End()
+		}
+	}
+}

@@ -1,0 +1,132 @@
+package tracing
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.opentelemetry.io/otel/codes"
+
+	"github.com/eventstream-operator/eventstream-operator/api/events"
+	bridgeamqp "github.com/eventstream-operator/eventstream-operator/bridge/amqp"
+	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
+	"github.com/eventstream-operator/eventstream-operator/bridge/metrics"
+	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
+)
+
+// sinkChannel hands what the consumer publishes to the test.
+type sinkChannel chan hub.Message
+
+func (s sinkChannel) Publish(m hub.Message) (*hub.Frame, int) {
+	s <- m
+	return nil, 0
+}
+
+// TestBridgeConsumerContinuesThePublishersTrace runs the bridge's own consumer against the real
+// broker with DeliveryObserver as its hook: a message published inside a span yields a consume
+// span that is the publish span's child; a malformed message's span is marked as an error.
+func TestBridgeConsumerContinuesThePublishersTrace(t *testing.T) {
+	node := rabbitmqtest.Shared(t)
+	recorder := recordSpans(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	name := "tracing-consumer-" + events.NewID()[:12]
+	t.Cleanup(func() { deleteTopology(t, node.URI, name) })
+	sink := make(sinkChannel, 4)
+	consumer := bridgeamqp.New(bridgeamqp.Config{
+		URL: node.URI, Exchange: name, Queue: name, QueueType: bridgeamqp.Classic,
+		DeclareTopology: true, Template: events.MustParseTemplate(events.DefaultRoutingKeyTemplate),
+		Observe: DeliveryObserver(name), Logger: slog.New(slog.DiscardHandler), Metrics: metrics.New(),
+	}, sink)
+	consumerCtx, stopConsumer := context.WithCancel(ctx)
+	consumerDone := make(chan struct{})
+	go func() {
+		defer close(consumerDone)
+		_ = consumer.Run(consumerCtx)
+	}()
+	defer func() { stopConsumer(); <-consumerDone }()
+	select {
+	case <-consumer.Connected():
+	case <-ctx.Done():
+		t.Fatal("consumer did not connect within 30s")
+	}
+
+	publisher, err := events.Dial(node.URI, nil, events.PublisherConfig{Exchange: name, HeaderInjector: Inject})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer publisher.Close()
+	publishCtx, publishSpan := StartPublish(ctx, name, "team.42.job.7.status")
+	if err := publisher.Publish(publishCtx, "team.42.job.7.status", []byte(`{"status":"done"}`), events.PublishOptions{MessageID: "traced-1"}); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	publishSpan.End()
+	if err := publisher.Publish(ctx, "team.42.job.7.status", []byte(`not json`), events.PublishOptions{MessageID: "malformed-1"}); err != nil {
+		t.Fatalf("publish malformed: %v", err)
+	}
+	select {
+	case <-sink:
+	case <-ctx.Done():
+		t.Fatal("the consumer handed nothing to the hub within 30s")
+	}
+	eventually(t, 10*time.Second, func() bool { return len(recorder.Ended()) >= 3 }, "consume spans did not end")
+
+	publish := endedSpan(t, recorder, "publish "+name)
+	var delivered, malformed bool
+	for _, span := range recorder.Ended() {
+		if span.Name() != "process "+name {
+			continue
+		}
+		attrs := map[string]string{}
+		for _, kv := range span.Attributes() {
+			attrs[string(kv.Key)] = kv.Value.Emit()
+		}
+		switch attrs["messaging.message.id"] {
+		case "traced-1":
+			delivered = true
+			if span.Parent().SpanID() != publish.SpanContext().SpanID() || span.SpanContext().TraceID() != publish.SpanContext().TraceID() {
+				t.Fatalf("consume span parent %v, want the publish span %v", span.Parent(), publish.SpanContext())
+			}
+			if attrs["eventstream.delivery.outcome"] != "delivered" || span.Status().Code == codes.Error {
+				t.Fatalf("delivered span: attrs %v status %v", attrs, span.Status())
+			}
+		case "malformed-1":
+			malformed = true
+			if span.Status().Code != codes.Error || attrs["eventstream.delivery.outcome"] != "malformed:"+bridgeamqp.ReasonNotJSON {
+				t.Fatalf("malformed span: attrs %v status %v", attrs, span.Status())
+			}
+		}
+	}
+	if !delivered || !malformed {
+		t.Fatalf("consume spans: delivered %v malformed %v", delivered, malformed)
+	}
+}
+
+func TestDeliveryObserverIsNilWhenTracingIsOff(t *testing.T) {
+	if DeliveryObserver("q") != nil {
+		t.Fatal("DeliveryObserver returned a hook with tracing off")
+	}
+}
+
+// deleteTopology removes what DeclareTopology created for name.
+func deleteTopology(t *testing.T, uri, name string) {
+	conn, err := amqp.Dial(uri)
+	if err != nil {
+		t.Logf("cleanup: %v", err)
+		return
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return
+	}
+	for _, q := range []string{name, bridgeamqp.DeadLetterQueueName(name)} {
+		_, _ = ch.QueueDelete(q, false, false, false)
+	}
+	for _, x := range []string{name, name + ".dlx"} {
+		_ = ch.ExchangeDelete(x, false, false)
+	}
+}
