@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -71,7 +72,8 @@ type Config struct {
 	// Cookie names a cookie that may carry the token; empty: cookies are not read.
 	Cookie string
 	// QueryParameter names the query parameter that may carry the token (EventSource cannot send
-	// headers); empty: the query is not read.
+	// headers); empty: the query is not read. The bridge's handler accepts only
+	// DefaultQueryParameter among its query parameters, so the flags offer on/off only.
 	QueryParameter string
 	// Leeway is the clock skew tolerated for exp and nbf.
 	Leeway time.Duration
@@ -100,7 +102,18 @@ func RegisterFlags(fs *flag.FlagSet, cfg *Config) {
 	fs.StringVar(&cfg.TenantsClaim, "auth-tenants-claim", DefaultTenantsClaim, "claim listing the caller's tenants")
 	fs.StringVar(&cfg.RequiredScope, "auth-required-scope", DefaultRequiredScope, "scope the token must carry (scope, scp or scopes claim); empty disables the check")
 	fs.StringVar(&cfg.Cookie, "auth-cookie", "", "name of a cookie that may carry the token; empty: cookies are ignored")
-	fs.StringVar(&cfg.QueryParameter, "auth-query-parameter", DefaultQueryParameter, "query parameter that may carry the token; empty: the query is ignored")
+	cfg.QueryParameter = DefaultQueryParameter
+	fs.BoolFunc("auth-query-token", "accept the token in the "+DefaultQueryParameter+" query parameter, which EventSource needs (default true; false: header or cookie only)", func(v string) error {
+		on, err := strconv.ParseBool(v)
+		if err != nil {
+			return err
+		}
+		cfg.QueryParameter = ""
+		if on {
+			cfg.QueryParameter = DefaultQueryParameter
+		}
+		return nil
+	})
 	fs.DurationVar(&cfg.Leeway, "auth-leeway", DefaultLeeway, "clock skew tolerated for exp and nbf")
 }
 

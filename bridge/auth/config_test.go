@@ -23,13 +23,13 @@ func TestRegisterFlags(t *testing.T) {
 	err := fs.Parse([]string{
 		"--auth-mode=jwt", "--auth-jwks-url=https://issuer.test/jwks.json", "--auth-algorithms=RS256, ES256",
 		"--auth-audience=bridge,web", "--auth-issuer=https://issuer.test", "--auth-tenants-claim=orgs",
-		"--auth-required-scope=", "--auth-cookie=jwt", "--auth-leeway=5s",
+		"--auth-required-scope=", "--auth-cookie=jwt", "--auth-leeway=5s", "--auth-query-token=false",
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !slices.Equal(cfg.Algorithms, []string{"RS256", "ES256"}) || !slices.Equal(cfg.Audience, []string{"bridge", "web"}) ||
-		cfg.TenantsClaim != "orgs" || cfg.RequiredScope != "" || cfg.Cookie != "jwt" || cfg.Leeway != 5*time.Second {
+		cfg.TenantsClaim != "orgs" || cfg.RequiredScope != "" || cfg.Cookie != "jwt" || cfg.Leeway != 5*time.Second || cfg.QueryParameter != "" {
 		t.Fatalf("parsed = %+v", cfg)
 	}
 }
