@@ -54,7 +54,10 @@ func Start(cfg *Config, log *slog.Logger) (*Bridge, error) {
 		return nil, err
 	}
 
-	m := metrics.New()
+	m := cfg.Metrics
+	if m == nil {
+		m = metrics.New()
+	}
 	ids := hub.EpochIDs
 	if queueType == bridgeamqp.Stream {
 		ids = hub.OffsetIDs
@@ -92,6 +95,7 @@ func Start(cfg *Config, log *slog.Logger) (*Bridge, error) {
 		Template:                tmpl,
 		TenantParam:             cfg.TenantParam,
 		Authenticator:           cfg.Authenticator,
+		AuthMetrics:             cfg.AuthMetrics,
 		Metrics:                 m,
 		Logger:                  log,
 		Heartbeat:               cfg.Heartbeat,

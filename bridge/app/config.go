@@ -20,6 +20,7 @@ import (
 	bridgeamqp "github.com/eventstream-operator/eventstream-operator/bridge/amqp"
 	"github.com/eventstream-operator/eventstream-operator/bridge/auth"
 	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
+	"github.com/eventstream-operator/eventstream-operator/bridge/metrics"
 )
 
 // Environment keys read as defaults (flags win). Credentials come only from RABBITMQ_URL.
@@ -69,6 +70,8 @@ type Config struct {
 
 	// Authenticator decides who a request is; nil is an error (use auth.None() explicitly).
 	Authenticator auth.Authenticator
+	// AuthMetrics counts auth outcomes (register it on Metrics.Registry); nil: not counted.
+	AuthMetrics *auth.Metrics
 	// Middleware wraps the SSE handler (CORS); nil: none.
 	Middleware func(http.Handler) http.Handler
 	// Observe is called per consumed delivery (tracing); nil: none.
@@ -77,6 +80,9 @@ type Config struct {
 	Backoff bridgeamqp.Backoff
 	// LagInterval overrides the lag sampling interval (tests).
 	LagInterval time.Duration
+	// Metrics, when set, is used instead of a new metrics.New(); create it first to register
+	// more collectors (auth outcomes) on its Registry.
+	Metrics *metrics.Metrics
 }
 
 // BindFlags registers the bridge's flags on fs with defaults from getenv, and returns the

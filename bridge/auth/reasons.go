@@ -64,5 +64,10 @@ func Authorize(p Principal, tenant string) error {
 	if p.MayRead(tenant) {
 		return nil
 	}
+	return TenantForbidden()
+}
+
+// TenantForbidden is the 403 for a request that asks for a tenant its credentials do not grant.
+func TenantForbidden() *Error {
 	return forbidden(ReasonTenantForbidden, "the token does not grant access to this tenant")
 }

@@ -42,8 +42,10 @@ type Config struct {
 	Template      *events.Template
 	TenantParam   string // the placeholder naming the tenant, e.g. team_id
 	Authenticator auth.Authenticator
-	Metrics       *metrics.Metrics
-	Logger        *slog.Logger
+	// AuthMetrics counts authentication/authorization outcomes; nil: not counted.
+	AuthMetrics *auth.Metrics
+	Metrics     *metrics.Metrics
+	Logger      *slog.Logger
 
 	Heartbeat time.Duration // comment interval; default 15s
 	Retry     time.Duration // retry: hint; default 3s
@@ -157,6 +159,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	principal, err := h.cfg.Authenticator.Authenticate(r)
 	if err != nil {
+		h.cfg.AuthMetrics.Observe(err)
 		var authErr *auth.Error
 		if errors.As(err, &authErr) {
 			reason := RejectUnauthenticated
@@ -172,9 +175,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	tenants, ok := h.scopeTenants(sub.Filter, principal)
 	if !ok {
+		h.cfg.AuthMetrics.Observe(auth.TenantForbidden())
 		h.reject(w, r, http.StatusForbidden, RejectForbidden, "forbidden: the credentials do not grant the requested "+h.cfg.TenantParam)
 		return
 	}
+	h.cfg.AuthMetrics.Observe(nil)
 	if h.draining() {
 		h.cfg.Metrics.Rejected.WithLabelValues(RejectDraining).Inc()
 		h.retryAndEnd(w, "draining")

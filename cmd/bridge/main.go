@@ -24,7 +24,7 @@ func main() {
 func run(args []string) error {
 	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
 	cfg := app.BindFlags(fs, os.Getenv)
-	authFlags := bindAuthFlags(fs, os.Getenv)
+	security := bindSecurityFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -32,9 +32,11 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	if cfg.Authenticator, err = newAuthenticator(authFlags, log); err != nil {
+	stopSecurity, err := setupSecurity(cfg, security, log)
+	if err != nil {
 		return err
 	}
+	defer stopSecurity()
 
 	b, err := app.Start(cfg, log)
 	if err != nil {
