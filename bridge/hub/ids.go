@@ -51,13 +51,13 @@ func ParseCursor(scheme IDScheme, id string) Cursor {
 	if len(id) > MaxCursorBytes {
 		return c
 	}
-	digits := id
+	digits, epoch := id, ""
 	if scheme == EpochIDs {
-		epoch, seq, ok := strings.Cut(id, "-")
+		var ok bool
+		epoch, digits, ok = strings.Cut(id, "-")
 		if !ok || !isEpoch(epoch) {
 			return c
 		}
-		c.Epoch, digits = epoch, seq
 	}
 	if digits == "" || len(digits) > 19 {
 		return c
@@ -74,7 +74,7 @@ func ParseCursor(scheme IDScheme, id string) Cursor {
 	if err != nil {
 		return c
 	}
-	c.Pos, c.Valid = pos, true
+	c.Epoch, c.Pos, c.Valid = epoch, pos, true
 	return c
 }
 

@@ -16,11 +16,11 @@ type Event struct {
 	// ID becomes the client's last event id. CR, LF and NUL are removed (a client ignores an
 	// id containing NUL); empty: no id field, so the client keeps its previous id.
 	ID string
-	// Name is the event type for addEventListener; empty means "message". CR and LF are
-	// removed.
+	// Name is the event type for addEventListener; empty means "message". CR, LF and NUL
+	// are removed.
 	Name string
 	// Data is split at CRLF, CR and LF into one data: line each; the client joins them with
-	// LF. Invalid UTF-8 is replaced with U+FFFD. Empty data still dispatches an event with
+	// LF. Each byte that is not valid UTF-8 becomes U+FFFD. Empty data still dispatches an event with
 	// an empty string.
 	Data []byte
 }
@@ -43,7 +43,7 @@ func AppendEvent(dst []byte, ev Event) []byte {
 
 // EncodedLen returns an upper bound of len(AppendEvent(nil, ev)) for preallocation.
 func EncodedLen(ev Event) int {
-	n := len("id: \nevent: \n\n") + len(ev.ID) + len(ev.Name)
+	n := len("id: \nevent: \n\n") + 3*(len(ev.ID)+len(ev.Name))
 	lines := 1
 	for _, c := range ev.Data {
 		if c == '\n' || c == '\r' {
