@@ -168,27 +168,32 @@ func (b *Bridge) OpsAddr() string { return b.opsListener.Addr().String() }
 // Failed delivers an error when a listener fails while serving.
 func (b *Bridge) Failed() <-chan error { return b.serveErr }
 
-// Shutdown drains gracefully: not ready first, then every stream gets a jittered retry: and
-// ends, then the SSE server stops, then the consumer cancels and closes its channel (unacked
-// deliveries return to the queue), then the operations server stops. ctx bounds the whole
-// sequence; Shutdown is idempotent.
+// Shutdown drains gracefully, in this order:
+//  1. readiness off, so no new traffic is routed here;
+//  2. the consumer cancels and closes its channel: deliveries not yet acked return to the queue
+//     for the next bridge, and nothing more is acked on behalf of clients about to leave;
+//  3. every stream writes what was already handed to it, then a jittered retry: hint, and ends
+//     (clients reconnect, spread out, to another replica or the restarted pod);
+//  4. the SSE server and then the operations server stop.
+//
+// ctx bounds the whole sequence; Shutdown is idempotent.
 func (b *Bridge) Shutdown(ctx context.Context) error {
 	b.shutdownOnce.Do(func() {
 		b.draining.Store(true)
-		b.log.Info("draining: readiness off, ending streams with a retry hint")
+		b.log.Info("draining: readiness off, stopping the consumer, ending streams with a retry hint")
 		var errs []error
+		b.stopConsumer()
+		select {
+		case <-b.consumerDone:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("stop consumer: %w", ctx.Err()))
+		}
 		if err := b.Handler.Drain(ctx); err != nil {
 			errs = append(errs, err)
 		}
 		if err := b.sseServer.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop SSE server: %w", err))
 			_ = b.sseServer.Close()
-		}
-		b.stopConsumer()
-		select {
-		case <-b.consumerDone:
-		case <-ctx.Done():
-			errs = append(errs, fmt.Errorf("stop consumer: %w", ctx.Err()))
 		}
 		if err := b.opsServer.Shutdown(ctx); err != nil {
 			_ = b.opsServer.Close()

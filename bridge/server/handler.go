@@ -287,6 +287,10 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, s *hub.Subscrib
 		case <-ctx.Done():
 			return
 		case <-h.drain:
+			// Events already handed to this stream (and acked) are written first.
+			if frames, gap, closed := s.Take(frames); !closed && !h.writeFrames(rc, w, gap, frames) {
+				return
+			}
 			out = sse.AppendComment(out[:0], "draining")
 			out = sse.AppendRetry(out, h.jitteredRetry().Milliseconds())
 			h.write(rc, w, out)
