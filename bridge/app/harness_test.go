@@ -1,0 +1,232 @@
+package app
+
+import (
+	"context"
+	"flag"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/eventstream-operator/eventstream-operator/api/events"
+	bridgeamqp "github.com/eventstream-operator/eventstream-operator/bridge/amqp"
+	"github.com/eventstream-operator/eventstream-operator/bridge/auth"
+	"github.com/eventstream-operator/eventstream-operator/bridge/sse"
+)
+
+// startBridge starts an in-process bridge against uri with flags args (listeners on loopback
+// port 0, topology declared by the bridge) and shuts it down with the test.
+func startBridge(t *testing.T, uri string, args ...string) *Bridge {
+	t.Helper()
+	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
+	cfg := BindFlags(fs, func(key string) string {
+		if key == EnvURL {
+			return uri
+		}
+		return ""
+	})
+	base := []string{"--listen=127.0.0.1:0", "--metrics-listen=127.0.0.1:0", "--declare-topology", "--heartbeat=200ms", "--retry=100ms"}
+	if err := fs.Parse(append(base, args...)); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Authenticator = auth.None()
+	cfg.Backoff = bridgeamqp.Backoff{Initial: 50 * time.Millisecond, Max: 500 * time.Millisecond}
+	cfg.LagInterval = 100 * time.Millisecond
+	level := slog.LevelWarn
+	if os.Getenv("BRIDGE_TEST_LOG") != "" {
+		level = slog.LevelDebug
+	}
+	var w io.Writer = io.Discard
+	if os.Getenv("BRIDGE_TEST_LOG") != "" {
+		w = os.Stderr
+	}
+	b, err := Start(cfg, slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = b.Shutdown(ctx)
+	})
+	select {
+	case <-b.Consumer.Connected():
+	case <-time.After(20 * time.Second):
+		t.Fatal("bridge did not start consuming within 20s")
+	}
+	return b
+}
+
+// uniqueName returns a queue/exchange name unique to this test run.
+func uniqueName(t *testing.T, prefix string) string {
+	return prefix + "-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")) + "-" + events.NewID()[:8]
+}
+
+// client is an SSE client of a bridge.
+type client struct {
+	t      *testing.T
+	resp   *http.Response
+	dec    *sse.Decoder
+	events chan sse.Message
+	done   chan error
+	cancel context.CancelFunc
+}
+
+func connect(t *testing.T, b *Bridge, query string, lastEventID string) *client {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+b.SSEAddr()+"/api/v1/events?"+query, nil)
+	if lastEventID != "" {
+		req.Header.Set("Last-Event-ID", lastEventID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if resp.StatusCode != 200 {
+		cancel()
+		t.Fatalf("stream answered %d", resp.StatusCode)
+	}
+	c := &client{t: t, resp: resp, dec: sse.NewDecoder(resp.Body, 0), events: make(chan sse.Message, 100000), done: make(chan error, 1), cancel: cancel}
+	go func() {
+		for {
+			m, err := c.dec.Next()
+			if err != nil {
+				c.done <- err
+				close(c.events)
+				return
+			}
+			c.events <- m
+		}
+	}()
+	t.Cleanup(c.close)
+	return c
+}
+
+func (c *client) close() {
+	c.cancel()
+	c.resp.Body.Close()
+}
+
+// take returns the next n events or fails after timeout.
+func (c *client) take(n int, timeout time.Duration) []sse.Message {
+	c.t.Helper()
+	var got []sse.Message
+	deadline := time.After(timeout)
+	for len(got) < n {
+		select {
+		case m, ok := <-c.events:
+			if !ok {
+				c.t.Fatalf("stream ended after %d of %d events: %v", len(got), n, <-c.done)
+			}
+			got = append(got, m)
+		case <-deadline:
+			c.t.Fatalf("got %d of %d events within %v", len(got), n, timeout)
+		}
+	}
+	return got
+}
+
+// publisher returns an events.Publisher on exchange, closed with the test.
+func publisher(t *testing.T, uri, exchange string) *events.Publisher {
+	t.Helper()
+	p, err := events.Dial(uri, nil, events.PublisherConfig{Exchange: exchange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+var tmpl = events.MustParseTemplate(events.DefaultRoutingKeyTemplate)
+
+func publishEvents(t *testing.T, p *events.Publisher, team, job string, from, to int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := from; i <= to; i++ {
+		ev := events.Event{ID: "e" + itoa(i), Type: "job.status", TeamID: team, JobID: job, Status: "running", Progress: i % 101, Message: "step " + itoa(i), Time: time.Now().UTC()}
+		if err := p.PublishEvent(ctx, tmpl, ev, events.PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func publishRaw(t *testing.T, p *events.Publisher, key string, body []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := p.Publish(ctx, key, body, events.PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }
+
+// queueMessages returns the ready message count of queue (passive declare).
+func queueMessages(t *testing.T, uri, queue string) int {
+	t.Helper()
+	conn, err := amqp091.Dial(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	if err != nil {
+		t.Fatalf("passive declare %q: %v", queue, err)
+	}
+	return q.Messages
+}
+
+// deleteQueues removes test queues and exchanges after the test.
+func cleanupTopology(t *testing.T, uri string, queues []string, exchanges []string) {
+	t.Cleanup(func() {
+		conn, err := amqp091.Dial(uri)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		ch, err := conn.Channel()
+		if err != nil {
+			return
+		}
+		for _, q := range queues {
+			_, _ = ch.QueueDelete(q, false, false, false)
+		}
+		for _, e := range exchanges {
+			_ = ch.ExchangeDelete(e, false, false)
+		}
+	})
+}
+
+// eventually polls cond until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func httpStatus(url string) int {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}

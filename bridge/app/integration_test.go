@@ -1,0 +1,204 @@
+package app
+
+import (
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	bridgeamqp "github.com/eventstream-operator/eventstream-operator/bridge/amqp"
+	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
+	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
+)
+
+// TestClassicQueueDeliversInOrderAndDeadLettersMalformed: events published with confirms reach
+// a filtered client in order with multi-line-safe framing; malformed messages (not JSON,
+// routing key outside the template, oversize) are dead-lettered to <queue>.dlq, counted, and do
+// not disturb the stream; the queue drains (lag 0).
+func TestClassicQueueDeliversInOrderAndDeadLettersMalformed(t *testing.T) {
+	t.Parallel()
+	node := rabbitmqtest.Shared(t)
+	queue, exchange := uniqueName(t, "q"), uniqueName(t, "x")
+	cleanupTopology(t, node.URI, []string{queue, queue + ".dlq"}, []string{exchange, queue + ".dlx"})
+	b := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange, "--binding-key=team.#", "--max-message-bytes=2048")
+	eventually(t, 5*time.Second, "readyz 200", func() bool { return httpStatus("http://"+b.OpsAddr()+"/readyz") == 200 })
+
+	c := connect(t, b, "team_id=42", "")
+	other := connect(t, b, "team_id=43", "")
+	eventually(t, 5*time.Second, "two subscribers", func() bool { return b.Hub.Len() == 2 })
+
+	p := publisher(t, node.URI, exchange)
+	publishEvents(t, p, "42", "7", 1, 50)
+	publishRaw(t, p, "team.42.job.7.status", []byte("not json"))
+	publishRaw(t, p, "team.42.oops", []byte(`{}`))
+	publishRaw(t, p, "team.42.job.7.status", []byte(`{"pad":"`+strings.Repeat("x", 4096)+`"}`))
+	publishEvents(t, p, "42", "7", 51, 100)
+	publishEvents(t, p, "43", "1", 1, 1)
+
+	got := c.take(100, 20*time.Second)
+	var lastPos int64
+	for i, m := range got {
+		if !strings.Contains(m.Data, fmt.Sprintf(`"id":"e%d"`, i+1)) {
+			t.Fatalf("event %d out of order: %s", i+1, m.Data)
+		}
+		cur := hub.ParseCursor(hub.EpochIDs, m.LastEventID)
+		if !cur.Valid || cur.Epoch != b.Hub.Epoch() || cur.Pos <= lastPos {
+			t.Fatalf("event %d has id %q after position %d", i+1, m.LastEventID, lastPos)
+		}
+		lastPos = cur.Pos
+	}
+	if m := other.take(1, 10*time.Second)[0]; !strings.Contains(m.Data, `"team_id":"43"`) {
+		t.Fatalf("team 43 client got %s", m.Data)
+	}
+
+	eventually(t, 10*time.Second, "3 messages in the DLQ", func() bool { return queueMessages(t, node.URI, queue+".dlq") == 3 })
+	for _, reason := range []string{bridgeamqp.ReasonNotJSON, bridgeamqp.ReasonRoutingKey, bridgeamqp.ReasonOversize} {
+		if n := testutil.ToFloat64(b.Metrics.Malformed.WithLabelValues(reason)); n != 1 {
+			t.Errorf("malformed{%s} = %v, want 1", reason, n)
+		}
+	}
+	if n := testutil.ToFloat64(b.Metrics.Consumed); n != 104 {
+		t.Errorf("consumed = %v, want 104", n)
+	}
+	eventually(t, 5*time.Second, "delivered 101", func() bool { return testutil.ToFloat64(b.Metrics.Delivered) == 101 })
+	eventually(t, 5*time.Second, "lag 0 and queue empty", func() bool {
+		return testutil.ToFloat64(b.Metrics.Lag) == 0 && queueMessages(t, node.URI, queue) == 0
+	})
+	if n := testutil.CollectAndCount(b.Metrics.Latency); n != 1 || histogramCount(t, b) != 101 {
+		t.Errorf("latency histogram has %d observations, want 101", histogramCount(t, b))
+	}
+}
+
+func histogramCount(t *testing.T, b *Bridge) uint64 {
+	t.Helper()
+	families, err := b.Metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == "eventstream_bridge_delivery_latency_seconds" {
+			return f.GetMetric()[0].GetHistogram().GetSampleCount()
+		}
+	}
+	return 0
+}
+
+// TestStreamQueueDeadLettersByRepublishing: streams cannot dead-letter, so the bridge
+// republishes malformed messages to the DLX itself, with the reason in a header, and acks.
+func TestStreamQueueDeadLettersByRepublishing(t *testing.T) {
+	t.Parallel()
+	node := rabbitmqtest.Shared(t)
+	queue, exchange := uniqueName(t, "q"), uniqueName(t, "x")
+	cleanupTopology(t, node.URI, []string{queue, queue + ".dlq"}, []string{exchange, queue + ".dlx"})
+	b := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange, "--queue-type=stream")
+	c := connect(t, b, "", "")
+	eventually(t, 5*time.Second, "subscriber", func() bool { return b.Hub.Len() == 1 })
+
+	p := publisher(t, node.URI, exchange)
+	publishEvents(t, p, "1", "1", 1, 1)
+	publishRaw(t, p, "team.1.job.1.status", []byte("{broken"))
+	publishEvents(t, p, "1", "1", 2, 2)
+	got := c.take(2, 10*time.Second)
+	if got[0].LastEventID == "" || got[1].LastEventID == "" {
+		t.Fatalf("stream events without offsets: %+v", got)
+	}
+	first, second := hub.ParseCursor(hub.OffsetIDs, got[0].LastEventID), hub.ParseCursor(hub.OffsetIDs, got[1].LastEventID)
+	if !first.Valid || second.Pos != first.Pos+2 {
+		t.Fatalf("offset ids %q, %q: want consecutive offsets around the malformed one", got[0].LastEventID, got[1].LastEventID)
+	}
+
+	conn, err := amqp091.Dial(node.URI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, _ := conn.Channel()
+	var d amqp091.Delivery
+	eventually(t, 10*time.Second, "message in the DLQ", func() bool {
+		var ok bool
+		d, ok, err = ch.Get(queue+".dlq", true)
+		return err == nil && ok
+	})
+	if string(d.Body) != "{broken" || d.Headers[bridgeamqp.MalformedReasonHeader] != bridgeamqp.ReasonNotJSON {
+		t.Fatalf("dead-lettered %q with headers %v", d.Body, d.Headers)
+	}
+}
+
+// TestTwoBridgesOnOneStreamResumeExactly: two bridges read the same stream; a client reading
+// from one moves to the other with Last-Event-ID and gets every later event once, none missed.
+func TestTwoBridgesOnOneStreamResumeExactly(t *testing.T) {
+	t.Parallel()
+	node := rabbitmqtest.Shared(t)
+	queue, exchange := uniqueName(t, "q"), uniqueName(t, "x")
+	cleanupTopology(t, node.URI, []string{queue, queue + ".dlq"}, []string{exchange, queue + ".dlx"})
+	a := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange, "--queue-type=stream")
+	b := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange, "--queue-type=stream")
+
+	p := publisher(t, node.URI, exchange)
+	onA := connect(t, a, "team_id=5", "")
+	eventually(t, 5*time.Second, "subscriber on A", func() bool { return a.Hub.Len() == 1 })
+	publishEvents(t, p, "5", "1", 1, 30)
+	publishEvents(t, p, "6", "1", 1, 5) // other tenant interleaved
+	firstPart := onA.take(30, 10*time.Second)
+	onA.close()
+	last := firstPart[len(firstPart)-1].LastEventID
+
+	publishEvents(t, p, "5", "1", 31, 60) // published while the client is between replicas
+	eventually(t, 10*time.Second, "B consumed everything", func() bool { return testutil.ToFloat64(b.Metrics.Consumed) == 65 })
+
+	onB := connect(t, b, "team_id=5", last)
+	rest := onB.take(30, 10*time.Second)
+	for i, m := range append(firstPart, rest...) {
+		if m.Name != "message" || !strings.Contains(m.Data, fmt.Sprintf(`"id":"e%d"`, i+1)) {
+			t.Fatalf("event %d: %s %s", i+1, m.Name, m.Data)
+		}
+	}
+	publishEvents(t, p, "5", "1", 61, 61)
+	if m := onB.take(1, 10*time.Second)[0]; !strings.Contains(m.Data, `"id":"e61"`) {
+		t.Fatalf("after resume, live event %s (duplicate or gap)", m.Data)
+	}
+	// The same offsets are the ids on both replicas.
+	if firstPart[0].LastEventID == "" || rest[0].LastEventID == firstPart[0].LastEventID {
+		t.Fatalf("ids %q %q", firstPart[0].LastEventID, rest[0].LastEventID)
+	}
+}
+
+// TestSlowClientDropsAreCountedOthersUnaffected: one client that never reads; the other
+// receives every event of a large burst from the broker and the drops are counted.
+func TestSlowClientDropsAreCountedOthersUnaffected(t *testing.T) {
+	t.Parallel()
+	node := rabbitmqtest.Shared(t)
+	queue, exchange := uniqueName(t, "q"), uniqueName(t, "x")
+	cleanupTopology(t, node.URI, []string{queue, queue + ".dlq"}, []string{exchange, queue + ".dlx"})
+	b := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange, "--buffer-size=32")
+
+	stuck, err := net.Dial("tcp", b.SSEAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stuck.Close()
+	_ = stuck.(*net.TCPConn).SetReadBuffer(4096)
+	fmt.Fprintf(stuck, "GET /api/v1/events?team_id=9 HTTP/1.1\r\nHost: x\r\n\r\n")
+	fast := connect(t, b, "team_id=9", "")
+	eventually(t, 5*time.Second, "two subscribers", func() bool { return b.Hub.Len() == 2 })
+
+	p := publisher(t, node.URI, exchange)
+	payload := strings.Repeat("y", 16<<10)
+	const n = 300
+	for i := 0; i < n; i++ {
+		publishRaw(t, p, "team.9.job.1.status", []byte(`{"i":`+itoa(i)+`,"pad":"`+payload+`"}`))
+	}
+	got := fast.take(n, 30*time.Second)
+	for i, m := range got {
+		if !strings.HasPrefix(m.Data, `{"i":`+itoa(i)+`,`) {
+			t.Fatalf("fast client event %d out of order", i)
+		}
+	}
+	if d := testutil.ToFloat64(b.Metrics.Dropped.WithLabelValues(hub.DropReasonOverflow)); d == 0 {
+		t.Fatal("no overflow drops counted for the stuck client")
+	}
+}
