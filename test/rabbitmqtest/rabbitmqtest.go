@@ -17,8 +17,16 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"testing"
 )
+
+// T is the part of testing.TB (and of Ginkgo's GinkgoT()) this package uses.
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Skip(args ...any)
+	Cleanup(func())
+}
 
 // Node is a RabbitMQ node reachable over AMQP and the management HTTP API.
 type Node struct {
@@ -33,7 +41,7 @@ type Node struct {
 }
 
 // Shared returns the node started by `make test`. It must not be stopped by tests.
-func Shared(t testing.TB) *Node {
+func Shared(t T) *Node {
 	t.Helper()
 	uri, mgmt := os.Getenv("RABBITMQ_TEST_URI"), os.Getenv("RABBITMQ_TEST_MANAGEMENT_URI")
 	if uri == "" || mgmt == "" {
@@ -45,7 +53,7 @@ func Shared(t testing.TB) *Node {
 // Dedicated starts a node of the test's own, named name, on free ports derived from the name,
 // and stops it (deleting its data) when the test ends. Start-up takes several seconds; use it
 // only for tests that stop or restart the broker.
-func Dedicated(t testing.TB, name string) *Node {
+func Dedicated(t T, name string) *Node {
 	t.Helper()
 	Shared(t) // same preconditions: the machine has RabbitMQ installed by `make test`
 	ports := freePortBlock(t, name)
@@ -75,7 +83,7 @@ func Dedicated(t testing.TB, name string) *Node {
 }
 
 // Stop stops a dedicated node; its data (durable queues and messages) survives for Start.
-func (n *Node) Stop(t testing.TB) {
+func (n *Node) Stop(t T) {
 	t.Helper()
 	if n.env == nil {
 		t.Fatal("rabbitmqtest: the shared node must not be stopped; use Dedicated")
@@ -86,7 +94,7 @@ func (n *Node) Stop(t testing.TB) {
 }
 
 // Start starts a stopped dedicated node again and waits until AMQP and management answer.
-func (n *Node) Start(t testing.TB) {
+func (n *Node) Start(t T) {
 	t.Helper()
 	if n.env == nil {
 		t.Fatal("rabbitmqtest: the shared node is started by make test")
@@ -106,7 +114,7 @@ func (n *Node) script(verb string) error {
 	return nil
 }
 
-func missing(t testing.TB) {
+func missing(t T) {
 	t.Helper()
 	const reason = "RABBITMQ_TEST_URI is not set: integration tests need the private RabbitMQ node; run `make test`"
 	if os.Getenv("EVENTSTREAM_REQUIRE_INTEGRATION") == "1" {
@@ -117,7 +125,7 @@ func missing(t testing.TB) {
 
 // freePortBlock returns five free ports below 32768 (the machines' ephemeral range starts
 // there and RabbitMQ fails to bind inside it), starting at a name-derived offset.
-func freePortBlock(t testing.TB, name string) [5]int {
+func freePortBlock(t T, name string) [5]int {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(name))
 	start := 26000 + int(h.Sum32()%500)*10

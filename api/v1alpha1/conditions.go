@@ -1,0 +1,47 @@
+package v1alpha1
+
+// Condition types of an EventStream. Ready summarises the others: it is True only when every
+// other condition is True.
+const (
+	// ConditionReady is True when the topology exists as declared and the bridge serves.
+	ConditionReady = "Ready"
+	// ConditionTopologyReady is True when the broker holds the declared exchange, queue,
+	// bindings, dead-letter exchange and queue, and policy, as observed in this reconcile.
+	ConditionTopologyReady = "TopologyReady"
+	// ConditionBridgeReady is True when the bridge Deployment is available with the desired
+	// number of ready replicas.
+	ConditionBridgeReady = "BridgeReady"
+)
+
+// Condition reasons. Each failure reason names what a user should look at; docs/status.md
+// says what to do for each.
+const (
+	// ReasonTopologyReconciled: every declared broker object exists with the declared settings.
+	ReasonTopologyReconciled = "TopologyReconciled"
+	// ReasonSecretNotFound: the connection Secret (or the TLS CA Secret) does not exist.
+	ReasonSecretNotFound = "SecretNotFound"
+	// ReasonSecretInvalid: the Secret lacks the uri key or holds a URI that cannot be used.
+	ReasonSecretInvalid = "SecretInvalid"
+	// ReasonBrokerUnreachable: the management API could not be reached or refused the
+	// credentials; the operator retries with jittered backoff.
+	ReasonBrokerUnreachable = "BrokerUnreachable"
+	// ReasonBrokerError: the broker answered a request with an error.
+	ReasonBrokerError = "BrokerError"
+	// ReasonQueueArgumentsConflict: the queue exists with arguments that differ from the
+	// declared ones (the message names the keys); the operator will not delete it for you.
+	ReasonQueueArgumentsConflict = "QueueArgumentsConflict"
+	// ReasonDeleting: the EventStream is being deleted.
+	ReasonDeleting = "Deleting"
+
+	// ReasonBridgeAvailable: the bridge Deployment has the desired number of ready replicas.
+	ReasonBridgeAvailable = "BridgeAvailable"
+	// ReasonBridgeProgressing: the bridge Deployment is rolling out or scaling.
+	ReasonBridgeProgressing = "BridgeProgressing"
+	// ReasonBridgeUnavailable: fewer ready bridge replicas than desired.
+	ReasonBridgeUnavailable = "BridgeUnavailable"
+
+	// ReasonReady: every other condition is True.
+	ReasonReady = "Ready"
+	// ReasonNotReady: some other condition is not True; its reason says why.
+	ReasonNotReady = "NotReady"
+)

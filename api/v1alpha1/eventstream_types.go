@@ -1,0 +1,498 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// EventStreamSpec declares the RabbitMQ topology of one stream of events and the SSE bridge
+// that serves it to browsers.
+// +kubebuilder:validation:XValidation:rule="!has(self.bridge) || !has(self.bridge.replicas) || self.bridge.replicas <= 1 || (has(self.queue) && has(self.queue.type) && self.queue.type == 'stream')",message="bridge.replicas > 1 needs queue.type stream: a classic or quorum queue gives each message to one consumer, so replicas would each see only part of the events"
+type EventStreamSpec struct {
+	// RabbitMQ says how to reach the broker.
+	RabbitMQ RabbitMQConnection `json:"rabbitmq"`
+
+	// Exchange is the topic exchange publishers send to. It is shared with publishers.
+	// +kubebuilder:default={}
+	// +optional
+	Exchange ExchangeSpec `json:"exchange,omitempty"`
+
+	// Queue is the durable queue the bridge consumes.
+	// +kubebuilder:default={}
+	// +optional
+	Queue QueueSpec `json:"queue,omitempty"`
+
+	// BindingKeys bind the queue to the exchange; topic patterns with * and #.
+	// +kubebuilder:default={"team.*.job.*.status"}
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:XValidation:rule="size(self) > 0",message="at least one binding key is required, e.g. team.*.job.*.status"
+	// +kubebuilder:validation:XValidation:rule="self.all(k, self.exists_one(o, o == k))",message="binding keys must be unique"
+	// +optional
+	BindingKeys []BindingKey `json:"bindingKeys,omitempty"`
+
+	// Consumer tunes how the bridge consumes the queue.
+	// +kubebuilder:default={}
+	// +optional
+	Consumer ConsumerSpec `json:"consumer,omitempty"`
+
+	// Bridge configures the SSE bridge Deployment and Service.
+	// +kubebuilder:default={}
+	// +optional
+	Bridge BridgeSpec `json:"bridge,omitempty"`
+
+	// DeletionPolicy says what happens to the broker objects when the EventStream is deleted:
+	// Delete removes bindings, policy, queue, dead-letter queue and exchange; Retain keeps them.
+	// +kubebuilder:default=Delete
+	// +optional
+	DeletionPolicy DeletionPolicy `json:"deletionPolicy,omitempty"`
+}
+
+// DeletionPolicy is Delete or Retain.
+// +kubebuilder:validation:Enum=Delete;Retain
+type DeletionPolicy string
+
+const (
+	DeletionPolicyDelete DeletionPolicy = "Delete"
+	DeletionPolicyRetain DeletionPolicy = "Retain"
+)
+
+// BindingKey is an AMQP topic pattern: dot-separated words, where * matches one word and #
+// matches zero or more.
+// +kubebuilder:validation:MaxLength=255
+// +kubebuilder:validation:XValidation:rule="self.matches('^([A-Za-z0-9_:-]+|[*]|#)([.]([A-Za-z0-9_:-]+|[*]|#))*$')",message="a binding key must be a topic pattern: dot-separated words of letters, digits, '_', '-' or ':', or the wildcards * and #, e.g. team.*.job.*.status"
+type BindingKey string
+
+// BrokerObjectName names an exchange or a queue.
+// +kubebuilder:validation:MinLength=1
+// +kubebuilder:validation:MaxLength=200
+// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9_:-][A-Za-z0-9_.:-]*$')",message="a name may contain letters, digits, '.', '_', '-' and ':' and must not start with '.'"
+// +kubebuilder:validation:XValidation:rule="!self.startsWith('amq.')",message="names starting with 'amq.' are reserved by RabbitMQ"
+type BrokerObjectName string
+
+// RabbitMQConnection references the credentials of the broker.
+type RabbitMQConnection struct {
+	// ConnectionSecret names a Secret in the EventStream's namespace with the key `uri`
+	// (amqp[s]://user:pass@host:port/vhost) and optionally `managementURI`
+	// (http[s]://host:15672). Without managementURI the management API is assumed on the
+	// AMQP host, port 15672 (amqp) or 15671 (amqps).
+	ConnectionSecret corev1.LocalObjectReference `json:"connectionSecret"`
+
+	// TLS configures the CA that signs the broker's certificates, for amqps and https.
+	// +optional
+	TLS *TLSSpec `json:"tls,omitempty"`
+}
+
+// TLSSpec names a CA bundle.
+type TLSSpec struct {
+	// CASecret holds a PEM CA bundle under Key (default ca.crt).
+	CASecret SecretKeyReference `json:"caSecret"`
+}
+
+// SecretKeyReference selects one key of a Secret in the EventStream's namespace.
+type SecretKeyReference struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// +kubebuilder:default=ca.crt
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Key string `json:"key,omitempty"`
+}
+
+// ExchangeSpec is the topic exchange (durable).
+type ExchangeSpec struct {
+	// +kubebuilder:default=events.topic
+	// +optional
+	Name BrokerObjectName `json:"name,omitempty"`
+	// DeleteWhenUnused lets deletion with deletionPolicy Delete remove the exchange too, but
+	// only when no other EventStream names it and no other queue is bound to it.
+	// +optional
+	DeleteWhenUnused bool `json:"deleteWhenUnused,omitempty"`
+}
+
+// QueueType is classic, quorum or stream.
+// +kubebuilder:validation:Enum=classic;quorum;stream
+type QueueType string
+
+const (
+	QueueTypeClassic QueueType = "classic"
+	QueueTypeQuorum  QueueType = "quorum"
+	QueueTypeStream  QueueType = "stream"
+)
+
+// QueueSpec is the durable queue the bridge consumes. TTL, length limits and dead-lettering
+// are applied through a policy the operator owns, so they can change without re-creating the
+// queue; only the type is a queue argument.
+// +kubebuilder:validation:XValidation:rule="!has(self.maxLength) || !has(self.type) || self.type != 'stream'",message="maxLength is not supported by stream queues; use maxLengthBytes"
+type QueueSpec struct {
+	// Name of the queue; immutable.
+	// +kubebuilder:default=events.sse
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="queue.name is immutable: create a new EventStream for another queue"
+	// +optional
+	Name BrokerObjectName `json:"name,omitempty"`
+
+	// Type of the queue; immutable. stream allows several bridge replicas and exact resume.
+	// +kubebuilder:default=classic
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="queue.type is immutable: RabbitMQ cannot change a queue's type; create a new EventStream"
+	// +optional
+	Type QueueType `json:"type,omitempty"`
+
+	// MessageTTL is how long a message may wait in the queue (classic/quorum: message-ttl,
+	// expired messages are dead-lettered) or how long a stream keeps it (max-age).
+	// +kubebuilder:default="10m"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) > duration('0s')",message="messageTTL must be greater than zero, e.g. 10m"
+	// +optional
+	MessageTTL *metav1.Duration `json:"messageTTL,omitempty"`
+
+	// MaxLength caps the number of messages (classic/quorum); the oldest are dropped or
+	// dead-lettered beyond it.
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	MaxLength *int64 `json:"maxLength,omitempty"`
+
+	// MaxLengthBytes caps the queue's total message bytes (the retention size of a stream).
+	// +kubebuilder:validation:Minimum=1
+	// +optional
+	MaxLengthBytes *int64 `json:"maxLengthBytes,omitempty"`
+
+	// DeadLetter creates <queue>.dlx and <queue>.dlq and routes rejected and expired
+	// messages there.
+	// +kubebuilder:default={}
+	// +optional
+	DeadLetter DeadLetterSpec `json:"deadLetter,omitempty"`
+}
+
+// DeadLetterSpec switches dead-lettering.
+type DeadLetterSpec struct {
+	// +kubebuilder:default=true
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+}
+
+// ConsumerSpec tunes consumption.
+type ConsumerSpec struct {
+	// Prefetch is the AMQP QoS prefetch count of the bridge's consumer.
+	// +kubebuilder:default=100
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	Prefetch int32 `json:"prefetch,omitempty"`
+}
+
+// OverflowPolicy says what a subscriber's full buffer does with a new event.
+// +kubebuilder:validation:Enum=dropOldest;lastValue;disconnect
+type OverflowPolicy string
+
+const (
+	OverflowDropOldest OverflowPolicy = "dropOldest"
+	OverflowLastValue  OverflowPolicy = "lastValue"
+	OverflowDisconnect OverflowPolicy = "disconnect"
+)
+
+// BridgeSpec configures the SSE bridge.
+// +kubebuilder:validation:XValidation:rule="!has(self.routingKeyTemplate) || !has(self.tenantPlaceholder) || self.routingKeyTemplate.contains('{' + self.tenantPlaceholder + '}')",message="tenantPlaceholder must name a placeholder of routingKeyTemplate"
+type BridgeSpec struct {
+	// Replicas of the bridge. More than one needs a stream queue.
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// Image of the bridge; the operator's own image when empty.
+	// +kubebuilder:validation:MaxLength=512
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// Path the bridge serves events on.
+	// +kubebuilder:default="/api/v1/events"
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:Pattern=`^/[A-Za-z0-9/._~-]*$`
+	// +optional
+	Path string `json:"path,omitempty"`
+
+	// RoutingKeyTemplate describes the routing keys of events; each {placeholder} is a whole
+	// segment and becomes a query filter of the same name.
+	// +kubebuilder:default="team.{team_id}.job.{job_id}.status"
+	// +kubebuilder:validation:MaxLength=255
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([A-Za-z0-9_:-]+|[{][a-z][a-z0-9_]*[}])([.]([A-Za-z0-9_:-]+|[{][a-z][a-z0-9_]*[}]))*$')",message="routingKeyTemplate must be dot-separated segments, each a literal word or a whole-segment placeholder like {team_id}, e.g. team.{team_id}.job.{job_id}.status"
+	// +optional
+	RoutingKeyTemplate string `json:"routingKeyTemplate,omitempty"`
+
+	// TenantPlaceholder is the template placeholder that holds the tenant.
+	// +kubebuilder:default=team_id
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z][a-z0-9_]*$`
+	// +optional
+	TenantPlaceholder string `json:"tenantPlaceholder,omitempty"`
+
+	// Auth says who may read which tenant.
+	// +kubebuilder:default={}
+	// +optional
+	Auth BridgeAuthSpec `json:"auth,omitempty"`
+
+	// Heartbeat is the interval of SSE comment heartbeats.
+	// +kubebuilder:default="15s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('5m')",message="heartbeat must be between 1s and 5m"
+	// +optional
+	Heartbeat *metav1.Duration `json:"heartbeat,omitempty"`
+
+	// Buffer bounds each subscriber's queue of undelivered events.
+	// +kubebuilder:default={}
+	// +optional
+	Buffer BufferSpec `json:"buffer,omitempty"`
+
+	// Replay keeps recent events in memory for Last-Event-ID resume (classic/quorum).
+	// +kubebuilder:default={}
+	// +optional
+	Replay ReplaySpec `json:"replay,omitempty"`
+
+	// Limits bound what clients can make a bridge hold.
+	// +kubebuilder:default={}
+	// +optional
+	Limits LimitsSpec `json:"limits,omitempty"`
+
+	// CORS lists the browser origins allowed to open streams cross-origin.
+	// +optional
+	CORS CORSSpec `json:"cors,omitempty"`
+
+	// Resources of the bridge container.
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitempty"`
+	// NodeSelector of the bridge pods.
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+	// Tolerations of the bridge pods.
+	// +optional
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+	// PodAnnotations are added to the bridge pods.
+	// +optional
+	PodAnnotations map[string]string `json:"podAnnotations,omitempty"`
+
+	// Service exposes the bridge.
+	// +kubebuilder:default={}
+	// +optional
+	Service ServiceSpec `json:"service,omitempty"`
+}
+
+// AuthMode is none or jwt.
+// +kubebuilder:validation:Enum=none;jwt
+type AuthMode string
+
+const (
+	AuthModeNone AuthMode = "none"
+	AuthModeJWT  AuthMode = "jwt"
+)
+
+// BridgeAuthSpec configures authentication of SSE clients.
+// +kubebuilder:validation:XValidation:rule="!has(self.mode) || self.mode != 'jwt' || has(self.jwt)",message="auth.mode jwt needs auth.jwt"
+type BridgeAuthSpec struct {
+	// Mode none lets anyone read every tenant (development only); jwt requires a token.
+	// +kubebuilder:default=none
+	// +optional
+	Mode AuthMode `json:"mode,omitempty"`
+	// +optional
+	JWT *JWTAuthSpec `json:"jwt,omitempty"`
+}
+
+// JWTAuthSpec configures JWT validation. Exactly one key source must be set.
+// +kubebuilder:validation:XValidation:rule="(has(self.secretRef) ? 1 : 0) + (has(self.jwksURL) ? 1 : 0) + (has(self.publicKeySecretRef) ? 1 : 0) == 1",message="set exactly one of secretRef (HS256), jwksURL or publicKeySecretRef"
+type JWTAuthSpec struct {
+	// SecretRef holds the HS256 shared secret.
+	// +optional
+	SecretRef *SecretKeyReference `json:"secretRef,omitempty"`
+	// JWKSURL serves the RS256/ES256 public keys.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:Pattern=`^https?://`
+	// +optional
+	JWKSURL string `json:"jwksURL,omitempty"`
+	// PublicKeySecretRef holds a PEM RS256/ES256 public key.
+	// +optional
+	PublicKeySecretRef *SecretKeyReference `json:"publicKeySecretRef,omitempty"`
+	// Algorithms accepted; defaults follow the key source (HS256, or RS256 and ES256).
+	// +kubebuilder:validation:MaxItems=3
+	// +listType=set
+	// +optional
+	Algorithms []JWTAlgorithm `json:"algorithms,omitempty"`
+	// Audience, when set, must be in the token's aud.
+	// +kubebuilder:validation:MaxLength=512
+	// +optional
+	Audience string `json:"audience,omitempty"`
+	// Issuer, when set, must equal the token's iss.
+	// +kubebuilder:validation:MaxLength=512
+	// +optional
+	Issuer string `json:"issuer,omitempty"`
+	// TenantsClaim is the claim listing the caller's tenants.
+	// +kubebuilder:default=teams
+	// +kubebuilder:validation:MaxLength=128
+	// +optional
+	TenantsClaim string `json:"tenantsClaim,omitempty"`
+	// RequiredScope must be among the token's scopes.
+	// +kubebuilder:default="events:read"
+	// +kubebuilder:validation:MaxLength=128
+	// +optional
+	RequiredScope string `json:"requiredScope,omitempty"`
+	// Cookie, when set, is a cookie name the token may come in.
+	// +kubebuilder:validation:MaxLength=128
+	// +optional
+	Cookie string `json:"cookie,omitempty"`
+}
+
+// JWTAlgorithm is a signing algorithm the bridge accepts.
+// +kubebuilder:validation:Enum=HS256;RS256;ES256
+type JWTAlgorithm string
+
+// BufferSpec bounds a subscriber's buffer.
+type BufferSpec struct {
+	// +kubebuilder:default=256
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65536
+	// +optional
+	Size int32 `json:"size,omitempty"`
+	// Overflow: dropOldest (sends a gap event), lastValue (newest per routing key), disconnect.
+	// +kubebuilder:default=dropOldest
+	// +optional
+	Overflow OverflowPolicy `json:"overflow,omitempty"`
+}
+
+// ReplaySpec sizes the in-memory replay ring.
+type ReplaySpec struct {
+	// +kubebuilder:default=1000
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=1000000
+	// +optional
+	Size int32 `json:"size,omitempty"`
+}
+
+// LimitsSpec bounds connections.
+type LimitsSpec struct {
+	// +kubebuilder:default=10000
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000
+	// +optional
+	MaxConnections int32 `json:"maxConnections,omitempty"`
+	// +kubebuilder:default=1000
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000
+	// +optional
+	MaxConnectionsPerTenant int32 `json:"maxConnectionsPerTenant,omitempty"`
+}
+
+// CORSSpec lists allowed origins.
+type CORSSpec struct {
+	// AllowedOrigins are exact origins such as https://app.example.com.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=512
+	// +kubebuilder:validation:items:Pattern=`^https?://[^/]+$`
+	// +listType=set
+	// +optional
+	AllowedOrigins []string `json:"allowedOrigins,omitempty"`
+}
+
+// ServiceSpec configures the bridge Service.
+type ServiceSpec struct {
+	// +kubebuilder:default=ClusterIP
+	// +kubebuilder:validation:Enum=ClusterIP;NodePort;LoadBalancer
+	// +optional
+	Type corev1.ServiceType `json:"type,omitempty"`
+	// +kubebuilder:default=80
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	Port int32 `json:"port,omitempty"`
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// EventStreamStatus is what the operator observed.
+type EventStreamStatus struct {
+	// ObservedGeneration is the generation whose spec was fully applied.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready, TopologyReady, BridgeReady.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Queue holds figures of the queue from the management API.
+	// +optional
+	Queue *QueueStatus `json:"queue,omitempty"`
+
+	// Bridge holds figures summed over the bridge pods.
+	// +optional
+	Bridge *BridgeStatus `json:"bridge,omitempty"`
+}
+
+// QueueStatus is the queue as the broker reports it.
+type QueueStatus struct {
+	Name string `json:"name"`
+	// MessagesReady waiting for a consumer.
+	MessagesReady int64 `json:"messagesReady"`
+	// MessagesUnacknowledged delivered but not yet acknowledged.
+	MessagesUnacknowledged int64 `json:"messagesUnacknowledged"`
+	// Consumers of the queue.
+	Consumers int64 `json:"consumers"`
+	// DeadLettered is the depth of the dead-letter queue.
+	// +optional
+	DeadLettered int64 `json:"deadLettered"`
+}
+
+// BridgeStatus sums the bridge pods' metrics.
+type BridgeStatus struct {
+	Replicas      int32 `json:"replicas"`
+	ReadyReplicas int32 `json:"readyReplicas"`
+	// ReplicasText is "ready/desired", for the printer column.
+	// +optional
+	ReplicasText string `json:"replicasText,omitempty"`
+	Clients      int64 `json:"clients"`
+	Delivered    int64 `json:"delivered"`
+	Dropped      int64 `json:"dropped"`
+	Reconnects   int64 `json:"reconnects"`
+	LagMessages  int64 `json:"lagMessages"`
+	// Endpoint is the in-cluster URL of the event stream.
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+	// UnscrapedPods lists ready pods whose metrics could not be read this time.
+	// +optional
+	UnscrapedPods []string `json:"unscrapedPods,omitempty"`
+}
+
+// EventStream turns a RabbitMQ queue into filtered Server-Sent Events for browsers.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=evs,categories=all
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Queue",type=string,JSONPath=`.spec.queue.name`
+// +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.queue.type`
+// +kubebuilder:printcolumn:name="Replicas",type=string,JSONPath=`.status.bridge.replicasText`
+// +kubebuilder:printcolumn:name="Clients",type=integer,JSONPath=`.status.bridge.clients`
+// +kubebuilder:printcolumn:name="Lag",type=integer,JSONPath=`.status.bridge.lagMessages`
+// +kubebuilder:printcolumn:name="Reconnects",type=integer,JSONPath=`.status.bridge.reconnects`
+// +kubebuilder:printcolumn:name="DLQ",type=integer,JSONPath=`.status.queue.deadLettered`
+// +kubebuilder:printcolumn:name="Reason",type=string,priority=1,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type EventStream struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   EventStreamSpec   `json:"spec,omitempty"`
+	Status EventStreamStatus `json:"status,omitempty"`
+}
+
+// EventStreamList is a list of EventStreams.
+// +kubebuilder:object:root=true
+type EventStreamList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []EventStream `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&EventStream{}, &EventStreamList{})
+}

@@ -1,0 +1,246 @@
+package broker
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	rabbithole "github.com/michaelklishin/rabbit-hole/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
+)
+
+// requestTimeout bounds every management API request.
+const requestTimeout = 10 * time.Second
+
+// ManagementFactory makes management API clients that share one rate limiter, so that many
+// EventStreams cannot storm a broker, and count their requests.
+type ManagementFactory struct {
+	limiter   *rate.Limiter
+	requests  *prometheus.CounterVec
+	transport *http.Transport
+}
+
+// NewManagementFactory returns a factory whose clients together make at most qps requests per
+// second (bursts up to burst). requests, when not nil, counts requests by operation and
+// outcome.
+func NewManagementFactory(qps float64, burst int, requests *prometheus.CounterVec) *ManagementFactory {
+	return &ManagementFactory{
+		limiter:   rate.NewLimiter(rate.Limit(qps), burst),
+		requests:  requests,
+		transport: newTransport(nil),
+	}
+}
+
+// RequestsCounter is the metric ManagementFactory counts requests with.
+func RequestsCounter() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "eventstream_operator_broker_requests_total",
+		Help: "Requests made to RabbitMQ management APIs, by operation and outcome.",
+	}, []string{"operation", "outcome"})
+}
+
+// New implements Factory.
+func (f *ManagementFactory) New(conn Connection) (Client, error) {
+	transport := f.transport
+	if len(conn.CAPEM) > 0 {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(conn.CAPEM) {
+			return nil, fmt.Errorf("the TLS CA holds no PEM certificate")
+		}
+		transport = newTransport(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	}
+	rh, err := rabbithole.NewTLSClient(conn.ManagementURL, conn.Username, conn.Password, transport)
+	if err != nil {
+		return nil, fmt.Errorf("management client: %w", err)
+	}
+	rh.SetTimeout(requestTimeout)
+	return &managementClient{rh: rh, vhost: conn.VHost, factory: f}, nil
+}
+
+func newTransport(tlsConfig *tls.Config) *http.Transport {
+	return &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       tlsConfig,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ResponseHeaderTimeout: requestTimeout,
+		MaxIdleConnsPerHost:   4,
+		IdleConnTimeout:       90 * time.Second,
+	}
+}
+
+type managementClient struct {
+	rh      *rabbithole.Client
+	vhost   string
+	factory *ManagementFactory
+}
+
+// do waits for the shared rate limiter, runs call and classifies its error.
+func (c *managementClient) do(ctx context.Context, operation string, call func() error) error {
+	if err := c.factory.limiter.Wait(ctx); err != nil {
+		return fmt.Errorf("%s: %w", operation, err)
+	}
+	err := classify(operation, call())
+	if c.factory.requests != nil {
+		outcome := "ok"
+		switch {
+		case errors.Is(err, ErrNotFound):
+			outcome = "not_found"
+		case errors.Is(err, ErrUnreachable):
+			outcome = "unreachable"
+		case err != nil:
+			outcome = "error"
+		}
+		c.factory.requests.WithLabelValues(operation, outcome).Inc()
+	}
+	return err
+}
+
+func classify(operation string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var answer rabbithole.ErrorResponse
+	if errors.As(err, &answer) {
+		switch answer.StatusCode {
+		case http.StatusNotFound:
+			return ErrNotFound
+		case http.StatusUnauthorized, http.StatusForbidden:
+			return fmt.Errorf("%s: credentials rejected (%d): %w", operation, answer.StatusCode, ErrUnreachable)
+		}
+		if answer.StatusCode >= 500 {
+			return fmt.Errorf("%s: broker answered %d %s: %w", operation, answer.StatusCode, answer.Reason, ErrUnreachable)
+		}
+		return &BrokerError{Operation: operation, StatusCode: answer.StatusCode, Message: answer.Reason}
+	}
+	if err.Error() == "Error: API responded with a 401 Unauthorized" {
+		return fmt.Errorf("%s: credentials rejected (401): %w", operation, ErrUnreachable)
+	}
+	// Transport errors: rabbit-hole returns *url.Error, whose text holds the request URL but
+	// never the credentials (they travel in a header).
+	return fmt.Errorf("%s: %v: %w", operation, err, ErrUnreachable)
+}
+
+func (c *managementClient) GetExchange(ctx context.Context, name string) (*Exchange, error) {
+	var info *rabbithole.DetailedExchangeInfo
+	err := c.do(ctx, "get_exchange", func() (err error) { info, err = c.rh.GetExchange(c.vhost, name); return err })
+	if err != nil {
+		return nil, err
+	}
+	return &Exchange{Name: info.Name, Type: info.Type, Durable: info.Durable}, nil
+}
+
+func (c *managementClient) DeclareExchange(ctx context.Context, name, kind string) error {
+	return c.do(ctx, "declare_exchange", func() error {
+		return closeBody(c.rh.DeclareExchange(c.vhost, name, rabbithole.ExchangeSettings{Type: kind, Durable: true}))
+	})
+}
+
+func (c *managementClient) DeleteExchange(ctx context.Context, name string) error {
+	return c.do(ctx, "delete_exchange", func() error { return closeBody(c.rh.DeleteExchange(c.vhost, name)) })
+}
+
+func (c *managementClient) GetQueue(ctx context.Context, name string) (*Queue, error) {
+	var info *rabbithole.DetailedQueueInfo
+	err := c.do(ctx, "get_queue", func() (err error) { info, err = c.rh.GetQueue(c.vhost, name); return err })
+	if err != nil {
+		return nil, err
+	}
+	return &Queue{
+		Name: info.Name, Type: info.Type, Durable: info.Durable, Arguments: info.Arguments,
+		MessagesReady:          int64(info.MessagesReady),
+		MessagesUnacknowledged: int64(info.MessagesUnacknowledged),
+		Messages:               int64(info.Messages),
+		Consumers:              int64(info.Consumers),
+	}, nil
+}
+
+func (c *managementClient) DeclareQueue(ctx context.Context, name, queueType string) error {
+	return c.do(ctx, "declare_queue", func() error {
+		return closeBody(c.rh.DeclareQueue(c.vhost, name, rabbithole.QueueSettings{
+			Durable:   true,
+			Arguments: map[string]any{"x-queue-type": queueType},
+		}))
+	})
+}
+
+func (c *managementClient) DeleteQueue(ctx context.Context, name string) error {
+	return c.do(ctx, "delete_queue", func() error { return closeBody(c.rh.DeleteQueue(c.vhost, name)) })
+}
+
+func (c *managementClient) ListQueueBindings(ctx context.Context, queue string) ([]Binding, error) {
+	var infos []rabbithole.BindingInfo
+	err := c.do(ctx, "list_queue_bindings", func() (err error) { infos, err = c.rh.ListQueueBindings(c.vhost, queue); return err })
+	return bindings(infos), err
+}
+
+func (c *managementClient) ListExchangeBindings(ctx context.Context, exchange string) ([]Binding, error) {
+	var infos []rabbithole.BindingInfo
+	err := c.do(ctx, "list_exchange_bindings", func() (err error) {
+		infos, err = c.rh.ListExchangeBindingsWithSource(c.vhost, exchange)
+		return err
+	})
+	return bindings(infos), err
+}
+
+func bindings(infos []rabbithole.BindingInfo) []Binding {
+	out := make([]Binding, 0, len(infos))
+	for _, b := range infos {
+		if b.DestinationType != "queue" {
+			continue
+		}
+		out = append(out, Binding{Source: b.Source, Queue: b.Destination, RoutingKey: b.RoutingKey, PropertiesKey: b.PropertiesKey})
+	}
+	return out
+}
+
+func (c *managementClient) Bind(ctx context.Context, b Binding) error {
+	return c.do(ctx, "bind", func() error {
+		return closeBody(c.rh.DeclareBinding(c.vhost, rabbithole.BindingInfo{
+			Source: b.Source, Destination: b.Queue, DestinationType: "queue", RoutingKey: b.RoutingKey,
+		}))
+	})
+}
+
+func (c *managementClient) Unbind(ctx context.Context, b Binding) error {
+	return c.do(ctx, "unbind", func() error {
+		return closeBody(c.rh.DeleteBinding(c.vhost, rabbithole.BindingInfo{
+			Source: b.Source, Destination: b.Queue, DestinationType: "queue", RoutingKey: b.RoutingKey,
+			PropertiesKey: b.PropertiesKey,
+		}))
+	})
+}
+
+func (c *managementClient) GetPolicy(ctx context.Context, name string) (*Policy, error) {
+	var p *rabbithole.Policy
+	err := c.do(ctx, "get_policy", func() (err error) { p, err = c.rh.GetPolicy(c.vhost, name); return err })
+	if err != nil {
+		return nil, err
+	}
+	return &Policy{Name: p.Name, Pattern: p.Pattern, ApplyTo: p.ApplyTo, Priority: p.Priority, Definition: p.Definition}, nil
+}
+
+func (c *managementClient) PutPolicy(ctx context.Context, p Policy) error {
+	return c.do(ctx, "put_policy", func() error {
+		return closeBody(c.rh.PutPolicy(c.vhost, p.Name, rabbithole.Policy{
+			Pattern: p.Pattern, ApplyTo: p.ApplyTo, Priority: p.Priority, Definition: p.Definition,
+		}))
+	})
+}
+
+func (c *managementClient) DeletePolicy(ctx context.Context, name string) error {
+	return c.do(ctx, "delete_policy", func() error { return closeBody(c.rh.DeletePolicy(c.vhost, name)) })
+}
+
+func closeBody(res *http.Response, err error) error {
+	if res != nil && res.Body != nil {
+		_ = res.Body.Close()
+	}
+	return err
+}

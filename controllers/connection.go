@@ -1,0 +1,89 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+
+	esv1 "github.com/eventstream-operator/eventstream-operator/api/v1alpha1"
+	"github.com/eventstream-operator/eventstream-operator/controllers/broker"
+)
+
+// Keys of the connection Secret.
+const (
+	secretKeyURI           = "uri"
+	secretKeyManagementURI = "managementURI"
+	defaultCAKey           = "ca.crt"
+)
+
+// brokerConnection reads the stream's connection Secret (and TLS CA Secret) and returns
+// where and how to reach the management API, plus the resource versions of the Secrets read
+// (they are part of the bridge's configuration hash). A missing Secret is a waiting error
+// with reason SecretNotFound; an unusable one is stalled with SecretInvalid.
+func (r *EventStreamReconciler) brokerConnection(ctx context.Context, es *esv1.EventStream) (broker.Connection, []string, error) {
+	name := es.Spec.RabbitMQ.ConnectionSecret.Name
+	secret, err := r.secret(ctx, es.Namespace, name)
+	if err != nil {
+		return broker.Connection{}, nil, err
+	}
+	versions := []string{secret.ResourceVersion}
+	uri := string(secret.Data[secretKeyURI])
+	if uri == "" {
+		return broker.Connection{}, nil, newStepError(stalled, esv1.ReasonSecretInvalid, nil,
+			"Secret %s has no %q key", name, secretKeyURI)
+	}
+	conn, err := broker.ConnectionFromURIs(uri, string(secret.Data[secretKeyManagementURI]))
+	if err != nil {
+		return broker.Connection{}, nil, newStepError(stalled, esv1.ReasonSecretInvalid, nil,
+			"Secret %s: %v", name, err)
+	}
+	if tls := es.Spec.RabbitMQ.TLS; tls != nil {
+		caSecret, err := r.secret(ctx, es.Namespace, tls.CASecret.Name)
+		if err != nil {
+			return broker.Connection{}, nil, err
+		}
+		key := tls.CASecret.Key
+		if key == "" {
+			key = defaultCAKey
+		}
+		conn.CAPEM = caSecret.Data[key]
+		if len(conn.CAPEM) == 0 {
+			return broker.Connection{}, nil, newStepError(stalled, esv1.ReasonSecretInvalid, nil,
+				"Secret %s has no %q key", tls.CASecret.Name, key)
+		}
+		versions = append(versions, caSecret.ResourceVersion)
+	}
+	return conn, versions, nil
+}
+
+func (r *EventStreamReconciler) secret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {
+	secret := &corev1.Secret{}
+	err := r.Get(ctx, types.NamespacedName{Namespace: namespace, Name: name}, secret)
+	if apierrors.IsNotFound(err) {
+		return nil, newStepError(waiting, esv1.ReasonSecretNotFound, err, "Secret %s/%s not found", namespace, name)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("get Secret %s/%s: %w", namespace, name, err)
+	}
+	return secret, nil
+}
+
+// referencedSecrets lists the names of the Secrets a stream reads, for the Secret watch.
+func referencedSecrets(es *esv1.EventStream) []string {
+	names := []string{es.Spec.RabbitMQ.ConnectionSecret.Name}
+	if tls := es.Spec.RabbitMQ.TLS; tls != nil {
+		names = append(names, tls.CASecret.Name)
+	}
+	if jwt := es.Spec.Bridge.Auth.JWT; jwt != nil {
+		if jwt.SecretRef != nil {
+			names = append(names, jwt.SecretRef.Name)
+		}
+		if jwt.PublicKeySecretRef != nil {
+			names = append(names, jwt.PublicKeySecretRef.Name)
+		}
+	}
+	return names
+}
