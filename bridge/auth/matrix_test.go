@@ -103,7 +103,9 @@ type bridge struct {
 	base      string
 }
 
-func startBridge(t *testing.T, node *rabbitmqtest.Node, authCfg auth.Config) *bridge {
+// startBridge starts a bridge authenticating with authCfg; configure, when given, adjusts the
+// bridge configuration before the start (CORS middleware, request counting).
+func startBridge(t *testing.T, node *rabbitmqtest.Node, authCfg auth.Config, configure ...func(*app.Config)) *bridge {
 	t.Helper()
 	name := "auth-matrix-" + events.NewID()[:12]
 	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
@@ -129,6 +131,9 @@ func startBridge(t *testing.T, node *rabbitmqtest.Node, authCfg auth.Config) *br
 		t.Fatal(err)
 	}
 	cfg.Authenticator = authenticator
+	for _, change := range configure {
+		change(cfg)
+	}
 	b, err := app.Start(cfg, logger)
 	if err != nil {
 		t.Fatal(err)
