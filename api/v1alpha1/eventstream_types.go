@@ -450,11 +450,11 @@ type BridgeStatus struct {
 	// ReplicasText is "ready/desired", for the printer column.
 	// +optional
 	ReplicasText string `json:"replicasText,omitempty"`
-	Clients      int64 `json:"clients"`
-	Delivered    int64 `json:"delivered"`
-	Dropped      int64 `json:"dropped"`
-	Reconnects   int64 `json:"reconnects"`
-	LagMessages  int64 `json:"lagMessages"`
+	Clients      int64  `json:"clients"`
+	Delivered    int64  `json:"delivered"`
+	Dropped      int64  `json:"dropped"`
+	Reconnects   int64  `json:"reconnects"`
+	LagMessages  int64  `json:"lagMessages"`
 	// Endpoint is the in-cluster URL of the event stream.
 	// +optional
 	Endpoint string `json:"endpoint,omitempty"`
