@@ -561,6 +561,13 @@ cmd_up() {
   require_root
   local started=$SECONDS
   mkdir -p "$dir" "$logs" "$run" "$k8s_bin"
+  if ! any_running && { [ -d "$containerd_dir" ] || [ -d "$dir/etcd" ]; }; then
+    # A previous cluster was killed without `down` (a crash, the end of a session): clear its
+    # pods, mounts and network first so the new one starts from a clean state.
+    log "cleaning up the state of a cluster that was not shut down"
+    teardown
+    mkdir -p "$run"
+  fi
   install_packages
   build_binaries
   ensure_pki
@@ -682,10 +689,24 @@ leftovers() {
     done | sort -u
 }
 
+any_running() {
+  local name
+  for name in "${components[@]}"; do
+    running "$name" && return 0
+  done
+  return 1
+}
+
 cmd_down() {
   require_root
   mkdir -p "$logs" "$run"
   local started=$SECONDS
+  teardown
+  log "cluster down in $((SECONDS - started))s; nothing of it is running"
+}
+
+# teardown: stop everything and remove the runtime state (see cmd_down).
+teardown() {
   stop_daemon kube-proxy
   stop_daemon kubelet
   pods_remove
@@ -714,7 +735,6 @@ cmd_down() {
   # containerd 1.6 shims put their sockets in the fixed /run/containerd/s, the kubelet its
   # legacy log links in /var/log/containers; remove them when empty.
   rmdir /run/containerd/s /run/containerd /var/log/containers 2>/dev/null || true
-  log "cluster down in $((SECONDS - started))s; nothing of it is running"
 }
 
 # ---------------------------------------------------------------- status, env
@@ -749,6 +769,7 @@ ENV
 cmd_smoke() {
   running kube-apiserver && running kubelet || die "the cluster is not up (hack/cluster.sh up)"
   local work ns=eventstream-smoke image ip cluster_ip rabbit_port=${RABBITMQ_TEST_AMQP_PORT:-20672}
+  local restricted='{allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}'
   work=$(mktemp -d)
   trap 'rm -rf "$work"' RETURN
   mkdir -p "$work/bin"
@@ -760,7 +781,8 @@ cmd_smoke() {
   log "pushed $image"
   k delete namespace "$ns" --ignore-not-found --wait=true >/dev/null
   k create namespace "$ns" >/dev/null
-  k -n "$ns" apply -f - >/dev/null <<YAML
+  k label namespace "$ns" pod-security.kubernetes.io/enforce=restricted >/dev/null
+  k -n "$ns" apply -f - >/dev/null <<YAML || die "creating the probe Deployment failed"
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: probe}
@@ -770,10 +792,13 @@ spec:
   template:
     metadata: {labels: {app: probe}}
     spec:
+      # The restricted Pod Security profile, as the chart's pods use it.
+      securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
       containers:
       - name: probe
         image: $image
         args: [serve, ":8080"]
+        securityContext: $restricted
         ports: [{containerPort: 8080}]
         readinessProbe: {httpGet: {path: /, port: 8080}, periodSeconds: 1}
 ---
@@ -794,16 +819,17 @@ YAML
   log "ok: Service reachable by ClusterIP $cluster_ip from the host"
   # From inside a pod: the host's RabbitMQ node, the API server through the kubernetes Service
   # (what in-cluster clients use), and the probe through its Service (pod -> ClusterIP -> pod).
-  k -n "$ns" apply -f - >/dev/null <<YAML
+  k -n "$ns" apply -f - >&2 <<YAML || die "creating the checks pod failed"
 apiVersion: v1
 kind: Pod
 metadata: {name: checks}
 spec:
   restartPolicy: Never
+  securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
   containers:
-  - {name: rabbitmq, image: $image, command: [/eventctl], args: [dial, "$host_ip:$rabbit_port"]}
-  - {name: apiserver, image: $image, command: [/eventctl], args: [dial, "$kubernetes_service_ip:443"]}
-  - {name: service, image: $image, command: [/eventctl], args: [get, "http://$cluster_ip/"]}
+  - {name: rabbitmq, image: $image, command: [/eventctl], args: [dial, "$host_ip:$rabbit_port"], securityContext: $restricted}
+  - {name: apiserver, image: $image, command: [/eventctl], args: [dial, "$kubernetes_service_ip:443"], securityContext: $restricted}
+  - {name: service, image: $image, command: [/eventctl], args: [get, "http://$cluster_ip/"], securityContext: $restricted}
 YAML
   wait_for 60 "pod checks to finish" sh -c "kubectl --kubeconfig '$admin_kubeconfig' -n $ns get pod checks -o jsonpath='{.status.phase}' | grep -qE 'Succeeded|Failed'" || true
   local c

@@ -7,8 +7,8 @@
 #   /etc/passwd /etc/group         root and nonroot (65532), as in distroless static:nonroot
 #   /etc/ssl/certs/ca-certificates.crt
 #   /tmp (1777)  /home/nonroot (65532, 0700)
-#   USER 65532:65532   ENTRYPOINT ["/operator"]   WORKDIR /   platform linux/<GOARCH>
-#   ENV PATH, SSL_CERT_FILE as in distroless
+#   USER 65532:65532   ENTRYPOINT ["/operator"]   WORKDIR /home/nonroot   platform linux/<GOARCH>
+#   ENV PATH, SSL_CERT_FILE as in distroless static:nonroot
 # The bridge Deployment runs the same image with command ["/bridge"].
 #
 # Usage: hack/image.sh REGISTRY/NAME:TAG
@@ -83,7 +83,8 @@ tar "${tar_flags[@]}" --owner=65532 --group=65532 -rf "$work/layer.tar" home/non
 log "pushing $ref"
 "$crane" "${crane_flags[@]}" append --oci-empty-base -f "$work/layer.tar" -t "$ref" >/dev/null
 digest_ref=$("$crane" "${crane_flags[@]}" mutate "$ref" \
-  --entrypoint /operator --user 65532:65532 --workdir / --set-platform "linux/$arch" \
-  --env PATH=/usr/local/bin:/usr/bin:/bin --env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+  --entrypoint /operator --user 65532:65532 --workdir /home/nonroot --set-platform "linux/$arch" \
+  --env PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+  --env SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
   -t "$ref")
 echo "$ref@${digest_ref##*@}"
