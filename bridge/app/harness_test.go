@@ -80,34 +80,7 @@ type client struct {
 
 func connect(t *testing.T, b *Bridge, query string, lastEventID string) *client {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+b.SSEAddr()+"/api/v1/events?"+query, nil)
-	if lastEventID != "" {
-		req.Header.Set("Last-Event-ID", lastEventID)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if resp.StatusCode != 200 {
-		cancel()
-		t.Fatalf("stream answered %d", resp.StatusCode)
-	}
-	c := &client{t: t, resp: resp, dec: sse.NewDecoder(resp.Body, 0), events: make(chan sse.Message, 100000), done: make(chan error, 1), cancel: cancel}
-	go func() {
-		for {
-			m, err := c.dec.Next()
-			if err != nil {
-				c.done <- err
-				close(c.events)
-				return
-			}
-			c.events <- m
-		}
-	}()
-	t.Cleanup(c.close)
-	return c
+	return connectWith(t, "http://"+b.SSEAddr()+"/api/v1/events?"+query, lastEventID)
 }
 
 func (c *client) close() {
