@@ -1,0 +1,191 @@
+package v1alpha1_test
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
+
+	esv1 "github.com/eventstream-operator/eventstream-operator/api/v1alpha1"
+	"github.com/eventstream-operator/eventstream-operator/test/kubetest"
+)
+
+// TestValidation applies manifests to a real API server with the generated CRD: invalid
+// ones must be rejected with a message a user understands, the samples must apply, and
+// defaults must match the design.
+func TestValidation(t *testing.T) {
+	assets, err := kubetest.AssetsDir()
+	if err != nil {
+		if os.Getenv("EVENTSTREAM_REQUIRE_INTEGRATION") == "1" {
+			t.Fatal(err)
+		}
+		t.Skipf("needs the envtest API server: %v", err)
+	}
+	env := &envtest.Environment{CRDDirectoryPaths: []string{kubetest.CRDDir()}, ErrorIfCRDPathMissing: true, BinaryAssetsDirectory: assets}
+	cfg, err := env.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = env.Stop() })
+	scheme := runtime.NewScheme()
+	if err := esv1.AddToScheme(scheme); err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+
+	invalid := []struct {
+		name, spec, message string
+	}{
+		{"binding key with empty word", `bindingKeys: ["team..status"]`, "a binding key must be a topic pattern"},
+		{"binding key with a space", `bindingKeys: ["team.* .status"]`, "a binding key must be a topic pattern"},
+		{"empty binding keys", `bindingKeys: []`, "at least one binding key is required"},
+		{"duplicate binding keys", `bindingKeys: ["a.#", "a.#"]`, "binding keys must be unique"},
+		{"placeholder not a whole segment", `bridge: {routingKeyTemplate: "team-{team_id}.job"}`, "whole-segment placeholder"},
+		{"unclosed placeholder", `bridge: {routingKeyTemplate: "team.{team_id.job"}`, "whole-segment placeholder"},
+		{"tenant placeholder missing from template", `bridge: {routingKeyTemplate: "org.{org_id}.x"}`, "tenantPlaceholder must name a placeholder"},
+		{"replicas > 1 on classic", `bridge: {replicas: 2}`, "bridge.replicas > 1 needs queue.type stream"},
+		{"replicas > 1 on quorum", "queue: {type: quorum}\nbridge: {replicas: 3}", "bridge.replicas > 1 needs queue.type stream"},
+		{"zero TTL", `queue: {messageTTL: 0s}`, "messageTTL must be greater than zero"},
+		{"negative TTL", `queue: {messageTTL: "-5m"}`, "spec.queue.messageTTL"},
+		{"TTL not a duration", `queue: {messageTTL: "ten minutes"}`, "spec.queue.messageTTL"},
+		{"prefetch 0", `consumer: {prefetch: 0}`, "spec.consumer.prefetch: Invalid value: 0"},
+		{"prefetch too large", `consumer: {prefetch: 65536}`, "spec.consumer.prefetch: Invalid value: 65536"},
+		{"queue name reserved", `queue: {name: amq.events}`, "reserved by RabbitMQ"},
+		{"queue name with slash", `queue: {name: "events/sse"}`, "a name may contain letters, digits"},
+		{"exchange name empty", `exchange: {name: ""}`, "spec.exchange.name"},
+		{"unknown queue type", `queue: {type: lazy}`, `Unsupported value: "lazy"`},
+		{"maxLength on stream", `queue: {type: stream, maxLength: 10}`, "maxLength is not supported by stream queues"},
+		{"unknown overflow", `bridge: {buffer: {overflow: dropNewest}}`, `Unsupported value: "dropNewest"`},
+		{"jwt without settings", `bridge: {auth: {mode: jwt}}`, "auth.mode jwt needs auth.jwt"},
+		{"jwt with two key sources", `bridge: {auth: {mode: jwt, jwt: {jwksURL: "https://idp/jwks", secretRef: {name: s}}}}`, "set exactly one of"},
+		{"heartbeat too short", `bridge: {heartbeat: 100ms}`, "heartbeat must be between 1s and 5m"},
+		{"wildcard CORS origin", `bridge: {cors: {allowedOrigins: ["*"]}}`, "spec.bridge.cors.allowedOrigins[0]"},
+		{"missing secret", ``, "spec.rabbitmq"},
+	}
+	for _, tt := range invalid {
+		t.Run("rejects "+tt.name, func(t *testing.T) {
+			obj := manifest(t, "invalid", tt.spec, tt.name != "missing secret")
+			err := c.Create(ctx, obj)
+			if err == nil {
+				_ = c.Delete(ctx, obj)
+				t.Fatalf("accepted an invalid spec:\n%s", tt.spec)
+			}
+			if !apierrors.IsInvalid(err) || !strings.Contains(err.Error(), tt.message) {
+				t.Fatalf("error %q does not say %q", err, tt.message)
+			}
+		})
+	}
+
+	t.Run("immutable queue name and type", func(t *testing.T) {
+		obj := manifest(t, "immutable", `queue: {name: a}`, true)
+		if err := c.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+		if err := unstructured.SetNestedField(obj.Object, "b", "spec", "queue", "name"); err != nil {
+			t.Fatal(err)
+		}
+		err := c.Update(ctx, obj)
+		if err == nil || !strings.Contains(err.Error(), "queue.name is immutable") {
+			t.Fatalf("update error = %v", err)
+		}
+	})
+
+	t.Run("defaults match the design", func(t *testing.T) {
+		obj := manifest(t, "defaults", "", true)
+		if err := c.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+		var es esv1.EventStream
+		if err := c.Get(ctx, client.ObjectKeyFromObject(obj), &es); err != nil {
+			t.Fatal(err)
+		}
+		s := es.Spec
+		checks := map[string][2]any{
+			"exchange":     {string(s.Exchange.Name), "events.topic"},
+			"queue":        {string(s.Queue.Name), "events.sse"},
+			"type":         {string(s.Queue.Type), "classic"},
+			"ttl":          {s.Queue.MessageTTL.Duration.String(), "10m0s"},
+			"deadLetter":   {*s.Queue.DeadLetter.Enabled, true},
+			"bindingKeys":  {len(s.BindingKeys) == 1 && s.BindingKeys[0] == "team.*.job.*.status", true},
+			"prefetch":     {s.Consumer.Prefetch, int32(100)},
+			"replicas":     {*s.Bridge.Replicas, int32(1)},
+			"path":         {s.Bridge.Path, "/api/v1/events"},
+			"template":     {s.Bridge.RoutingKeyTemplate, "team.{team_id}.job.{job_id}.status"},
+			"auth":         {string(s.Bridge.Auth.Mode), "none"},
+			"heartbeat":    {s.Bridge.Heartbeat.Duration.String(), "15s"},
+			"buffer":       {s.Bridge.Buffer.Size, int32(256)},
+			"overflow":     {string(s.Bridge.Buffer.Overflow), "dropOldest"},
+			"replay":       {s.Bridge.Replay.Size, int32(1000)},
+			"service port": {s.Bridge.Service.Port, int32(80)},
+			"deletion":     {string(s.DeletionPolicy), "Delete"},
+		}
+		for name, c := range checks {
+			if c[0] != c[1] {
+				t.Errorf("default %s = %v, want %v", name, c[0], c[1])
+			}
+		}
+	})
+
+	t.Run("samples apply", func(t *testing.T) {
+		samples, _ := filepath.Glob(filepath.Join(kubetest.ProjectRoot(), "config", "samples", "*.yaml"))
+		if len(samples) == 0 {
+			t.Fatal("no samples in config/samples")
+		}
+		for _, path := range samples {
+			data, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, doc := range strings.Split(string(data), "\n---\n") {
+				obj := &unstructured.Unstructured{}
+				if err := yaml.Unmarshal([]byte(doc), &obj.Object); err != nil {
+					t.Fatalf("%s: %v", path, err)
+				}
+				if obj.GetKind() != "EventStream" {
+					continue
+				}
+				obj.SetNamespace("default")
+				if err := c.Create(ctx, obj); err != nil {
+					t.Errorf("%s: %v", filepath.Base(path), err)
+				}
+			}
+		}
+	})
+}
+
+var counter int
+
+// manifest builds an EventStream in namespace default from a YAML fragment of its spec.
+func manifest(t *testing.T, prefix, spec string, withSecret bool) *unstructured.Unstructured {
+	t.Helper()
+	counter++
+	body := "apiVersion: sse.eventstream.dev/v1alpha1\nkind: EventStream\nmetadata:\n  namespace: default\n  generateName: " + prefix + "-\nspec:\n"
+	if withSecret {
+		body += "  rabbitmq: {connectionSecret: {name: rabbitmq}}\n"
+	}
+	for _, line := range strings.Split(spec, "\n") {
+		if line != "" {
+			body += "  " + line + "\n"
+		}
+	}
+	if !withSecret && spec == "" {
+		body += "  bindingKeys: [\"a\"]\n"
+	}
+	obj := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal([]byte(body), &obj.Object); err != nil {
+		t.Fatalf("bad test manifest: %v\n%s", err, body)
+	}
+	return obj
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# The README's test command (`make test`): installs and starts everything the tests need on a
+# fresh machine with only Go, then runs lint and every unit and integration test.
+#
+#   - kube-apiserver, etcd (built from Go modules, cached by version) for envtest
+#   - a private RabbitMQ node (Debian's rabbitmq-server, own ports and dirs)
+#   - Debian's chromium for the browser tests
+#
+# Integration tests fail instead of skipping here (EVENTSTREAM_REQUIRE_INTEGRATION=1).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+step() { printf '\n== %s (%s)\n' "$*" "$(date +%T)" >&2; }
+
+step "Kubernetes binaries for envtest"
+hack/build-k8s.sh kube-apiserver etcd kubectl
+
+step "private RabbitMQ node"
+started_rabbitmq=false
+if ! hack/rabbitmq.sh status >/dev/null 2>&1; then
+  hack/rabbitmq.sh start
+  started_rabbitmq=true
+fi
+cleanup() { if $started_rabbitmq; then hack/rabbitmq.sh stop || true; fi; }
+trap cleanup EXIT
+
+step "Chromium for the browser tests"
+CHROMIUM=$(hack/chromium.sh)
+export CHROMIUM
+
+eval "$(hack/rabbitmq.sh env)"
+export KUBEBUILDER_ASSETS=$root/bin/k8s
+export EVENTSTREAM_REQUIRE_INTEGRATION=1
+
+step "lint"
+make --no-print-directory lint
+
+step "unit and integration tests"
+go test -count=1 -timeout 40m ${GO_TEST_FLAGS:-} ./...
+step "done"
