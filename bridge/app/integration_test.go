@@ -161,6 +161,9 @@ func TestTwoBridgesOnOneStreamResumeExactly(t *testing.T) {
 	if m := onB.take(1, 10*time.Second)[0]; !strings.Contains(m.Data, `"id":"e61"`) {
 		t.Fatalf("after resume, live event %s (duplicate or gap)", m.Data)
 	}
+	eventually(t, 10*time.Second, "stream lag 0 on both replicas", func() bool {
+		return testutil.ToFloat64(a.Metrics.Lag) == 0 && testutil.ToFloat64(b.Metrics.Lag) == 0
+	})
 	// The same offsets are the ids on both replicas.
 	if firstPart[0].LastEventID == "" || rest[0].LastEventID == firstPart[0].LastEventID {
 		t.Fatalf("ids %q %q", firstPart[0].LastEventID, rest[0].LastEventID)

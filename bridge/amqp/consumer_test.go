@@ -1,0 +1,124 @@
+package amqp
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/eventstream-operator/eventstream-operator/api/events"
+	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
+	"github.com/eventstream-operator/eventstream-operator/bridge/metrics"
+	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
+)
+
+func TestBackoffIsJitteredExponentialAndCapped(t *testing.T) {
+	b := Backoff{Initial: 100 * time.Millisecond, Max: time.Second, Rand: func() float64 { return 0 }}
+	want := []time.Duration{50, 100, 200, 400, 500, 500} // lower bound: d/2
+	for i, w := range want {
+		if got := b.Delay(i); got != w*time.Millisecond {
+			t.Errorf("Delay(%d) with rand 0 = %v, want %v", i, got, w*time.Millisecond)
+		}
+	}
+	b.Rand = func() float64 { return 0.999999 }
+	if got := b.Delay(10); got >= time.Second || got < 999*time.Millisecond {
+		t.Errorf("Delay(10) with rand→1 = %v, want just under the 1s cap", got)
+	}
+	if got := (Backoff{}).Delay(100); got > 30*time.Second || got < 15*time.Second {
+		t.Errorf("default cap: %v", got)
+	}
+}
+
+// blockingSink holds every Publish until released, so messages stay unacked.
+type blockingSink struct{ release chan struct{} }
+
+func (s blockingSink) Publish(hub.Message) (*hub.Frame, int) {
+	<-s.release
+	return nil, 0
+}
+
+// TestConsumerLag checks the lag gauge on a real broker for classic and stream queues: while
+// the bridge is stuck on one message the backlog shows, and it returns to 0 once it catches up.
+func TestConsumerLag(t *testing.T) {
+	node := rabbitmqtest.Shared(t)
+	for _, qt := range []QueueType{Classic, Stream} {
+		t.Run(string(qt), func(t *testing.T) {
+			t.Parallel()
+			queue := "lag-" + string(qt) + "-" + events.NewID()[:8]
+			exchange := queue + "-x"
+			m := metrics.New()
+			sink := blockingSink{release: make(chan struct{})}
+			c := New(Config{
+				URL: node.URI, Exchange: exchange, Queue: queue, QueueType: qt, DeclareTopology: true,
+				Prefetch: 1, Template: events.MustParseTemplate(events.DefaultRoutingKeyTemplate),
+				LagInterval: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: m,
+			}, sink)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				_ = c.Run(ctx)
+			}()
+			t.Cleanup(func() {
+				cancel()
+				<-done
+				deleteTopology(node.URI, queue, exchange)
+			})
+			select {
+			case <-c.Connected():
+			case <-time.After(10 * time.Second):
+				t.Fatal("consumer did not connect")
+			}
+			p, err := events.Dial(node.URI, nil, events.PublisherConfig{Exchange: exchange})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer p.Close()
+			for i := 0; i < 30; i++ {
+				if err := p.Publish(context.Background(), "team.1.job."+strconv.Itoa(i)+".status", []byte(`{}`), events.PublishOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			waitFor(t, "lag ≥ 20 while stuck", func() bool { return testutil.ToFloat64(m.Lag) >= 20 })
+			close(sink.release)
+			waitFor(t, "lag 0 after catching up", func() bool {
+				return testutil.ToFloat64(m.Lag) == 0 && testutil.ToFloat64(m.Consumed) == 30
+			})
+			if qt == Stream && c.lastOffset.Load() < 29 {
+				t.Errorf("last stream offset %d", c.lastOffset.Load())
+			}
+		})
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func deleteTopology(uri, queue, exchange string) {
+	conn, err := amqp091.Dial(uri)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return
+	}
+	_, _ = ch.QueueDelete(queue, false, false, false)
+	_, _ = ch.QueueDelete(DeadLetterQueueName(queue), false, false, false)
+	_ = ch.ExchangeDelete(exchange, false, false)
+	_ = ch.ExchangeDelete(queue+".dlx", false, false)
+}
