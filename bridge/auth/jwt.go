@@ -127,7 +127,10 @@ func (a *jwtAuthenticator) Authenticate(r *http.Request) (Principal, error) {
 	if len(tenants) == 0 {
 		return Principal{}, forbidden(ReasonNoTenants, fmt.Sprintf("the token grants no tenant (claim %q)", a.cfg.TenantsClaim))
 	}
-	return Principal{Subject: subject, Tenants: tenants, ExpiresAt: expiresAt.Time}, nil
+	// The stream ends when this bridge would stop accepting the token (exp plus the leeway), so
+	// the reconnect after the end is refused instead of accepted again within the leeway, which
+	// would make a reconnect loop.
+	return Principal{Subject: subject, Tenants: tenants, ExpiresAt: expiresAt.Add(a.cfg.Leeway)}, nil
 }
 
 // classify maps a parse error to an *Error with a bounded reason. The algorithm is checked first
