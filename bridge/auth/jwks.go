@@ -103,7 +103,9 @@ func (k *jwksKeys) verificationKeys(ctx context.Context, token *jwt.Token) (any,
 	set := k.set.Load()
 	if set == nil || (kid != "" && !set.has(kid)) {
 		if k.mayFetchOnDemand() {
-			if err := k.fetch(ctx); err != nil {
+			// Detached from the request: a client that hangs up must not cancel the one fetch
+			// the rate limit allows (fetch is still bounded by fetchTimeout).
+			if err := k.fetch(context.WithoutCancel(ctx)); err != nil {
 				k.logger.Warn("auth JWKS fetch for an unknown key id failed", "error", err)
 			}
 			set = k.set.Load()
