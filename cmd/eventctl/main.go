@@ -1,0 +1,61 @@
+// Command eventctl publishes events to an EventStream's exchange, tails a bridge's SSE
+// stream, and inspects a queue.
+//
+//	eventctl publish --team 42 --job 7 --status running --progress 50
+//	eventctl publish --team 42 --job 7 --count 10000 --rate 500
+//	eventctl publish --stdin < events.jsonl
+//	eventctl tail 'http://localhost:8080/api/v1/events?team_id=42'
+//	eventctl inspect --queue events.sse
+//
+// The AMQP URI with credentials comes only from RABBITMQ_URL; a bearer token for tail from
+// EVENTCTL_TOKEN.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `usage: eventctl <command> [flags]
+
+commands:
+  publish   publish events (JSON contract of docs/events.md) with publisher confirms
+  tail      print the events of a bridge's SSE stream, reconnecting with Last-Event-ID
+  inspect   show a queue's message and consumer counts
+
+Run "eventctl <command> -h" for the command's flags.
+Environment: RABBITMQ_URL (publish, inspect), EVENTCTL_TOKEN (tail: bearer token).
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "eventctl:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("no command")
+	}
+	switch args[0] {
+	case "publish":
+		return runPublish(ctx, args[1:], os.Getenv, stdin, stdout, stderr)
+	case "tail":
+		return runTail(ctx, args[1:], os.Getenv, stdout, stderr)
+	case "inspect":
+		return runInspect(ctx, args[1:], os.Getenv, stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
