@@ -1,0 +1,32 @@
+# syntax=docker/dockerfile:1
+#
+# The eventstream-operator image: operator, bridge and eventctl as static binaries on
+# distroless static:nonroot.
+#
+# LAYOUT CONTRACT: hack/image.sh builds the same image without a container engine (the e2e tests
+# and the demo use it). Both must produce the same layout; change them together:
+#   /operator /bridge /eventctl    static linux binaries (CGO_ENABLED=0), owner 65532:65532
+#   /etc/passwd /etc/group with nonroot (65532), /etc/ssl/certs/ca-certificates.crt,
+#   /tmp (1777), /home/nonroot       (from distroless static:nonroot)
+#   USER 65532:65532   ENTRYPOINT ["/operator"]   WORKDIR /home/nonroot
+# The bridge Deployment runs the same image with command ["/bridge"].
+#
+# Build: docker build -t REGISTRY/eventstream-operator:TAG .
+#        (multi-platform: docker buildx build --platform linux/amd64,linux/arm64 ...)
+
+FROM --platform=$BUILDPLATFORM golang:1.26 AS build
+ARG TARGETOS=linux
+ARG TARGETARCH=amd64
+WORKDIR /src
+COPY go.mod go.sum ./
+RUN --mount=type=cache,target=/go/pkg/mod go mod download
+COPY . .
+RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+    CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
+    go build -trimpath -ldflags=-s -o /out/ ./cmd/operator ./cmd/bridge ./cmd/eventctl
+
+FROM gcr.io/distroless/static:nonroot
+COPY --from=build --chown=65532:65532 /out/operator /out/bridge /out/eventctl /
+WORKDIR /home/nonroot
+USER 65532:65532
+ENTRYPOINT ["/operator"]
