@@ -67,6 +67,10 @@ type Config struct {
 	MaxMessageBytes int
 	// Template matches routing keys; non-matching keys are malformed.
 	Template *events.Template
+	// StreamReplay is how many messages before the stream's tail a stream consumer re-reads
+	// at start-up to fill the replay ring (the bridge passes its replay size); 0: start at
+	// "next".
+	StreamReplay int
 	// LagInterval is how often consumer lag is sampled; default 5s.
 	LagInterval time.Duration
 	// Backoff shapes reconnect delays.
@@ -212,10 +216,7 @@ func (c *Consumer) session(ctx context.Context, connected func()) error {
 	}
 	var args amqp091.Table
 	if c.cfg.QueueType == Stream {
-		args = amqp091.Table{"x-stream-offset": "next"}
-		if last := c.lastOffset.Load(); last >= 0 {
-			args["x-stream-offset"] = last + 1
-		}
+		args = amqp091.Table{"x-stream-offset": c.streamStart(ctx, conn)}
 	}
 	deliveries, err := ch.Consume(c.cfg.Queue, c.tag, false, false, false, false, args)
 	if err != nil {
@@ -259,6 +260,22 @@ func (c *Consumer) session(ctx context.Context, connected func()) error {
 			}
 		}
 	}
+}
+
+// streamStart is where a stream consumer attaches: after the last offset handled when
+// reconnecting; at start-up StreamReplay messages before the stream's tail, so the hub's replay
+// ring holds recent events and clients of a restarted (or another) bridge resume exactly; "next"
+// without replay or for an empty stream.
+func (c *Consumer) streamStart(ctx context.Context, conn *amqp091.Connection) any {
+	if last := c.lastOffset.Load(); last >= 0 {
+		return last + 1
+	}
+	if c.cfg.StreamReplay > 0 {
+		if tail, found, _ := c.streamTail(ctx, conn); found {
+			return max(0, tail-int64(c.cfg.StreamReplay))
+		}
+	}
+	return "next"
 }
 
 func closeErr(e *amqp091.Error) error {

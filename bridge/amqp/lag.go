@@ -57,39 +57,47 @@ func (c *Consumer) queueLag(conn *amqp091.Connection) (int64, bool) {
 }
 
 func (c *Consumer) streamLag(ctx context.Context, conn *amqp091.Connection) (int64, bool) {
+	handled := c.lastOffset.Load()
+	tail, found, ok := c.streamTail(ctx, conn)
+	if !ok {
+		return 0, false
+	}
+	if lag := tail - handled; found && lag > 0 {
+		return lag, true
+	}
+	return 0, true
+}
+
+// streamTail returns the offset of the first message of the stream's last chunk, read by a
+// short-lived consumer at offset "last" on a channel of its own. found is false for an empty
+// stream; ok is false when the broker could not be asked.
+func (c *Consumer) streamTail(ctx context.Context, conn *amqp091.Connection) (tail int64, found, ok bool) {
 	ch, err := conn.Channel()
 	if err != nil {
-		return 0, false
+		return 0, false, false
 	}
 	defer ch.Close()
 	if err := ch.Qos(1, 0, false); err != nil {
-		return 0, false
+		return 0, false, false
 	}
-	tag := c.tag + "-lag"
+	tag := c.tag + "-tail"
 	deliveries, err := ch.Consume(c.cfg.Queue, tag, false, false, false, false, amqp091.Table{"x-stream-offset": "last"})
 	if err != nil {
-		return 0, false
+		return 0, false, false
 	}
-	handled := c.lastOffset.Load()
-	timeout := time.NewTimer(2 * time.Second)
+	timeout := time.NewTimer(time.Second)
 	defer timeout.Stop()
 	select {
 	case d, open := <-deliveries:
 		if !open {
-			return 0, false
+			return 0, false, false
 		}
 		_ = ch.Cancel(tag, false)
 		tail, ok := streamOffset(d.Headers)
-		if !ok {
-			return 0, false
-		}
-		if lag := tail - handled; lag > 0 {
-			return lag, true
-		}
-		return 0, true
+		return tail, ok, ok
 	case <-timeout.C:
-		return 0, true // an empty stream: nothing to deliver
+		return 0, false, true // an empty stream: nothing to deliver
 	case <-ctx.Done():
-		return 0, false
+		return 0, false, false
 	}
 }

@@ -84,6 +84,7 @@ func Start(cfg *Config, log *slog.Logger) (*Bridge, error) {
 		Prefetch:           cfg.Prefetch,
 		MaxMessageBytes:    cfg.MaxMessageBytes,
 		Template:           tmpl,
+		StreamReplay:       cfg.ReplaySize,
 		LagInterval:        cfg.LagInterval,
 		Backoff:            cfg.Backoff,
 		Observe:            cfg.Observe,

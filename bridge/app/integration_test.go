@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -203,5 +204,37 @@ func TestSlowClientDropsAreCountedOthersUnaffected(t *testing.T) {
 	}
 	if d := testutil.ToFloat64(b.Metrics.Dropped.WithLabelValues(hub.DropReasonOverflow)); d == 0 {
 		t.Fatal("no overflow drops counted for the stuck client")
+	}
+}
+
+// TestStreamBridgeRestartResumesExactly: a restarted stream bridge re-reads the stream's recent
+// messages into its replay ring, so a client resumes after the restart with its Last-Event-ID,
+// including events published while no bridge ran, without a gap or a duplicate.
+func TestStreamBridgeRestartResumesExactly(t *testing.T) {
+	t.Parallel()
+	node := rabbitmqtest.Shared(t)
+	queue, exchange := uniqueName(t, "q"), uniqueName(t, "x")
+	cleanupTopology(t, node.URI, []string{queue, queue + ".dlq"}, []string{exchange, queue + ".dlx"})
+	args := []string{"--queue=" + queue, "--exchange=" + exchange, "--queue-type=stream", "--replay-size=100"}
+	first := startBridge(t, node.URI, args...)
+	c := connect(t, first, "team_id=3", "")
+	eventually(t, 5*time.Second, "subscriber", func() bool { return first.Hub.Len() == 1 })
+	p := publisher(t, node.URI, exchange)
+	publishEvents(t, p, "3", "1", 1, 10)
+	before := c.take(10, 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := first.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	publishEvents(t, p, "3", "1", 11, 15)
+
+	second := startBridge(t, node.URI, args...)
+	resumed := connect(t, second, "team_id=3", before[len(before)-1].LastEventID)
+	after := resumed.take(5, 10*time.Second)
+	for i, m := range append(before, after...) {
+		if m.Name != "message" || !strings.Contains(m.Data, fmt.Sprintf(`"id":"e%d"`, i+1)) {
+			t.Fatalf("event %d after restart: %s %s", i+1, m.Name, m.Data)
+		}
 	}
 }
