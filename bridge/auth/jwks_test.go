@@ -237,3 +237,38 @@ func TestJWKSRefresherRefreshesAndStops(t *testing.T) {
 		t.Fatal("refresh goroutine still running 5s after its context ended")
 	}
 }
+
+// TestJWKSConcurrentUnknownKIDsFetchOnce: a burst of requests with invented key ids from many
+// goroutines causes at most one fetch, and every request gets its 401.
+func TestJWKSConcurrentUnknownKIDsFetchOnce(t *testing.T) {
+	testKeys(t)
+	server := newJWKSServer(t, jwkOf(&rsaKeyA.PublicKey, "k1", "RS256"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a, _ := newJWKSAuthenticator(t, ctx, Config{
+		Mode: ModeJWT, JWKSURL: server.URL, JWKSMinRefreshGap: time.Hour, JWKSRefreshInterval: time.Hour,
+	})
+	before := server.fetches.Load()
+	tokens := make([]string, 64)
+	for i := range tokens {
+		tokens[i] = sign(t, jwt.SigningMethodRS256, rsaKeyB, "invented-"+strings.Repeat("k", i+1), validClaims())
+	}
+	errs := make(chan error, len(tokens))
+	var wg sync.WaitGroup
+	for _, token := range tokens {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := a.Authenticate(requestWithBearer(token))
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		wantError(t, err, "", 401, ReasonUnknownKID)
+	}
+	if fetched := server.fetches.Load() - before; fetched > 1 {
+		t.Fatalf("%d concurrent unknown kids caused %d fetches, want at most 1", len(tokens), fetched)
+	}
+}
