@@ -26,10 +26,10 @@ import (
 // happens to each, for the test to read.
 const browserPage = `<!doctype html><meta charset="utf-8"><title>auth</title><script>
 window.streams = {};
-function openStream(name, url) {
+function openStream(name, url, withCredentials) {
   const s = {events: [], errors: 0, opened: false, state: 0};
   window.streams[name] = s;
-  const es = new EventSource(url);
+  const es = new EventSource(url, {withCredentials: !!withCredentials});
   s.es = es;
   es.onopen = () => { s.opened = true; s.state = es.readyState; };
   es.onmessage = (e) => { s.events.push(e.data); };
@@ -89,7 +89,8 @@ func chromiumPath(t *testing.T) string {
 // TestBrowserEventSourceWithQueryToken runs headless Chromium against the bridge from a page on
 // another origin (so CORS is real): an EventSource with tenant A's token in the query receives
 // A's events and none of B's; on 401, 403 and a refused origin the browser gives up for good
-// (readyState CLOSED) after exactly one request.
+// (readyState CLOSED) after exactly one request. withCredentials works only against a bridge
+// that allows credentials for the page's origin, and then a cookie can carry the token.
 func TestBrowserEventSourceWithQueryToken(t *testing.T) {
 	browser := chromiumPath(t)
 	node := rabbitmqtest.Shared(t)
@@ -157,9 +158,10 @@ func TestBrowserEventSourceWithQueryToken(t *testing.T) {
 			}
 		}
 	}
-	open := func(ctx context.Context, name, url string) {
+	open := func(ctx context.Context, name, url string, withCredentials ...bool) {
 		t.Helper()
-		if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf("openStream(%q, %q)", name, url))); err != nil {
+		credentials := len(withCredentials) > 0 && withCredentials[0]
+		if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](fmt.Sprintf("openStream(%q, %q, %t)", name, url, credentials))); err != nil {
 			t.Fatalf("open stream %s: %v", name, err)
 		}
 	}
@@ -223,5 +225,49 @@ func TestBrowserEventSourceWithQueryToken(t *testing.T) {
 	}
 	if n := counter.count("1"); n != 1 {
 		t.Fatalf("tenant A's stream: the bridge saw %d requests, want 1 (no reconnects)", n)
+	}
+
+	// withCredentials against a bridge that does not allow credentials: the browser refuses
+	// the response (no Access-Control-Allow-Credentials) although the token is valid.
+	open(ctx, "credentialsRefused", streamURL(valid, url.Values{"job_id": {"2"}}), true)
+	if s := waitFor(ctx, "credentialsRefused", func(s streamState) bool { return s.State == 2 }, "CLOSED"); s.Opened || len(s.Events) > 0 {
+		t.Fatalf("credentialed stream against a bridge without credentials: %+v", s)
+	}
+
+	// A bridge that allows credentials for this origin, reading the token from a cookie only:
+	// the page's cookie goes along with withCredentials and tenant A's events arrive.
+	cookieCounter := &requestCounter{counts: map[string]int{}}
+	credentialsPolicy, err := cors.New(cors.Config{AllowedOrigins: []string{page.URL}, AllowCredentials: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cookieBridge := startBridge(t, node, auth.Config{
+		Mode: auth.ModeJWT, JWKSURL: iss.server.URL, Audience: []string{"eventstream"}, Issuer: "https://issuer.test",
+		TenantsClaim: "teams", RequiredScope: "events:read", Cookie: "evs_token",
+	}, func(cfg *app.Config) {
+		cfg.Middleware = func(next http.Handler) http.Handler { return cookieCounter.wrap(credentialsPolicy.Handler(next)) }
+	})
+	setCookie := fmt.Sprintf("document.cookie = %q; true", "evs_token="+valid+"; path=/; SameSite=Lax")
+	if _, err := chromedp.Run(ctx, chromedp.Evaluate[bool](setCookie)); err != nil {
+		t.Fatalf("set cookie: %v", err)
+	}
+	open(ctx, "cookie", cookieBridge.base+"?job_id=3", true)
+	if s := waitFor(ctx, "cookie", func(s streamState) bool { return s.State != 0 }, "OPEN or CLOSED"); s.State != 1 {
+		t.Fatalf("cookie stream did not open: %+v", s)
+	}
+	for _, m := range []struct{ tenant, name string }{{tenantB, "B3"}, {tenantA, "A3"}} {
+		body := []byte(`{"tenant":"` + m.tenant + `","marker":"` + marker + m.name + `"}`)
+		if err := cookieBridge.publisher.Publish(ctx, "team."+m.tenant+".job.3.status", body, events.PublishOptions{}); err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+	}
+	s = waitFor(ctx, "cookie", func(s streamState) bool {
+		return len(s.Events) > 0 && strings.Contains(s.Events[len(s.Events)-1], marker+"A3")
+	}, "event A3 arrived")
+	if strings.Contains(strings.Join(s.Events, "\n"), `"tenant":"`+tenantB+`"`) {
+		t.Fatalf("cookie stream got tenant B's events: %q", s.Events)
+	}
+	if n := cookieCounter.count("3"); n != 1 {
+		t.Fatalf("cookie stream: the bridge saw %d requests, want 1", n)
 	}
 }
