@@ -1,6 +1,7 @@
 package auth_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -17,6 +18,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -101,6 +103,25 @@ type bridge struct {
 	metrics   *metrics.Metrics
 	publisher *events.Publisher
 	base      string
+	logs      *lockedBuffer // everything the bridge logged, at debug level
+}
+
+// lockedBuffer is an io.Writer safe for the bridge's concurrent logging.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // startBridge starts a bridge authenticating with authCfg; configure, when given, adjusts the
@@ -116,10 +137,11 @@ func startBridge(t *testing.T, node *rabbitmqtest.Node, authCfg auth.Config, con
 		return ""
 	})
 	if err := fs.Parse([]string{"--listen=127.0.0.1:0", "--metrics-listen=127.0.0.1:0", "--declare-topology",
-		"--exchange=" + name, "--queue=" + name, "--log-level=error"}); err != nil {
+		"--exchange=" + name, "--queue=" + name, "--log-level=debug"}); err != nil {
 		t.Fatal(err)
 	}
-	logger := slog.New(slog.DiscardHandler)
+	logs := &lockedBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	authenticator, err := auth.New(ctx, authCfg, logger)
@@ -159,7 +181,7 @@ func startBridge(t *testing.T, node *rabbitmqtest.Node, authCfg auth.Config, con
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = publisher.Close() })
-	return &bridge{Bridge: b, metrics: cfg.Metrics, publisher: publisher, base: "http://" + b.SSEAddr() + "/api/v1/events"}
+	return &bridge{Bridge: b, metrics: cfg.Metrics, publisher: publisher, base: "http://" + b.SSEAddr() + "/api/v1/events", logs: logs}
 }
 
 func (b *bridge) publish(t *testing.T, tenant, marker string) {
@@ -330,6 +352,23 @@ func TestAuthMatrixThroughTheBridge(t *testing.T) {
 	}
 	if n := b.authCount(t, auth.ResultAllowed, "ok"); n != 2 {
 		t.Fatalf("auth_total{result=allowed} = %v, want 2", n)
+	}
+	logs := b.logs.String()
+	if !strings.Contains(logs, "stream refused") {
+		t.Fatalf("the debug log has no refusals; is the log captured? %q", logs)
+	}
+	for _, tc := range tests {
+		if tc.token == "" {
+			continue
+		}
+		// Any third of a token would do to replay parts of it; its signature most of all.
+		parts := strings.Split(tc.token, ".")
+		if signature := parts[len(parts)-1]; (signature != "" && strings.Contains(logs, signature)) || strings.Contains(logs, tc.token) {
+			t.Fatalf("the bridge logged the token of case %q", tc.name)
+		}
+	}
+	if strings.Contains(logs, "access_token") {
+		t.Fatal("the bridge logged a URL with its access_token parameter")
 	}
 }
 
