@@ -14,7 +14,9 @@
 #               bridge, veths, iptables rules of kube-proxy, mounts under the state dir. Removes
 #               the runtime state (etcd data, images, pods); keeps certificates and the last logs
 #   status      one line per component; exit 0 only when all run
-#   env         shell exports for tests: eval "$(hack/cluster.sh env)"
+#   env         shell exports for tests: eval "$(hack/cluster.sh env)" sets KUBECONFIG,
+#               EVENTSTREAM_CLUSTER_REGISTRY (127.0.0.1:25000), EVENTSTREAM_CLUSTER_HOST_IP
+#               (10.88.0.1: the host as seen from pods) and EVENTSTREAM_CLUSTER_DIR
 #   kubeconfig  print the admin kubeconfig path
 #   smoke       prove the cluster works: push an image built here, run a Deployment from it,
 #               reach the pod by pod IP and by Service ClusterIP from the host, and dial the
@@ -24,7 +26,7 @@
 # API server and kubelet listen there, so pods reach the API server through the `kubernetes`
 # Service (kube-proxy, iptables mode) and the host reaches pods by pod IP and Service ClusterIP
 # (10.96.0.0/16). Host services listening on 0.0.0.0 (the RabbitMQ test node) are reachable
-# from pods at 10.88.0.1. There is no cluster DNS: use IPs (see docs/local-cluster.md).
+# from pods at 10.88.0.1. There is no cluster DNS: use IPs. Details: docs/local-cluster.md.
 #
 # Settings (environment): EVENTSTREAM_CLUSTER_DIR (state, logs; default bin/cluster).
 # Ports (all below 32768): etcd 25379/25380, registry 25000, kube-apiserver 26443,
@@ -768,7 +770,8 @@ ENV
 
 cmd_smoke() {
   running kube-apiserver && running kubelet || die "the cluster is not up (hack/cluster.sh up)"
-  local work ns=eventstream-smoke image ip cluster_ip rabbit_port=${RABBITMQ_TEST_AMQP_PORT:-20672}
+  local work ns=eventstream-smoke image ip cluster_ip
+  local rabbit_port=${RABBITMQ_TEST_AMQP_PORT:-20672} rabbit_mgmt_port=${RABBITMQ_TEST_MGMT_PORT:-21672}
   local restricted='{allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}'
   work=$(mktemp -d)
   trap 'rm -rf "$work"' RETURN
@@ -828,17 +831,18 @@ spec:
   securityContext: {runAsNonRoot: true, seccompProfile: {type: RuntimeDefault}}
   containers:
   - {name: rabbitmq, image: $image, command: [/eventctl], args: [dial, "$host_ip:$rabbit_port"], securityContext: $restricted}
+  - {name: management, image: $image, command: [/eventctl], args: [dial, "$host_ip:$rabbit_mgmt_port"], securityContext: $restricted}
   - {name: apiserver, image: $image, command: [/eventctl], args: [dial, "$kubernetes_service_ip:443"], securityContext: $restricted}
   - {name: service, image: $image, command: [/eventctl], args: [get, "http://$cluster_ip/"], securityContext: $restricted}
 YAML
   wait_for 60 "pod checks to finish" sh -c "kubectl --kubeconfig '$admin_kubeconfig' -n $ns get pod checks -o jsonpath='{.status.phase}' | grep -qE 'Succeeded|Failed'" || true
   local c
-  for c in rabbitmq apiserver service; do
+  for c in rabbitmq management apiserver service; do
     k -n "$ns" logs checks -c "$c" 2>&1 | sed "s/^/    $c: /" >&2 || true
   done
   [ "$(k -n "$ns" get pod checks -o jsonpath='{.status.phase}')" = Succeeded ] ||
-    die "checks from a pod failed: RabbitMQ at $host_ip:$rabbit_port (is hack/rabbitmq.sh running?), API server at $kubernetes_service_ip:443, or Service $cluster_ip:80"
-  log "ok: a pod reached RabbitMQ at $host_ip:$rabbit_port, the API server at $kubernetes_service_ip:443 and Service $cluster_ip:80"
+    die "checks from a pod failed: RabbitMQ at $host_ip:$rabbit_port and $host_ip:$rabbit_mgmt_port (is hack/rabbitmq.sh running?), API server at $kubernetes_service_ip:443, or Service $cluster_ip:80"
+  log "ok: a pod reached RabbitMQ at $host_ip:$rabbit_port (management $host_ip:$rabbit_mgmt_port), the API server at $kubernetes_service_ip:443 and Service $cluster_ip:80"
   k delete namespace "$ns" --wait=false >/dev/null
   log "smoke test passed"
 }
