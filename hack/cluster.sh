@@ -454,10 +454,13 @@ push_pause_image() {
   CGO_ENABLED=0 go build -trimpath -ldflags=-s -o "$work/rootfs/pause" "$root/hack/cluster/pause/main.go" ||
     { rm -rf "$work"; die "building hack/cluster/pause failed"; }
   tar -C "$work/rootfs" --numeric-owner --owner=0 --group=0 --mtime=@0 -cf "$work/layer.tar" pause
-  crane append --insecure --oci-empty-base -f "$work/layer.tar" -t "$pause_image" >/dev/null 2>"$work/err" &&
-    crane mutate --insecure "$pause_image" --entrypoint /pause --set-platform "linux/$(go env GOARCH)" \
-      -t "$pause_image" >/dev/null 2>>"$work/err" ||
-    { cat "$work/err" >&2; rm -rf "$work"; die "pushing $pause_image failed"; }
+  if ! crane append --insecure --oci-empty-base -f "$work/layer.tar" -t "$pause_image" >/dev/null 2>"$work/err" ||
+    ! crane mutate --insecure "$pause_image" --entrypoint /pause --set-platform "linux/$(go env GOARCH)" \
+      -t "$pause_image" >/dev/null 2>>"$work/err"; then
+    cat "$work/err" >&2
+    rm -rf "$work"
+    die "pushing $pause_image failed"
+  fi
   rm -rf "$work"
 }
 
@@ -732,10 +735,17 @@ teardown() {
   # rmdir only removes cgroups without processes.
   local cgroup
   for cgroup in /sys/fs/cgroup/*/k8s.io; do
-    [ -d "$cgroup" ] && find "$cgroup" -depth -type d -exec rmdir {} \; 2>/dev/null || true
+    if [ -d "$cgroup" ]; then find "$cgroup" -depth -type d -exec rmdir {} \; 2>/dev/null || true; fi
   done
-  # containerd 1.6 shims put their sockets in the fixed /run/containerd/s, the kubelet its
-  # legacy log links in /var/log/containers; remove them when empty.
+  # containerd 1.6 shims put their sockets in the fixed /run/containerd/s (a killed shim leaves
+  # its socket behind: remove sockets nobody listens on), the kubelet its legacy log links in
+  # /var/log/containers; remove the directories when empty.
+  local socket listening
+  listening=$(ss -xlH 2>/dev/null | awk '{print $5}')
+  for socket in /run/containerd/s/*; do
+    [ -S "$socket" ] || continue
+    grep -qxF -- "$socket" <<< "$listening" || rm -f "$socket"
+  done
   rmdir /run/containerd/s /run/containerd /var/log/containers 2>/dev/null || true
 }
 
@@ -769,7 +779,7 @@ ENV
 # ---------------------------------------------------------------- smoke test
 
 cmd_smoke() {
-  running kube-apiserver && running kubelet || die "the cluster is not up (hack/cluster.sh up)"
+  if ! running kube-apiserver || ! running kubelet; then die "the cluster is not up (hack/cluster.sh up)"; fi
   local work ns=eventstream-smoke image ip cluster_ip
   local rabbit_port=${RABBITMQ_TEST_AMQP_PORT:-20672} rabbit_mgmt_port=${RABBITMQ_TEST_MGMT_PORT:-21672}
   local restricted='{allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: {drop: [ALL]}}'

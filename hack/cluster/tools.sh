@@ -1,9 +1,11 @@
+# shellcheck shell=bash
 # Sourced by hack/cluster.sh and hack/image.sh: installs the Go-built tools they need.
 #
 # Each tool is built once with `go install` into a cache keyed by its version,
 # ${XDG_CACHE_HOME:-$HOME/.cache}/eventstream-operator/tools/<name>-<version>, which survives
 # fresh clones on the same machine, and linked into bin/. A second call builds nothing.
 # Requires: $root (the repository root).
+: "${root:?tools.sh needs \$root, the repository root}"
 
 tools_cache=${XDG_CACHE_HOME:-$HOME/.cache}/eventstream-operator/tools
 crane_version=v0.22.1
