@@ -830,8 +830,9 @@ YAML
   wait_for 30 "Service $cluster_ip:80 from the host" curl -fsS --max-time 2 "http://$cluster_ip:80/" ||
     die "Service ClusterIP $cluster_ip:80 is not reachable from the host"
   log "ok: Service reachable by ClusterIP $cluster_ip from the host"
-  # From inside a pod: the host's RabbitMQ node, the API server through the kubernetes Service
-  # (what in-cluster clients use), and the probe through its Service (pod -> ClusterIP -> pod).
+  # From inside a pod: the host's RabbitMQ node, the API server as in-cluster clients reach it
+  # (kubernetes Service, service-account token and CA; /api needs an authenticated user), and
+  # the probe through its Service (pod -> ClusterIP -> pod).
   k -n "$ns" apply -f - >&2 <<YAML || die "creating the checks pod failed"
 apiVersion: v1
 kind: Pod
@@ -842,7 +843,7 @@ spec:
   containers:
   - {name: rabbitmq, image: $image, command: [/eventctl], args: [dial, "$host_ip:$rabbit_port"], securityContext: $restricted}
   - {name: management, image: $image, command: [/eventctl], args: [dial, "$host_ip:$rabbit_mgmt_port"], securityContext: $restricted}
-  - {name: apiserver, image: $image, command: [/eventctl], args: [dial, "$kubernetes_service_ip:443"], securityContext: $restricted}
+  - {name: apiserver, image: $image, command: [/eventctl], args: [apiserver, /api], securityContext: $restricted}
   - {name: service, image: $image, command: [/eventctl], args: [get, "http://$cluster_ip/"], securityContext: $restricted}
 YAML
   wait_for 60 "pod checks to finish" sh -c "kubectl --kubeconfig '$admin_kubeconfig' -n $ns get pod checks -o jsonpath='{.status.phase}' | grep -qE 'Succeeded|Failed'" || true
@@ -852,7 +853,7 @@ YAML
   done
   [ "$(k -n "$ns" get pod checks -o jsonpath='{.status.phase}')" = Succeeded ] ||
     die "checks from a pod failed: RabbitMQ at $host_ip:$rabbit_port and $host_ip:$rabbit_mgmt_port (is hack/rabbitmq.sh running?), API server at $kubernetes_service_ip:443, or Service $cluster_ip:80"
-  log "ok: a pod reached RabbitMQ at $host_ip:$rabbit_port (management $host_ip:$rabbit_mgmt_port), the API server at $kubernetes_service_ip:443 and Service $cluster_ip:80"
+  log "ok: a pod reached RabbitMQ at $host_ip:$rabbit_port (management $host_ip:$rabbit_mgmt_port), the API server via the kubernetes Service with its service-account token, and Service $cluster_ip:80"
   k delete namespace "$ns" --wait=false >/dev/null
   log "smoke test passed"
 }
