@@ -301,7 +301,20 @@ CSV
 
 # ---------------------------------------------------------------- host network
 
+# remove_bridge_ports: delete the veths attached to the bridge (their peers die with them).
+remove_bridge_ports() {
+  local veth
+  for veth in $(ip -o link show master "$bridge" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
+    ip link delete "$veth" 2>/dev/null || true
+  done
+}
+
 ensure_bridge() {
+  if ip link show "$bridge" >/dev/null 2>&1 && ! running containerd; then
+    # Pods of a cluster killed without `down` (possibly from another clone) may still hold
+    # addresses our fresh IPAM hands out again: disconnect them.
+    remove_bridge_ports
+  fi
   if ! ip link show "$bridge" >/dev/null 2>&1; then
     log "creating bridge $bridge ($host_ip on $pod_cidr)"
     # Recorded so that down restores the host exactly: the bridge CNI plugin turns forwarding on.
@@ -659,10 +672,7 @@ remove_kube_iptables() {
 }
 
 network_down() {
-  local veth
-  for veth in $(ip -o link show master "$bridge" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
-    ip link delete "$veth" 2>/dev/null || true
-  done
+  remove_bridge_ports
   ip route del "$service_cidr" dev "$bridge" 2>/dev/null || true
   if ip link show "$bridge" >/dev/null 2>&1; then
     log "deleting bridge $bridge"
