@@ -90,13 +90,22 @@ fail_with_log() {
   exit 1
 }
 
-# wait_for SECONDS DESCRIPTION COMMAND...: polls COMMAND every 0.5 s until it succeeds or the
-# deadline passes; returns 1 on timeout.
+# wait_for [--process NAME] SECONDS DESCRIPTION COMMAND...: polls COMMAND every 0.5 s until it
+# succeeds or the deadline passes; returns 1 on timeout, or at once when the daemon NAME exited.
 wait_for() {
+  local process=
+  if [ "$1" = --process ]; then
+    process=$2
+    shift 2
+  fi
   local seconds=$1 description=$2
   shift 2
   local deadline=$((SECONDS + seconds))
   until "$@" >/dev/null 2>&1; do
+    if [ -n "$process" ] && ! running "$process"; then
+      log "$process exited while waiting for $description"
+      return 1
+    fi
     if [ $SECONDS -ge $deadline ]; then
       log "timed out after ${seconds}s waiting for $description"
       return 1
@@ -359,7 +368,7 @@ JSON
 start_registry() {
   mkdir -p "$dir/registry"
   start_daemon registry "$root/bin/crane" registry serve --address "$registry" --disk "$dir/registry"
-  wait_for 20 "registry on $registry" curl -fsS "http://$registry/v2/" ||
+  wait_for --process registry 20 "registry on $registry" curl -fsS --max-time 2 "http://$registry/v2/" ||
     fail_with_log registry "the loopback registry did not start"
 }
 
@@ -371,7 +380,7 @@ start_etcd() {
     --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
     --initial-cluster "default=http://127.0.0.1:$etcd_peer_port" \
     --unsafe-no-fsync --log-level warn
-  wait_for 30 "etcd health" sh -c "curl -fsS http://127.0.0.1:$etcd_port/health | grep -q '\"health\":\"true\"'" ||
+  wait_for --process etcd 30 "etcd health" sh -c "curl -fsS --max-time 2 http://127.0.0.1:$etcd_port/health | grep -q '\"health\":\"true\"'" ||
     fail_with_log etcd "etcd did not become healthy"
 }
 
@@ -389,7 +398,7 @@ start_apiserver() {
     --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
     --kubelet-certificate-authority "$pki/ca.crt" --kubelet-preferred-address-types InternalIP \
     --allow-privileged=true --profiling=false --v=1
-  wait_for 90 "kube-apiserver /readyz" kubectl --kubeconfig "$admin_kubeconfig" get --raw /readyz ||
+  wait_for --process kube-apiserver 90 "kube-apiserver /readyz" kubectl --kubeconfig "$admin_kubeconfig" --request-timeout=5s get --raw /readyz ||
     fail_with_log kube-apiserver "kube-apiserver did not become ready"
 }
 
@@ -453,7 +462,7 @@ TOML
 start_containerd() {
   write_containerd_config
   start_daemon containerd /usr/bin/containerd --config "$containerd_dir/config.toml"
-  wait_for 30 "containerd CRI" crictl --runtime-endpoint "unix://$containerd_sock" --timeout 2s info ||
+  wait_for --process containerd 30 "containerd CRI" crictl --runtime-endpoint "unix://$containerd_sock" --timeout 2s info ||
     fail_with_log containerd "containerd did not start"
 }
 
@@ -555,23 +564,25 @@ YAML
 }
 
 k() { kubectl --kubeconfig "$admin_kubeconfig" "$@"; }
+# k_quick: one request that must answer within 5 s (for polling).
+k_quick() { kubectl --kubeconfig "$admin_kubeconfig" --request-timeout=5s "$@"; }
 
 node_ready() {
-  [ "$(k get node "$node_name" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
+  [ "$(k_quick get node "$node_name" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
 }
 
 wait_cluster_ready() {
-  wait_for 60 "kube-controller-manager healthz" curl -fsSk "https://127.0.0.1:$kcm_port/healthz" ||
+  wait_for --process kube-controller-manager 60 "kube-controller-manager healthz" curl -fsSk --max-time 2 "https://127.0.0.1:$kcm_port/healthz" ||
     fail_with_log kube-controller-manager "kube-controller-manager is not healthy"
-  wait_for 60 "kube-scheduler healthz" curl -fsSk "https://127.0.0.1:$scheduler_port/healthz" ||
+  wait_for --process kube-scheduler 60 "kube-scheduler healthz" curl -fsSk --max-time 2 "https://127.0.0.1:$scheduler_port/healthz" ||
     fail_with_log kube-scheduler "kube-scheduler is not healthy"
-  wait_for 120 "node $node_name Ready" node_ready ||
+  wait_for --process kubelet 120 "node $node_name Ready" node_ready ||
     fail_with_log kubelet "node $node_name did not become Ready"
-  wait_for 60 "kube-proxy healthz" curl -fsS "http://127.0.0.1:$proxy_healthz_port/healthz" ||
+  wait_for --process kube-proxy 60 "kube-proxy healthz" curl -fsS --max-time 2 "http://127.0.0.1:$proxy_healthz_port/healthz" ||
     fail_with_log kube-proxy "kube-proxy did not sync its rules"
-  wait_for 60 "the default ServiceAccount" k -n default get serviceaccount default ||
+  wait_for 60 "the default ServiceAccount" k_quick -n default get serviceaccount default ||
     fail_with_log kube-controller-manager "the default ServiceAccount was not created"
-  wait_for 60 "kube-root-ca.crt in default" k -n default get configmap kube-root-ca.crt ||
+  wait_for 60 "kube-root-ca.crt in default" k_quick -n default get configmap kube-root-ca.crt ||
     fail_with_log kube-controller-manager "kube-root-ca.crt was not published"
 }
 
@@ -834,7 +845,8 @@ spec:
 YAML
   k -n "$ns" rollout status deployment/probe --timeout=120s >&2 || { k -n "$ns" describe pods >&2; die "the probe Deployment did not become ready"; }
   ip=$(k -n "$ns" get pods -l app=probe -o jsonpath='{.items[0].status.podIP}')
-  curl -fsS --max-time 5 "http://$ip:8080/" >&2 || die "pod IP $ip:8080 is not reachable from the host"
+  wait_for 10 "pod IP $ip:8080 from the host" curl -fsS --max-time 2 "http://$ip:8080/" ||
+    die "pod IP $ip:8080 is not reachable from the host"
   log "ok: pod reachable by pod IP $ip"
   cluster_ip=$(k -n "$ns" get service probe -o jsonpath='{.spec.clusterIP}')
   wait_for 30 "Service $cluster_ip:80 from the host" curl -fsS --max-time 2 "http://$cluster_ip:80/" ||
