@@ -20,30 +20,28 @@ const (
 )
 
 // brokerConnection reads the stream's connection Secret (and TLS CA Secret) and returns
-// where and how to reach the management API, plus the resource versions of the Secrets read
-// (they are part of the bridge's configuration hash). A missing Secret is a waiting error
-// with reason SecretNotFound; an unusable one is stalled with SecretInvalid.
-func (r *EventStreamReconciler) brokerConnection(ctx context.Context, es *esv1.EventStream) (broker.Connection, []string, error) {
+// where and how to reach the management API. A missing Secret is a waiting error with reason
+// SecretNotFound; an unusable one is stalled with SecretInvalid.
+func (r *EventStreamReconciler) brokerConnection(ctx context.Context, es *esv1.EventStream) (broker.Connection, error) {
 	name := es.Spec.RabbitMQ.ConnectionSecret.Name
 	secret, err := r.secret(ctx, es.Namespace, name)
 	if err != nil {
-		return broker.Connection{}, nil, err
+		return broker.Connection{}, err
 	}
-	versions := []string{secret.ResourceVersion}
 	uri := string(secret.Data[secretKeyURI])
 	if uri == "" {
-		return broker.Connection{}, nil, newStepError(stalled, esv1.ReasonSecretInvalid, nil,
+		return broker.Connection{}, newStepError(stalled, esv1.ReasonSecretInvalid, nil,
 			"Secret %s has no %q key", name, secretKeyURI)
 	}
 	conn, err := broker.ConnectionFromURIs(uri, string(secret.Data[secretKeyManagementURI]))
 	if err != nil {
-		return broker.Connection{}, nil, newStepError(stalled, esv1.ReasonSecretInvalid, nil,
+		return broker.Connection{}, newStepError(stalled, esv1.ReasonSecretInvalid, nil,
 			"Secret %s: %v", name, err)
 	}
 	if tls := es.Spec.RabbitMQ.TLS; tls != nil {
 		caSecret, err := r.secret(ctx, es.Namespace, tls.CASecret.Name)
 		if err != nil {
-			return broker.Connection{}, nil, err
+			return broker.Connection{}, err
 		}
 		key := tls.CASecret.Key
 		if key == "" {
@@ -51,12 +49,11 @@ func (r *EventStreamReconciler) brokerConnection(ctx context.Context, es *esv1.E
 		}
 		conn.CAPEM = caSecret.Data[key]
 		if len(conn.CAPEM) == 0 {
-			return broker.Connection{}, nil, newStepError(stalled, esv1.ReasonSecretInvalid, nil,
+			return broker.Connection{}, newStepError(stalled, esv1.ReasonSecretInvalid, nil,
 				"Secret %s has no %q key", tls.CASecret.Name, key)
 		}
-		versions = append(versions, caSecret.ResourceVersion)
 	}
-	return conn, versions, nil
+	return conn, nil
 }
 
 func (r *EventStreamReconciler) secret(ctx context.Context, namespace, name string) (*corev1.Secret, error) {

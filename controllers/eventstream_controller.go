@@ -6,9 +6,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/client-go/tools/events"
 	"k8s.io/utils/clock"
@@ -55,12 +58,28 @@ type EventStreamReconciler struct {
 	Jitter func(time.Duration) time.Duration
 	// MaxConcurrentReconciles defaults to 4.
 	MaxConcurrentReconciles int
+
+	// BridgeImage runs the bridge pods unless a stream names its own image.
+	BridgeImage string
+	// StatusInterval is how often queue and bridge figures are refreshed, jittered.
+	StatusInterval time.Duration
+	// Scraper reads bridge pods' metrics; an HTTP scraper with a 2 s timeout by default.
+	Scraper MetricsScraper
+
+	// verified remembers, per stream, the generation and time of the last full topology
+	// verification, so that between resyncs only the queue figures are read.
+	verified sync.Map // types.UID -> verification
 }
 
-// +kubebuilder:rbac:groups=sse.eventstream.dev,resources=eventstreams,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups=sse.eventstream.dev,resources=eventstreams/status,verbs=get;update;patch
+// RBAC, least privilege; docs/operator.md says why each rule exists.
+// +kubebuilder:rbac:groups=sse.eventstream.dev,resources=eventstreams,verbs=get;list;watch;patch
+// +kubebuilder:rbac:groups=sse.eventstream.dev,resources=eventstreams/status,verbs=get;patch
 // +kubebuilder:rbac:groups=sse.eventstream.dev,resources=eventstreams/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=services;serviceaccounts,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one EventStream's broker topology (and bridge) to the declared state and
@@ -92,6 +111,8 @@ func (r *EventStreamReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 
 	steps := []func(context.Context, *esv1.EventStream) error{
 		r.reconcileTopology,
+		r.reconcileWorkload,
+		r.reconcileBridgeStatus,
 	}
 	for _, step := range steps {
 		if err := step(ctx, es); err != nil {
@@ -101,7 +122,7 @@ func (r *EventStreamReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 	es.Status.ObservedGeneration = es.Generation
 	summarizeReady(es)
-	return ctrl.Result{RequeueAfter: r.Jitter(r.ResyncPeriod)}, nil
+	return ctrl.Result{RequeueAfter: r.statusRequeue()}, nil
 }
 
 // afterFailure emits a Warning when a condition newly fails and decides how to go on by the
@@ -132,6 +153,7 @@ func (r *EventStreamReconciler) reconcileDelete(ctx context.Context, es *esv1.Ev
 		r.event(es, corev1.EventTypeNormal, "TopologyRetained", "Delete", "deletionPolicy Retain: broker objects kept")
 		return ctrl.Result{}, r.removeFinalizer(ctx, es)
 	}
+	r.verified.Delete(es.UID)
 	err := r.cleanupTopology(ctx, es)
 	if err == nil {
 		r.event(es, corev1.EventTypeNormal, "TopologyDeleted", "Delete", "removed policy, queue and dead-letter objects of queue %s", desiredTopology(es).Queue)
@@ -198,6 +220,12 @@ func (r *EventStreamReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.MaxConcurrentReconciles == 0 {
 		r.MaxConcurrentReconciles = 4
 	}
+	if r.StatusInterval == 0 {
+		r.StatusInterval = 30 * time.Second
+	}
+	if r.Scraper == nil {
+		r.Scraper = NewHTTPScraper(2 * time.Second)
+	}
 	if r.NewBrokerClient == nil {
 		qps, burst := r.BrokerQPS, r.BrokerBurst
 		if qps == 0 {
@@ -214,6 +242,10 @@ func (r *EventStreamReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&esv1.EventStream{}, builder.WithPredicates(predicate.Or(predicate.GenerationChangedPredicate{}, predicate.AnnotationChangedPredicate{}, deletionPredicate()))).
+		Owns(&appsv1.Deployment{}).
+		Owns(&corev1.Service{}).
+		Owns(&corev1.ServiceAccount{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.streamsReadingSecret)).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: r.MaxConcurrentReconciles,

@@ -45,6 +45,7 @@ var (
 const (
 	testResync          = 2 * time.Second
 	testDeletionTimeout = 8 * time.Second
+	testBridgeImage     = "registry.example.com/eventstream-operator:test"
 )
 
 func TestControllers(t *testing.T) {
@@ -85,7 +86,9 @@ var _ = BeforeSuite(func() {
 	reconciler := &EventStreamReconciler{
 		Client:          mgr.GetClient(),
 		ResyncPeriod:    testResync,
+		StatusInterval:  time.Second,
 		DeletionTimeout: testDeletionTimeout,
+		BridgeImage:     testBridgeImage,
 		NewBrokerClient: func(c broker.Connection) (broker.Client, error) {
 			inner, err := factory.New(c)
 			return &countingClient{Client: inner, calls: calls}, err

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	esv1 "github.com/eventstream-operator/eventstream-operator/api/v1alpha1"
@@ -17,20 +19,31 @@ import (
 // afresh (nothing is remembered between reconciles, so a queue deleted in the management UI
 // is noticed at the next resync). It sets TopologyReady and status.queue. It stops at the
 // first failure; a conflicting queue stops it before anything is bound to that queue.
+//
+// Between resyncs, when this generation was verified and is Ready, only the queue figures
+// are read (two requests); a queue found missing then triggers the full verification at once.
 func (r *EventStreamReconciler) reconcileTopology(ctx context.Context, es *esv1.EventStream) error {
+	if r.recentlyVerified(es) {
+		missing, err := r.refreshQueueFigures(ctx, es)
+		if err == nil && !missing {
+			return nil
+		}
+	}
+	r.verified.Delete(es.UID)
 	err := r.applyTopology(ctx, es)
 	if err != nil {
 		se := asStepError(err, esv1.ReasonBrokerError)
 		setCondition(es, esv1.ConditionTopologyReady, metav1.ConditionFalse, se.reason, se.message)
 		return se
 	}
+	r.verified.Store(es.UID, verification{generation: es.Generation, at: r.Clock.Now()})
 	setCondition(es, esv1.ConditionTopologyReady, metav1.ConditionTrue, esv1.ReasonTopologyReconciled,
 		"exchange, queue, bindings and policy exist as declared")
 	return nil
 }
 
 func (r *EventStreamReconciler) applyTopology(ctx context.Context, es *esv1.EventStream) error {
-	conn, _, err := r.brokerConnection(ctx, es)
+	conn, err := r.brokerConnection(ctx, es)
 	if err != nil {
 		return err
 	}
@@ -56,8 +69,7 @@ func (r *EventStreamReconciler) applyTopology(ctx context.Context, es *esv1.Even
 			return err
 		}
 	}
-	queue, err := r.ensureQueue(ctx, bc, want.Queue, want.QueueType, &want, changes)
-	if err != nil {
+	if _, err := r.ensureQueue(ctx, bc, want.Queue, want.QueueType, &want, changes); err != nil {
 		return err
 	}
 	if err := r.ensurePolicy(ctx, bc, want.Policy, changes); err != nil {
@@ -67,24 +79,72 @@ func (r *EventStreamReconciler) applyTopology(ctx context.Context, es *esv1.Even
 		return err
 	}
 
-	status := &esv1.QueueStatus{
-		Name:                   queue.Name,
-		MessagesReady:          queue.MessagesReady,
-		MessagesUnacknowledged: queue.MessagesUnacknowledged,
-		Consumers:              queue.Consumers,
-	}
-	if want.DeadLetterQueue != "" {
-		dlq, err := bc.GetQueue(ctx, want.DeadLetterQueue)
-		if err != nil {
-			return brokerStepError(err, "read dead-letter queue %s", want.DeadLetterQueue)
-		}
-		status.DeadLettered = dlq.Messages
+	status, err := queueFigures(ctx, bc, want)
+	if err != nil {
+		return brokerStepError(err, "read queue figures")
 	}
 	es.Status.Queue = status
 	for _, c := range changes.done {
 		r.event(es, corev1.EventTypeNormal, "TopologyChanged", "Reconcile", "%s", c)
 	}
 	return nil
+}
+
+// verification records a successful full topology verification.
+type verification struct {
+	generation int64
+	at         time.Time
+}
+
+func (r *EventStreamReconciler) recentlyVerified(es *esv1.EventStream) bool {
+	v, ok := r.verified.Load(es.UID)
+	if !ok {
+		return false
+	}
+	rec := v.(verification)
+	return rec.generation == es.Generation && r.Clock.Since(rec.at) < r.ResyncPeriod &&
+		meta.IsStatusConditionTrue(es.Status.Conditions, esv1.ConditionTopologyReady)
+}
+
+// refreshQueueFigures reads the queue and dead-letter queue figures into status.queue. It
+// reports missing when either queue no longer exists.
+func (r *EventStreamReconciler) refreshQueueFigures(ctx context.Context, es *esv1.EventStream) (missing bool, err error) {
+	conn, err := r.brokerConnection(ctx, es)
+	if err != nil {
+		return false, err
+	}
+	bc, err := r.NewBrokerClient(conn)
+	if err != nil {
+		return false, err
+	}
+	status, err := queueFigures(ctx, bc, desiredTopology(es))
+	if errors.Is(err, broker.ErrNotFound) {
+		return true, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	es.Status.Queue = status
+	return false, nil
+}
+
+// queueFigures reads the queue's and the dead-letter queue's figures. ErrNotFound means one
+// of them is missing.
+func queueFigures(ctx context.Context, bc broker.Client, want topology) (*esv1.QueueStatus, error) {
+	q, err := bc.GetQueue(ctx, want.Queue)
+	if err != nil {
+		return nil, err
+	}
+	status := &esv1.QueueStatus{Name: q.Name, MessagesReady: q.MessagesReady,
+		MessagesUnacknowledged: q.MessagesUnacknowledged, Consumers: q.Consumers}
+	if want.DeadLetterQueue != "" {
+		dlq, err := bc.GetQueue(ctx, want.DeadLetterQueue)
+		if err != nil {
+			return nil, err
+		}
+		status.DeadLettered = dlq.Messages
+	}
+	return status, nil
 }
 
 // topologyChanges collects what a reconcile changed on the broker, for Events.
@@ -188,7 +248,7 @@ func (r *EventStreamReconciler) ensureBindings(ctx context.Context, bc broker.Cl
 // its bindings), dead-letter queue and exchange, and the exchange itself only when the spec
 // allows it and nothing else uses it. Objects already gone count as removed.
 func (r *EventStreamReconciler) cleanupTopology(ctx context.Context, es *esv1.EventStream) error {
-	conn, _, err := r.brokerConnection(ctx, es)
+	conn, err := r.brokerConnection(ctx, es)
 	if err != nil {
 		return err
 	}

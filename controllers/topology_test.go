@@ -9,6 +9,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	amqp "github.com/rabbitmq/amqp091-go"
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -51,11 +52,18 @@ func conditionOf(es *esv1.EventStream, t string) metav1.Condition {
 	return metav1.Condition{}
 }
 
-// eventuallyReady waits until the stream is Ready for its current generation.
+// eventuallyReady waits until the stream is Ready for its current generation, playing the
+// Deployment controller (envtest runs none) by marking the bridge Deployment available.
 func eventuallyReady(es *esv1.EventStream) *esv1.EventStream {
 	var got *esv1.EventStream
 	Eventually(func(g Gomega) {
 		got = fetch(es)(g)
+		dep := child(&appsv1.Deployment{}, got)(g)
+		if n := ptrValue(dep.Spec.Replicas); dep.Status.AvailableReplicas != n || dep.Status.ObservedGeneration != dep.Generation {
+			dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation, Replicas: n,
+				UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
+			g.Expect(k8sClient.Status().Update(context.Background(), dep)).To(Succeed())
+		}
 		g.Expect(conditionOf(got, esv1.ConditionReady).Status).To(Equal(metav1.ConditionTrue), "conditions: %+v", got.Status.Conditions)
 		g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
 	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())

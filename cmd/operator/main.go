@@ -8,11 +8,16 @@ import (
 	"strings"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -20,6 +25,17 @@ import (
 	esv1 "github.com/eventstream-operator/eventstream-operator/api/v1alpha1"
 	"github.com/eventstream-operator/eventstream-operator/controllers"
 )
+
+// defaultBridgeImage is the published image of this release; the Helm chart passes the
+// operator's own image instead.
+const defaultBridgeImage = "ghcr.io/eventstream-operator/eventstream-operator:v0.1.0"
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}
 
 func main() {
 	var (
@@ -46,7 +62,7 @@ func main() {
 	flag.DurationVar(&deletionTimeout, "deletion-timeout", 2*time.Minute, "how long deletion retries an unreachable broker before it leaves the topology behind")
 	flag.Float64Var(&brokerQPS, "broker-qps", 20, "management API requests per second, across all streams")
 	flag.IntVar(&brokerBurst, "broker-burst", 40, "management API request burst")
-	flag.StringVar(&bridgeImage, "bridge-image", os.Getenv("BRIDGE_IMAGE"), "image of the bridge pods unless a stream names its own (default: the operator's image, from BRIDGE_IMAGE)")
+	flag.StringVar(&bridgeImage, "bridge-image", envOr("BRIDGE_IMAGE", defaultBridgeImage), "image of the bridge pods unless a stream names its own; the Helm chart sets the operator's own image")
 	flag.IntVar(&concurrentStreams, "max-concurrent-reconciles", 4, "EventStreams reconciled in parallel")
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
@@ -58,7 +74,16 @@ func main() {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(esv1.AddToScheme(scheme))
 
-	cacheOpts := cache.Options{}
+	// Only the objects the operator made are cached (Secrets cannot be selected: users make
+	// them), which bounds the operator's memory in clusters with many pods.
+	managed := labels.SelectorFromSet(labels.Set{controllers.LabelManagedBy: "eventstream-operator"})
+	cacheOpts := cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Pod{}:                   {Label: managed},
+		&appsv1.Deployment{}:            {Label: managed},
+		&corev1.Service{}:               {Label: managed},
+		&corev1.ServiceAccount{}:        {Label: managed},
+		&policyv1.PodDisruptionBudget{}: {Label: managed},
+	}}
 	if watchNamespaces != "" {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
 		for _, ns := range strings.Split(watchNamespaces, ",") {
@@ -87,9 +112,9 @@ func main() {
 		BrokerQPS:               brokerQPS,
 		BrokerBurst:             brokerBurst,
 		MaxConcurrentReconciles: concurrentStreams,
+		StatusInterval:          statusInterval,
+		BridgeImage:             bridgeImage,
 	}
-	_ = statusInterval
-	_ = bridgeImage
 	if err := reconciler.SetupWithManager(mgr); err != nil {
 		setupLog.Error(err, "set up EventStream controller")
 		os.Exit(1)

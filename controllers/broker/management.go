@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 
 	rabbithole "github.com/michaelklishin/rabbit-hole/v2"
@@ -75,6 +76,8 @@ func newTransport(tlsConfig *tls.Config) *http.Transport {
 	}
 }
 
+var queueColumns = url.Values{"columns": {"name,type,durable,arguments,messages,messages_ready,messages_unacknowledged,consumers"}}
+
 type managementClient struct {
 	rh      *rabbithole.Client
 	vhost   string
@@ -122,9 +125,15 @@ func classify(operation string, err error) error {
 	if err.Error() == "Error: API responded with a 401 Unauthorized" {
 		return fmt.Errorf("%s: credentials rejected (401): %w", operation, ErrUnreachable)
 	}
-	// Transport errors: rabbit-hole returns *url.Error, whose text holds the request URL but
-	// never the credentials (they travel in a header).
-	return fmt.Errorf("%s: %v: %w", operation, err, ErrUnreachable)
+	// Transport errors: *url.Error, whose text holds the request URL but never the
+	// credentials (they travel in a header).
+	var urlErr *url.Error
+	var netErr net.Error
+	if errors.As(err, &urlErr) || errors.As(err, &netErr) {
+		return fmt.Errorf("%s: %v: %w", operation, err, ErrUnreachable)
+	}
+	// Anything else (an answer that does not decode) is the broker's answer, not its absence.
+	return &BrokerError{Operation: operation, Message: err.Error()}
 }
 
 func (c *managementClient) GetExchange(ctx context.Context, name string) (*Exchange, error) {
@@ -148,7 +157,12 @@ func (c *managementClient) DeleteExchange(ctx context.Context, name string) erro
 
 func (c *managementClient) GetQueue(ctx context.Context, name string) (*Queue, error) {
 	var info *rabbithole.DetailedQueueInfo
-	err := c.do(ctx, "get_queue", func() (err error) { info, err = c.rh.GetQueue(c.vhost, name); return err })
+	// Only the columns used: the full answer's consumer details do not decode for stream
+	// consumers on some broker versions, and are large.
+	err := c.do(ctx, "get_queue", func() (err error) {
+		info, err = c.rh.GetQueueWithParameters(c.vhost, name, queueColumns)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,142 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"maps"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	esv1 "github.com/eventstream-operator/eventstream-operator/api/v1alpha1"
+)
+
+// fieldOwner is the operator's server-side apply field manager: it owns exactly the fields
+// the builders set, so fields set by other controllers (an HPA's replicas aside, which the
+// operator does own) or admission webhooks are left alone, and hand edits to the operator's
+// fields are reverted.
+const fieldOwner = client.FieldOwner("eventstream-operator")
+
+// reconcileWorkload applies the bridge's ServiceAccount, Service, Deployment and, with more
+// than one replica, PodDisruptionBudget (deleting it otherwise), all owned by the stream.
+// It emits Events when the Deployment is scaled or its configuration rolls.
+func (r *EventStreamReconciler) reconcileWorkload(ctx context.Context, es *esv1.EventStream) error {
+	digests := map[string]string{}
+	for _, name := range podSecretNames(es) {
+		secret, err := r.secret(ctx, es.Namespace, name)
+		if err != nil {
+			return err
+		}
+		digests[name] = secretDigest(secret.Data)
+	}
+	deployment := buildDeployment(workloadInput{Stream: es, DefaultImage: r.BridgeImage, SecretDigests: digests})
+
+	var previous appsv1.Deployment
+	err := r.Get(ctx, client.ObjectKeyFromObject(deployment), &previous)
+	if err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("get Deployment %s: %w", deployment.Name, err)
+	}
+	existed := err == nil
+
+	for _, obj := range []client.Object{buildServiceAccount(es), deployment} {
+		if err := r.apply(ctx, es, obj); err != nil {
+			return err
+		}
+	}
+	if err := r.reconcileService(ctx, es); err != nil {
+		return err
+	}
+	if pdb := buildPodDisruptionBudget(es); pdb != nil {
+		if err := r.apply(ctx, es, pdb); err != nil {
+			return err
+		}
+	} else {
+		stale := &policyv1.PodDisruptionBudget{ObjectMeta: childMeta(es)}
+		if err := r.Delete(ctx, stale); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete PodDisruptionBudget %s: %w", stale.Name, err)
+		}
+	}
+
+	if existed {
+		if old, now := ptrValue(previous.Spec.Replicas), ptrValue(deployment.Spec.Replicas); old != now {
+			r.event(es, corev1.EventTypeNormal, "BridgeScaled", "Scale", "bridge scaled from %d to %d replicas", old, now)
+		}
+		if old, now := previous.Spec.Template.Annotations[ConfigHashAnnotation], deployment.Spec.Template.Annotations[ConfigHashAnnotation]; old != now {
+			r.event(es, corev1.EventTypeNormal, "BridgeRollout", "Rollout", "bridge configuration changed (%s → %s): rolling the pods", old, now)
+		}
+	} else {
+		r.event(es, corev1.EventTypeNormal, "BridgeCreated", "Create", "created bridge Deployment %s with %d replica(s)", deployment.Name, ptrValue(deployment.Spec.Replicas))
+	}
+	return nil
+}
+
+// reconcileService creates or patches the bridge Service. Server-side apply cannot repair a
+// hand-edited port (Service ports merge by port number, so an edited port becomes a second
+// entry with the same name); the operator therefore sets type, selector and the whole port
+// list itself, keeps the cluster IPs and node ports the API server assigned, and adds its
+// annotations to any others.
+func (r *EventStreamReconciler) reconcileService(ctx context.Context, es *esv1.EventStream) error {
+	want := buildService(es)
+	svc := &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: want.Namespace, Name: want.Name}}
+	_, err := controllerutil.CreateOrPatch(ctx, r.Client, svc, func() error {
+		if svc.Labels == nil {
+			svc.Labels = map[string]string{}
+		}
+		maps.Copy(svc.Labels, want.Labels)
+		if len(want.Annotations) > 0 && svc.Annotations == nil {
+			svc.Annotations = map[string]string{}
+		}
+		maps.Copy(svc.Annotations, want.Annotations)
+		svc.Spec.Type = want.Spec.Type
+		svc.Spec.Selector = want.Spec.Selector
+		ports := want.Spec.Ports
+		for i := range ports {
+			for _, old := range svc.Spec.Ports {
+				if old.Name == ports[i].Name && want.Spec.Type != corev1.ServiceTypeClusterIP {
+					ports[i].NodePort = old.NodePort
+				}
+			}
+		}
+		svc.Spec.Ports = ports
+		return controllerutil.SetControllerReference(es, svc, r.Scheme())
+	})
+	if err != nil {
+		return fmt.Errorf("reconcile Service %s: %w", want.Name, err)
+	}
+	return nil
+}
+
+// apply server-side applies obj, owned by es, with the operator's field manager.
+func (r *EventStreamReconciler) apply(ctx context.Context, es *esv1.EventStream, obj client.Object) error {
+	if err := controllerutil.SetControllerReference(es, obj, r.Scheme()); err != nil {
+		return fmt.Errorf("owner reference on %s: %w", obj.GetName(), err)
+	}
+	content, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+	if err != nil {
+		return fmt.Errorf("convert %s: %w", obj.GetName(), err)
+	}
+	// Zero values of typed objects would claim fields the operator does not mean to own.
+	delete(content, "status")
+	unstructured.RemoveNestedField(content, "metadata", "creationTimestamp")
+	unstructured.RemoveNestedField(content, "spec", "template", "metadata", "creationTimestamp")
+	u := &unstructured.Unstructured{Object: content}
+	if err := r.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), fieldOwner, client.ForceOwnership); err != nil {
+		return fmt.Errorf("apply %s %s: %w", u.GetKind(), u.GetName(), err)
+	}
+	return nil
+}
+
+func ptrValue[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}

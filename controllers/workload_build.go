@@ -1,0 +1,402 @@
+package controllers
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	esv1 "github.com/eventstream-operator/eventstream-operator/api/v1alpha1"
+)
+
+// Ports, paths and names of the bridge pods. The bridge serves SSE on the http port and
+// /metrics, /healthz and /readyz on the metrics port.
+const (
+	bridgeHTTPPort     = 8080
+	bridgeMetricsPort  = 9090
+	bridgeHTTPPortName = "http"
+	// BridgeMetricsPortName is the container port the operator scrapes.
+	BridgeMetricsPortName = "metrics"
+	bridgeContainerName   = "bridge"
+	bridgeBinary          = "/bridge"
+
+	// ConfigHashAnnotation on the pod template changes exactly when the bridge's effective
+	// configuration does: the spec fields it reads and the contents of the Secrets it uses.
+	ConfigHashAnnotation = "sse.eventstream.dev/config-hash"
+
+	// LabelStream names the EventStream a child object belongs to.
+	LabelStream = "sse.eventstream.dev/stream"
+	// LabelManagedBy marks every object the operator creates; its caches select on it.
+	LabelManagedBy      = "app.kubernetes.io/managed-by"
+	managedByValue      = "eventstream-operator"
+	bridgeComponentName = "eventstream-bridge"
+
+	envRabbitMQURL     = "RABBITMQ_URL"
+	envJWTHS256Secrets = "BRIDGE_AUTH_HS256_SECRETS"
+	caMountDir         = "/etc/eventstream/tls"
+	jwtKeyMountDir     = "/etc/eventstream/jwt"
+
+	// bridgeDrainTimeout is the bridge's --drain-timeout; the pod's grace period leaves
+	// room beyond it for the AMQP channel to close.
+	bridgeDrainTimeout = 20 * time.Second
+	bridgeGracePeriod  = int64(35)
+	// bridgeUID is the non-root user of the image (distroless nonroot).
+	bridgeUID = int64(65532)
+)
+
+// workloadInput is everything the bridge's child objects are built from.
+type workloadInput struct {
+	Stream *esv1.EventStream
+	// DefaultImage runs the bridge unless the stream names its own image.
+	DefaultImage string
+	// SecretDigests are digests of the contents of the Secrets the pods use, by name, so that
+	// a changed Secret rolls the pods.
+	SecretDigests map[string]string
+}
+
+// bridgeName names the Deployment, Service, ServiceAccount and PodDisruptionBudget.
+func bridgeName(es *esv1.EventStream) string { return es.Name + "-bridge" }
+
+func bridgeSelector(es *esv1.EventStream) map[string]string {
+	return map[string]string{
+		"app.kubernetes.io/name":     bridgeComponentName,
+		"app.kubernetes.io/instance": es.Name,
+	}
+}
+
+func bridgeLabels(es *esv1.EventStream) map[string]string {
+	labels := bridgeSelector(es)
+	labels[LabelManagedBy] = managedByValue
+	labels[LabelStream] = es.Name
+	labels["app.kubernetes.io/component"] = "bridge"
+	return labels
+}
+
+func childMeta(es *esv1.EventStream) metav1.ObjectMeta {
+	return metav1.ObjectMeta{Name: bridgeName(es), Namespace: es.Namespace, Labels: bridgeLabels(es)}
+}
+
+// buildServiceAccount returns the bridge's ServiceAccount; the bridge needs no API access,
+// so its token is not mounted.
+func buildServiceAccount(es *esv1.EventStream) *corev1.ServiceAccount {
+	no := false
+	return &corev1.ServiceAccount{
+		TypeMeta:                     metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
+		ObjectMeta:                   childMeta(es),
+		AutomountServiceAccountToken: &no,
+	}
+}
+
+// buildService exposes the bridge's SSE port with the spec's type, port and annotations.
+func buildService(es *esv1.EventStream) *corev1.Service {
+	svc := es.Spec.Bridge.Service
+	meta := childMeta(es)
+	meta.Annotations = svc.Annotations
+	return &corev1.Service{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		ObjectMeta: meta,
+		Spec: corev1.ServiceSpec{
+			Type:     serviceType(svc.Type),
+			Selector: bridgeSelector(es),
+			Ports: []corev1.ServicePort{{
+				Name: bridgeHTTPPortName, Port: servicePort(svc.Port), Protocol: corev1.ProtocolTCP,
+				TargetPort: intstr.FromString(bridgeHTTPPortName),
+			}},
+		},
+	}
+}
+
+// buildPodDisruptionBudget keeps all but one bridge replica up during voluntary
+// disruptions; it returns nil when there is at most one replica.
+func buildPodDisruptionBudget(es *esv1.EventStream) *policyv1.PodDisruptionBudget {
+	if replicas(es) <= 1 {
+		return nil
+	}
+	one := intstr.FromInt32(1)
+	return &policyv1.PodDisruptionBudget{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "policy/v1", Kind: "PodDisruptionBudget"},
+		ObjectMeta: childMeta(es),
+		Spec: policyv1.PodDisruptionBudgetSpec{
+			MaxUnavailable: &one,
+			Selector:       &metav1.LabelSelector{MatchLabels: bridgeSelector(es)},
+		},
+	}
+}
+
+// buildDeployment returns the bridge Deployment. Credentials reach the pod only as env from
+// secretKeyRef or as Secret volumes, never in args. Classic and quorum queues get one
+// replica and the Recreate strategy, so two consumers never compete for the queue; streams
+// roll with no unavailable pod.
+func buildDeployment(in workloadInput) *appsv1.Deployment {
+	es := in.Stream
+	template := corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: bridgeLabels(es), Annotations: maps.Clone(es.Spec.Bridge.PodAnnotations)},
+		Spec:       buildPodSpec(in),
+	}
+	if template.Annotations == nil {
+		template.Annotations = map[string]string{}
+	}
+	template.Annotations[ConfigHashAnnotation] = configHash(template.Spec, in.SecretDigests)
+
+	strategy := appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
+	if es.Spec.Queue.Type == esv1.QueueTypeStream {
+		zero, one := intstr.FromInt32(0), intstr.FromInt32(1)
+		strategy = appsv1.DeploymentStrategy{
+			Type:          appsv1.RollingUpdateDeploymentStrategyType,
+			RollingUpdate: &appsv1.RollingUpdateDeployment{MaxUnavailable: &zero, MaxSurge: &one},
+		}
+	}
+	n := replicas(es)
+	return &appsv1.Deployment{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: childMeta(es),
+		Spec: appsv1.DeploymentSpec{
+			Replicas: &n,
+			Selector: &metav1.LabelSelector{MatchLabels: bridgeSelector(es)},
+			Strategy: strategy,
+			Template: template,
+		},
+	}
+}
+
+func buildPodSpec(in workloadInput) corev1.PodSpec {
+	es := in.Stream
+	yes, no := true, false
+	uid := bridgeUID
+	grace := bridgeGracePeriod
+	env := []corev1.EnvVar{{
+		Name: envRabbitMQURL,
+		ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			LocalObjectReference: es.Spec.RabbitMQ.ConnectionSecret, Key: secretKeyURI,
+		}},
+	}}
+	volumes := []corev1.Volume{{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
+	mounts := []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}}
+	if tls := es.Spec.RabbitMQ.TLS; tls != nil {
+		volumes = append(volumes, secretVolume("tls-ca", tls.CASecret))
+		mounts = append(mounts, corev1.VolumeMount{Name: "tls-ca", MountPath: caMountDir, ReadOnly: true})
+	}
+	if jwt := es.Spec.Bridge.Auth.JWT; es.Spec.Bridge.Auth.Mode == esv1.AuthModeJWT && jwt != nil {
+		if jwt.SecretRef != nil {
+			env = append(env, corev1.EnvVar{Name: envJWTHS256Secrets, ValueFrom: &corev1.EnvVarSource{
+				SecretKeyRef: &corev1.SecretKeySelector{
+					LocalObjectReference: corev1.LocalObjectReference{Name: jwt.SecretRef.Name}, Key: keyOr(jwt.SecretRef.Key, "secret"),
+				},
+			}})
+		}
+		if jwt.PublicKeySecretRef != nil {
+			volumes = append(volumes, secretVolume("jwt-key", *jwt.PublicKeySecretRef))
+			mounts = append(mounts, corev1.VolumeMount{Name: "jwt-key", MountPath: jwtKeyMountDir, ReadOnly: true})
+		}
+	}
+	probe := func(path string, period int32) *corev1.Probe {
+		return &corev1.Probe{
+			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+				Path: path, Port: intstr.FromString(BridgeMetricsPortName),
+			}},
+			PeriodSeconds: period, TimeoutSeconds: 2, FailureThreshold: 3,
+		}
+	}
+	return corev1.PodSpec{
+		ServiceAccountName:            bridgeName(es),
+		AutomountServiceAccountToken:  &no,
+		TerminationGracePeriodSeconds: &grace,
+		NodeSelector:                  es.Spec.Bridge.NodeSelector,
+		Tolerations:                   es.Spec.Bridge.Tolerations,
+		SecurityContext: &corev1.PodSecurityContext{
+			RunAsNonRoot: &yes, RunAsUser: &uid, RunAsGroup: &uid,
+			SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+		},
+		Volumes: volumes,
+		Containers: []corev1.Container{{
+			Name:    bridgeContainerName,
+			Image:   orDefault(es.Spec.Bridge.Image, in.DefaultImage),
+			Command: []string{bridgeBinary},
+			Args:    bridgeArgs(es),
+			Env:     env,
+			Ports: []corev1.ContainerPort{
+				{Name: bridgeHTTPPortName, ContainerPort: bridgeHTTPPort, Protocol: corev1.ProtocolTCP},
+				{Name: BridgeMetricsPortName, ContainerPort: bridgeMetricsPort, Protocol: corev1.ProtocolTCP},
+			},
+			ReadinessProbe: probe("/readyz", 5),
+			LivenessProbe:  probe("/healthz", 10),
+			Resources:      es.Spec.Bridge.Resources,
+			VolumeMounts:   mounts,
+			SecurityContext: &corev1.SecurityContext{
+				AllowPrivilegeEscalation: &no,
+				ReadOnlyRootFilesystem:   &yes,
+				RunAsNonRoot:             &yes,
+				Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+				SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+			},
+		}},
+	}
+}
+
+// bridgeArgs translates the spec into the bridge's flags (docs/bridge.md). No credential is
+// ever an argument.
+func bridgeArgs(es *esv1.EventStream) []string {
+	spec := es.Spec
+	topo := desiredTopology(es)
+	b := spec.Bridge
+	args := []string{
+		"--exchange=" + topo.Exchange,
+		"--queue=" + topo.Queue,
+		"--queue-type=" + topo.QueueType,
+		"--prefetch=" + strconv.Itoa(int(orDefault(spec.Consumer.Prefetch, 100))),
+		"--listen=:" + strconv.Itoa(bridgeHTTPPort),
+		"--metrics-listen=:" + strconv.Itoa(bridgeMetricsPort),
+		"--path=" + orDefault(b.Path, "/api/v1/events"),
+		"--routing-key-template=" + orDefault(b.RoutingKeyTemplate, "team.{team_id}.job.{job_id}.status"),
+		"--tenant-param=" + orDefault(b.TenantPlaceholder, "team_id"),
+		"--heartbeat=" + durationOr(b.Heartbeat, 15*time.Second).String(),
+		"--buffer-size=" + strconv.Itoa(int(orDefault(b.Buffer.Size, 256))),
+		"--overflow=" + string(orDefault(b.Buffer.Overflow, esv1.OverflowDropOldest)),
+		"--replay-size=" + strconv.Itoa(int(orDefault(b.Replay.Size, 1000))),
+		"--max-connections=" + strconv.Itoa(int(orDefault(b.Limits.MaxConnections, 10000))),
+		"--max-connections-per-tenant=" + strconv.Itoa(int(orDefault(b.Limits.MaxConnectionsPerTenant, 1000))),
+		"--drain-timeout=" + bridgeDrainTimeout.String(),
+		"--log-format=json",
+	}
+	if topo.DeadLetterExchange != "" {
+		args = append(args, "--dead-letter-exchange="+topo.DeadLetterExchange)
+	}
+	if tls := spec.RabbitMQ.TLS; tls != nil {
+		args = append(args, "--amqp-ca-file="+caMountDir+"/"+keyOr(tls.CASecret.Key, defaultCAKey))
+	}
+	if len(b.CORS.AllowedOrigins) > 0 {
+		args = append(args, "--cors-allowed-origins="+strings.Join(b.CORS.AllowedOrigins, ","))
+	}
+	jwt := b.Auth.JWT
+	if b.Auth.Mode != esv1.AuthModeJWT {
+		return append(args, "--auth-mode=none")
+	}
+	// Without settings (the API server rejects that) the bridge refuses to start rather
+	// than serve every tenant.
+	args = append(args, "--auth-mode=jwt")
+	if jwt == nil {
+		return args
+	}
+	switch {
+	case jwt.SecretRef != nil:
+		args = append(args, "--auth-hs256-secret-env="+envJWTHS256Secrets)
+	case jwt.JWKSURL != "":
+		args = append(args, "--auth-jwks-url="+jwt.JWKSURL)
+	case jwt.PublicKeySecretRef != nil:
+		args = append(args, "--auth-public-key-file="+jwtKeyMountDir+"/"+keyOr(jwt.PublicKeySecretRef.Key, "key.pem"))
+	}
+	if len(jwt.Algorithms) > 0 {
+		algs := make([]string, 0, len(jwt.Algorithms))
+		for _, a := range jwt.Algorithms {
+			algs = append(algs, string(a))
+		}
+		args = append(args, "--auth-algorithms="+strings.Join(algs, ","))
+	}
+	if jwt.Audience != "" {
+		args = append(args, "--auth-audience="+jwt.Audience)
+	}
+	if jwt.Issuer != "" {
+		args = append(args, "--auth-issuer="+jwt.Issuer)
+	}
+	args = append(args,
+		"--auth-tenants-claim="+orDefault(jwt.TenantsClaim, "teams"),
+		"--auth-required-scope="+orDefault(jwt.RequiredScope, "events:read"))
+	if jwt.Cookie != "" {
+		args = append(args, "--auth-cookie="+jwt.Cookie)
+	}
+	return args
+}
+
+// podSecretNames lists the Secrets the bridge pods read (env or volumes), whose contents are
+// part of the configuration hash.
+func podSecretNames(es *esv1.EventStream) []string {
+	names := []string{es.Spec.RabbitMQ.ConnectionSecret.Name}
+	if tls := es.Spec.RabbitMQ.TLS; tls != nil {
+		names = append(names, tls.CASecret.Name)
+	}
+	if jwt := es.Spec.Bridge.Auth.JWT; es.Spec.Bridge.Auth.Mode == esv1.AuthModeJWT && jwt != nil {
+		if jwt.SecretRef != nil {
+			names = append(names, jwt.SecretRef.Name)
+		}
+		if jwt.PublicKeySecretRef != nil {
+			names = append(names, jwt.PublicKeySecretRef.Name)
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// secretDigest digests a Secret's data (keys sorted); the digest reveals nothing of it.
+func secretDigest(data map[string][]byte) string {
+	h := sha256.New()
+	for _, k := range slices.Sorted(maps.Keys(data)) {
+		fmt.Fprintf(h, "%s=%d:", k, len(data[k]))
+		h.Write(data[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// configHash digests the pod spec and the Secret digests.
+func configHash(pod corev1.PodSpec, secretDigests map[string]string) string {
+	podJSON, _ := json.Marshal(pod) // a PodSpec always marshals
+	h := sha256.New()
+	h.Write(podJSON)
+	for _, k := range slices.Sorted(maps.Keys(secretDigests)) {
+		fmt.Fprintf(h, "\x00%s=%s", k, secretDigests[k])
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16]
+}
+
+// bridgeEndpoint is the in-cluster URL of the stream.
+func bridgeEndpoint(es *esv1.EventStream) string {
+	return fmt.Sprintf("http://%s.%s.svc:%d%s", bridgeName(es), es.Namespace,
+		servicePort(es.Spec.Bridge.Service.Port), orDefault(es.Spec.Bridge.Path, "/api/v1/events"))
+}
+
+func secretVolume(name string, ref esv1.SecretKeyReference) corev1.Volume {
+	mode := int32(0o440)
+	return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+		SecretName: ref.Name, DefaultMode: &mode,
+	}}}
+}
+
+func replicas(es *esv1.EventStream) int32 {
+	if es.Spec.Bridge.Replicas == nil {
+		return 1
+	}
+	return *es.Spec.Bridge.Replicas
+}
+
+func serviceType(t corev1.ServiceType) corev1.ServiceType {
+	return orDefault(t, corev1.ServiceTypeClusterIP)
+}
+
+func servicePort(p int32) int32 { return orDefault(p, 80) }
+
+func keyOr(key, def string) string { return orDefault(key, def) }
+
+func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
+	if d == nil {
+		return def
+	}
+	return d.Duration
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}

@@ -1,0 +1,258 @@
+package controllers
+
+import (
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	esv1 "github.com/eventstream-operator/eventstream-operator/api/v1alpha1"
+)
+
+const secretValue = "amqp://user:s3cr3t-passw0rd@rabbitmq:5672/"
+
+func fullStream() *esv1.EventStream {
+	off := false
+	return &esv1.EventStream{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "apps", Name: "jobs", UID: "uid-1"},
+		Spec: esv1.EventStreamSpec{
+			RabbitMQ: esv1.RabbitMQConnection{
+				ConnectionSecret: corev1.LocalObjectReference{Name: "rabbitmq"},
+				TLS:              &esv1.TLSSpec{CASecret: esv1.SecretKeyReference{Name: "rabbitmq-ca", Key: "bundle.pem"}},
+			},
+			Exchange:    esv1.ExchangeSpec{Name: "ex.topic"},
+			Queue:       esv1.QueueSpec{Name: "q.events", Type: esv1.QueueTypeStream, DeadLetter: esv1.DeadLetterSpec{Enabled: &off}},
+			BindingKeys: []esv1.BindingKey{"org.*.#"},
+			Consumer:    esv1.ConsumerSpec{Prefetch: 250},
+			Bridge: esv1.BridgeSpec{
+				Replicas:           ptr(int32(3)),
+				Image:              "example.com/bridge:v9",
+				Path:               "/events",
+				RoutingKeyTemplate: "org.{org_id}.{kind}",
+				TenantPlaceholder:  "org_id",
+				Auth: esv1.BridgeAuthSpec{Mode: esv1.AuthModeJWT, JWT: &esv1.JWTAuthSpec{
+					SecretRef: &esv1.SecretKeyReference{Name: "jwt", Key: "hmac"}, Algorithms: []esv1.JWTAlgorithm{"HS256"},
+					Audience: "events", Issuer: "https://idp", TenantsClaim: "orgs", RequiredScope: "read:events", Cookie: "session",
+				}},
+				Heartbeat:      &metav1.Duration{Duration: 20 * time.Second},
+				Buffer:         esv1.BufferSpec{Size: 64, Overflow: esv1.OverflowLastValue},
+				Replay:         esv1.ReplaySpec{Size: 50},
+				Limits:         esv1.LimitsSpec{MaxConnections: 500, MaxConnectionsPerTenant: 20},
+				CORS:           esv1.CORSSpec{AllowedOrigins: []string{"https://a.example", "https://b.example"}},
+				Resources:      corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")}},
+				NodeSelector:   map[string]string{"pool": "edge"},
+				Tolerations:    []corev1.Toleration{{Key: "edge", Operator: corev1.TolerationOpExists}},
+				PodAnnotations: map[string]string{"prometheus.io/scrape": "true"},
+				Service:        esv1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Port: 8443, Annotations: map[string]string{"lb": "internal"}},
+			},
+		},
+	}
+}
+
+func TestBuildDeploymentCarriesEverySpecField(t *testing.T) {
+	es := fullStream()
+	dep := buildDeployment(workloadInput{Stream: es, DefaultImage: "default/image:1", SecretDigests: map[string]string{"rabbitmq": "d1"}})
+	pod := dep.Spec.Template.Spec
+	c := pod.Containers[0]
+
+	wantArgs := []string{
+		"--exchange=ex.topic", "--queue=q.events", "--queue-type=stream", "--prefetch=250",
+		"--path=/events", "--routing-key-template=org.{org_id}.{kind}", "--tenant-param=org_id",
+		"--heartbeat=20s", "--buffer-size=64", "--overflow=lastValue", "--replay-size=50",
+		"--max-connections=500", "--max-connections-per-tenant=20",
+		"--amqp-ca-file=/etc/eventstream/tls/bundle.pem",
+		"--cors-allowed-origins=https://a.example,https://b.example",
+		"--auth-mode=jwt", "--auth-hs256-secret-env=" + envJWTHS256Secrets, "--auth-algorithms=HS256",
+		"--auth-audience=events", "--auth-issuer=https://idp", "--auth-tenants-claim=orgs",
+		"--auth-required-scope=read:events", "--auth-cookie=session",
+	}
+	for _, a := range wantArgs {
+		if !slices.Contains(c.Args, a) {
+			t.Errorf("args lack %s: %v", a, c.Args)
+		}
+	}
+	for _, a := range c.Args {
+		if strings.HasPrefix(a, "--dead-letter-exchange") {
+			t.Errorf("dead-lettering is off, yet %s", a)
+		}
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"image", c.Image, "example.com/bridge:v9"},
+		{"command", c.Command, []string{"/bridge"}},
+		{"replicas", *dep.Spec.Replicas, int32(3)},
+		{"strategy", dep.Spec.Strategy.Type, appsv1.RollingUpdateDeploymentStrategyType},
+		{"max unavailable", dep.Spec.Strategy.RollingUpdate.MaxUnavailable.IntValue(), 0},
+		{"memory limit", c.Resources.Limits.Memory().String(), "128Mi"},
+		{"node selector", pod.NodeSelector["pool"], "edge"},
+		{"toleration", pod.Tolerations[0].Key, "edge"},
+		{"pod annotation", dep.Spec.Template.Annotations["prometheus.io/scrape"], "true"},
+		{"service account", pod.ServiceAccountName, "jobs-bridge"},
+		{"token not mounted", *pod.AutomountServiceAccountToken, false},
+		{"run as non-root", *pod.SecurityContext.RunAsNonRoot, true},
+		{"seccomp", pod.SecurityContext.SeccompProfile.Type, corev1.SeccompProfileTypeRuntimeDefault},
+		{"read-only root", *c.SecurityContext.ReadOnlyRootFilesystem, true},
+		{"no privilege escalation", *c.SecurityContext.AllowPrivilegeEscalation, false},
+		{"capabilities", c.SecurityContext.Capabilities.Drop, []corev1.Capability{"ALL"}},
+		{"readiness", c.ReadinessProbe.HTTPGet.Path, "/readyz"},
+		{"liveness", c.LivenessProbe.HTTPGet.Path, "/healthz"},
+		{"probe port", c.ReadinessProbe.HTTPGet.Port.StrVal, BridgeMetricsPortName},
+		{"metrics port", c.Ports[1].Name, BridgeMetricsPortName},
+		{"grace beyond drain", *pod.TerminationGracePeriodSeconds > int64(bridgeDrainTimeout/time.Second), true},
+		{"url from secretKeyRef", c.Env[0].ValueFrom.SecretKeyRef.Name + "/" + c.Env[0].ValueFrom.SecretKeyRef.Key, "rabbitmq/uri"},
+		{"jwt from secretKeyRef", c.Env[1].ValueFrom.SecretKeyRef.Name + "/" + c.Env[1].ValueFrom.SecretKeyRef.Key, "jwt/hmac"},
+		{"selector", dep.Spec.Selector.MatchLabels["app.kubernetes.io/instance"], "jobs"},
+		{"managed-by", dep.Labels[LabelManagedBy], "eventstream-operator"},
+	}
+	for _, ch := range checks {
+		gotJSON, _ := json.Marshal(ch.got)
+		wantJSON, _ := json.Marshal(ch.want)
+		if string(gotJSON) != string(wantJSON) {
+			t.Errorf("%s = %s, want %s", ch.name, gotJSON, wantJSON)
+		}
+	}
+	if dep.Spec.Template.Annotations[ConfigHashAnnotation] == "" {
+		t.Error("no config hash on the pod template")
+	}
+}
+
+func TestBuildDeploymentDefaults(t *testing.T) {
+	es := &esv1.EventStream{ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "s"},
+		Spec: esv1.EventStreamSpec{RabbitMQ: esv1.RabbitMQConnection{ConnectionSecret: corev1.LocalObjectReference{Name: "rmq"}}}}
+	dep := buildDeployment(workloadInput{Stream: es, DefaultImage: "operator/image:1"})
+	c := dep.Spec.Template.Spec.Containers[0]
+	if c.Image != "operator/image:1" {
+		t.Errorf("image = %s, want the operator's", c.Image)
+	}
+	if dep.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
+		t.Errorf("classic queue strategy = %s, want Recreate so two consumers never compete", dep.Spec.Strategy.Type)
+	}
+	for _, a := range []string{"--auth-mode=none", "--queue=events.sse", "--queue-type=classic", "--dead-letter-exchange=events.sse.dlx", "--prefetch=100"} {
+		if !slices.Contains(c.Args, a) {
+			t.Errorf("args lack %s: %v", a, c.Args)
+		}
+	}
+	if buildPodDisruptionBudget(es) != nil {
+		t.Error("one replica needs no PodDisruptionBudget")
+	}
+}
+
+func TestNoSecretValueInPodSpec(t *testing.T) {
+	es := fullStream()
+	secrets := map[string]map[string][]byte{
+		"rabbitmq": {"uri": []byte(secretValue)},
+		"jwt":      {"hmac": []byte("hmac-secret-value")},
+	}
+	digests := map[string]string{}
+	for name, data := range secrets {
+		digests[name] = secretDigest(data)
+	}
+	dep := buildDeployment(workloadInput{Stream: es, DefaultImage: "i", SecretDigests: digests})
+	all, _ := json.Marshal(dep)
+	for _, v := range []string{secretValue, "s3cr3t-passw0rd", "hmac-secret-value"} {
+		if strings.Contains(string(all), v) {
+			t.Errorf("the Deployment contains a secret value %q", v)
+		}
+	}
+}
+
+func TestConfigHashChangesOnlyWithConfiguration(t *testing.T) {
+	hash := func(es *esv1.EventStream, digests map[string]string) string {
+		return buildDeployment(workloadInput{Stream: es, DefaultImage: "i", SecretDigests: digests}).Spec.Template.Annotations[ConfigHashAnnotation]
+	}
+	base := hash(fullStream(), map[string]string{"rabbitmq": secretDigest(map[string][]byte{"uri": []byte("a")})})
+	if again := hash(fullStream(), map[string]string{"rabbitmq": secretDigest(map[string][]byte{"uri": []byte("a")})}); again != base {
+		t.Error("the same configuration hashed differently")
+	}
+	if h := hash(fullStream(), map[string]string{"rabbitmq": secretDigest(map[string][]byte{"uri": []byte("b")})}); h == base {
+		t.Error("a changed Secret did not change the hash")
+	}
+	changed := fullStream()
+	changed.Spec.Bridge.Heartbeat = &metav1.Duration{Duration: 30 * time.Second}
+	if h := hash(changed, map[string]string{"rabbitmq": secretDigest(map[string][]byte{"uri": []byte("a")})}); h == base {
+		t.Error("a changed spec did not change the hash")
+	}
+	unrelated := fullStream()
+	unrelated.Spec.DeletionPolicy = esv1.DeletionPolicyRetain
+	unrelated.Spec.Bridge.Service.Port = 1
+	if h := hash(unrelated, map[string]string{"rabbitmq": secretDigest(map[string][]byte{"uri": []byte("a")})}); h != base {
+		t.Error("a field the pods do not read rolled the pods")
+	}
+}
+
+func TestBuildServiceAndPDB(t *testing.T) {
+	es := fullStream()
+	svc := buildService(es)
+	if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || svc.Spec.Ports[0].Port != 8443 ||
+		svc.Spec.Ports[0].TargetPort.StrVal != "http" || svc.Annotations["lb"] != "internal" {
+		t.Errorf("service = %+v", svc.Spec)
+	}
+	if svc.Spec.Selector["app.kubernetes.io/instance"] != "jobs" {
+		t.Errorf("selector = %v", svc.Spec.Selector)
+	}
+	pdb := buildPodDisruptionBudget(es)
+	if pdb == nil || pdb.Spec.MaxUnavailable.IntValue() != 1 {
+		t.Fatalf("pdb = %+v", pdb)
+	}
+	if got := bridgeEndpoint(es); got != "http://jobs-bridge.apps.svc:8443/events" {
+		t.Errorf("endpoint = %s", got)
+	}
+}
+
+func TestParseBridgeMetrics(t *testing.T) {
+	text := `# TYPE eventstream_bridge_clients gauge
+eventstream_bridge_clients 7
+# TYPE eventstream_bridge_events_delivered_total counter
+eventstream_bridge_events_delivered_total 120
+# TYPE eventstream_bridge_events_dropped_total counter
+eventstream_bridge_events_dropped_total{reason="buffer_full"} 3
+eventstream_bridge_events_dropped_total{reason="disconnect"} 2
+# TYPE eventstream_bridge_broker_reconnects_total counter
+eventstream_bridge_broker_reconnects_total 1
+# TYPE eventstream_bridge_consumer_lag_messages gauge
+eventstream_bridge_consumer_lag_messages 40
+`
+	got, err := parseBridgeMetrics(strings.NewReader(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := BridgeFigures{Clients: 7, Delivered: 120, Dropped: 5, Reconnects: 1, LagMessages: 40}
+	if got != want {
+		t.Errorf("figures = %+v, want %+v", got, want)
+	}
+	if _, err := parseBridgeMetrics(strings.NewReader("not metrics {")); err == nil {
+		t.Error("garbage parsed without error")
+	}
+}
+
+func TestBridgeCondition(t *testing.T) {
+	dep := func(gen, observed int64, replicas, updated, ready, available int32) *appsv1.Deployment {
+		return &appsv1.Deployment{ObjectMeta: metav1.ObjectMeta{Generation: gen}, Status: appsv1.DeploymentStatus{
+			ObservedGeneration: observed, Replicas: replicas, UpdatedReplicas: updated, ReadyReplicas: ready, AvailableReplicas: available}}
+	}
+	tests := []struct {
+		name   string
+		dep    *appsv1.Deployment
+		want   int32
+		reason string
+	}{
+		{"available", dep(2, 2, 2, 2, 2, 2), 2, esv1.ReasonBridgeAvailable},
+		{"not observed yet", dep(3, 2, 2, 2, 2, 2), 2, esv1.ReasonBridgeProgressing},
+		{"rolling", dep(2, 2, 3, 1, 2, 2), 2, esv1.ReasonBridgeProgressing},
+		{"unavailable", dep(2, 2, 2, 2, 1, 1), 2, esv1.ReasonBridgeUnavailable},
+		{"scaled to zero", dep(2, 2, 0, 0, 0, 0), 0, esv1.ReasonBridgeAvailable},
+	}
+	for _, tt := range tests {
+		if _, reason, _ := bridgeCondition(tt.dep, tt.want); reason != tt.reason {
+			t.Errorf("%s: reason = %s, want %s", tt.name, reason, tt.reason)
+		}
+	}
+}
