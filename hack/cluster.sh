@@ -597,6 +597,11 @@ cmd_up() {
     teardown
     mkdir -p "$run"
   fi
+  if ! any_running; then
+    # A fresh start: the previous run's logs move to logs/previous/ (so logs stay bounded).
+    mkdir -p "$logs/previous"
+    find "$logs" -maxdepth 1 -name '*.log' -exec mv -f {} "$logs/previous/" \;
+  fi
   install_packages
   build_binaries
   ensure_pki
