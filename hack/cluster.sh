@@ -123,7 +123,7 @@ running() {
   local pid
   pid=$(pid_of "$1")
   [ -n "$pid" ] && alive "$pid" &&
-    tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q -- "$(cat "$run/$1.cmd" 2>/dev/null || echo //none//)"
+    { tr '\0' ' ' < "/proc/$pid/cmdline"; } 2>/dev/null | grep -qF -- "$(cat "$run/$1.cmd" 2>/dev/null || echo //none//)"
 }
 
 # start_daemon NAME BINARY ARGS...: starts BINARY in its own session (it outlives this script),
@@ -187,6 +187,8 @@ install_packages() {
   command -v runc >/dev/null || missing+=(runc)
   [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
   command -v iptables >/dev/null || missing+=(iptables)
+  command -v curl >/dev/null || missing+=(curl)
+  command -v ss >/dev/null || missing+=(iproute2)
   [ ${#missing[@]} -eq 0 ] && return 0
   log "installing Debian packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
