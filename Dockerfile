@@ -15,14 +15,15 @@
 #        (multi-platform: docker buildx build --platform linux/amd64,linux/arm64 ...)
 
 FROM --platform=$BUILDPLATFORM golang:1.26 AS build
-ARG TARGETOS=linux
-ARG TARGETARCH=amd64
+# Set by BuildKit from --platform; the defaults below apply only to builders that do not.
+ARG TARGETOS
+ARG TARGETARCH
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
-    CGO_ENABLED=0 GOOS=$TARGETOS GOARCH=$TARGETARCH \
+    CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH:-amd64} \
     go build -trimpath -ldflags=-s -o /out/ ./cmd/operator ./cmd/bridge ./cmd/eventctl
 
 FROM gcr.io/distroless/static:nonroot
