@@ -15,7 +15,7 @@
 #        (multi-platform: docker buildx build --platform linux/amd64,linux/arm64 ...)
 
 FROM --platform=$BUILDPLATFORM golang:1.26 AS build
-# Set by BuildKit from --platform; the defaults below apply only to builders that do not.
+# Set by BuildKit from --platform; the build step defaults to linux/amd64 without them.
 ARG TARGETOS
 ARG TARGETARCH
 WORKDIR /src
