@@ -9,10 +9,9 @@ SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
 
 BIN := $(CURDIR)/bin
-CONTROLLER_GEN_VERSION := v0.23.0
-CONTROLLER_GEN := $(BIN)/controller-gen-$(CONTROLLER_GEN_VERSION)
-HELM_VERSION := v3.22.0
-HELM := $(BIN)/helm-$(HELM_VERSION)
+# Pinned in hack/cluster/tools.sh; built once per machine, cached outside the clone.
+CONTROLLER_GEN = $(shell hack/tool.sh controller-gen)
+HELM = $(shell hack/tool.sh helm)
 
 .PHONY: all
 all: build
@@ -20,13 +19,14 @@ all: build
 ##@ Development
 
 .PHONY: manifests
-manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC under config/.
+manifests: ## Generate the CRD and RBAC under config/.
 	$(CONTROLLER_GEN) rbac:roleName=eventstream-operator crd:allowDangerousTypes=false paths="./api/..." paths="./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
-	@if [ -d charts/eventstream-operator/crds ]; then cp config/crd/bases/*.yaml charts/eventstream-operator/crds/; fi
+	cp config/crd/bases/*.yaml charts/eventstream-operator/crds/
+	cp config/rbac/role.yaml charts/eventstream-operator/files/role.yaml
 
 .PHONY: generate
-generate: $(CONTROLLER_GEN) ## Generate deepcopy code.
+generate: ## Generate deepcopy code.
 	$(CONTROLLER_GEN) object paths="./api/..."
 
 .PHONY: fmt
@@ -53,17 +53,13 @@ build: ## Build operator, bridge and eventctl into bin/.
 
 ##@ Test
 
+.PHONY: helm
+helm: ## Install the pinned helm into bin/.
+	@echo $(HELM)
+
 .PHONY: test
 test: ## Install and start what the tests need, then run unit and integration tests.
 	hack/test.sh
-
-$(CONTROLLER_GEN):
-	GOBIN=$(BIN)/tmp-cg go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
-	mv $(BIN)/tmp-cg/controller-gen $@ && rmdir $(BIN)/tmp-cg
-
-$(HELM):
-	GOBIN=$(BIN)/tmp-helm go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
-	mv $(BIN)/tmp-helm/helm $@ && rmdir $(BIN)/tmp-helm
 
 .PHONY: help
 help:

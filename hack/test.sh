@@ -4,7 +4,7 @@
 #
 #   - kube-apiserver, etcd (built from Go modules, cached by version) for envtest
 #   - a private RabbitMQ node (Debian's rabbitmq-server, own ports and dirs)
-#   - Debian's chromium for the browser tests
+#   - Debian's chromium for the browser tests, helm for the chart tests
 #
 # Integration tests fail instead of skipping here (EVENTSTREAM_REQUIRE_INTEGRATION=1).
 set -euo pipefail
@@ -24,6 +24,10 @@ if ! hack/rabbitmq.sh status >/dev/null 2>&1; then
 fi
 cleanup() { if $started_rabbitmq; then hack/rabbitmq.sh stop || true; fi; }
 trap cleanup EXIT
+
+step "pinned tools (helm)"
+HELM=$(hack/tool.sh helm)
+export HELM
 
 step "Chromium for the browser tests"
 CHROMIUM=$(hack/chromium.sh)

@@ -35,3 +35,8 @@ ensure_go_tool() {
 
 ensure_crane() { ensure_go_tool crane "$crane_version" github.com/google/go-containerregistry/cmd/crane; }
 ensure_crictl() { ensure_go_tool crictl "$crictl_version" sigs.k8s.io/cri-tools/cmd/crictl; }
+
+helm_version=v3.22.0
+controller_gen_version=v0.23.0
+ensure_helm() { ensure_go_tool helm "$helm_version" helm.sh/helm/v3/cmd/helm; }
+ensure_controller_gen() { ensure_go_tool controller-gen "$controller_gen_version" sigs.k8s.io/controller-tools/cmd/controller-gen; }
