@@ -172,7 +172,7 @@ func connectURL(t *testing.T, url string) *client {
 	return connectWith(t, url, "")
 }
 
-func connectWith(t *testing.T, url, lastEventID string) *client {
+func connectWith(t testing.TB, url, lastEventID string) *client {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)

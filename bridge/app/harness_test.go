@@ -22,7 +22,7 @@ import (
 
 // startBridge starts an in-process bridge against uri with flags args (listeners on loopback
 // port 0, topology declared by the bridge) and shuts it down with the test.
-func startBridge(t *testing.T, uri string, args ...string) *Bridge {
+func startBridge(t testing.TB, uri string, args ...string) *Bridge {
 	t.Helper()
 	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
 	cfg := BindFlags(fs, func(key string) string {
@@ -64,13 +64,13 @@ func startBridge(t *testing.T, uri string, args ...string) *Bridge {
 }
 
 // uniqueName returns a queue/exchange name unique to this test run.
-func uniqueName(t *testing.T, prefix string) string {
+func uniqueName(t testing.TB, prefix string) string {
 	return prefix + "-" + strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")) + "-" + events.NewID()[:8]
 }
 
 // client is an SSE client of a bridge.
 type client struct {
-	t      *testing.T
+	t      testing.TB
 	resp   *http.Response
 	dec    *sse.Decoder
 	events chan sse.Message
@@ -163,7 +163,7 @@ func queueMessages(t *testing.T, uri, queue string) int {
 }
 
 // deleteQueues removes test queues and exchanges after the test.
-func cleanupTopology(t *testing.T, uri string, queues []string, exchanges []string) {
+func cleanupTopology(t testing.TB, uri string, queues []string, exchanges []string) {
 	t.Cleanup(func() {
 		conn, err := amqp091.Dial(uri)
 		if err != nil {
