@@ -190,15 +190,13 @@ func TestSlowClientDropsAreCountedOthersUnaffected(t *testing.T) {
 	fast := connect(t, b, "team_id=9", "")
 	eventually(t, 5*time.Second, "two subscribers", func() bool { return b.Hub.Len() == 2 })
 
+	// Lockstep with the fast client, so only the stuck one can overflow.
 	p := publisher(t, node.URI, exchange)
 	payload := strings.Repeat("y", 16<<10)
 	const n = 300
 	for i := 0; i < n; i++ {
 		publishRaw(t, p, "team.9.job.1.status", []byte(`{"i":`+itoa(i)+`,"pad":"`+payload+`"}`))
-	}
-	got := fast.take(n, 30*time.Second)
-	for i, m := range got {
-		if !strings.HasPrefix(m.Data, `{"i":`+itoa(i)+`,`) {
+		if m := fast.take(1, 10*time.Second)[0]; !strings.HasPrefix(m.Data, `{"i":`+itoa(i)+`,`) {
 			t.Fatalf("fast client event %d out of order", i)
 		}
 	}
