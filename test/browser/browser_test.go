@@ -14,11 +14,13 @@ import (
 	"net/url"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/app"
@@ -149,56 +151,16 @@ func TestEventSourceReceivesAndResumesAcrossRestart(t *testing.T) {
 	browserPath := chromium(t)
 	node := rabbitmqtest.Shared(t)
 	queue, exchange := "browser-q-"+events.NewID()[:8], "browser-x-"+events.NewID()[:8]
+	deleteTopologyAfter(t, node.URI, queue, exchange)
 	args := []string{"--queue=" + queue, "--exchange=" + exchange, "--queue-type=stream"}
 	first := startBridge(t, node.URI, args...)
 
 	front := &frontend{changed: make(chan struct{})}
 	front.setBackend(&url.URL{Scheme: "http", Host: first.SSEAddr()})
 	srv := httptest.NewServer(front)
-	defer srv.Close()
+	t.Cleanup(srv.Close) // after the browser is gone (cleanups run last-in first-out)
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browserPath),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.NoFirstRun,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	defer cancel()
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
-	defer cancelTimeout()
-	if _, err := chromedp.Run(ctx, chromedp.Navigate(srv.URL+"/")); err != nil {
-		t.Fatal(err)
-	}
-	read := func() seen {
-		s, err := chromedp.Run(ctx, chromedp.Evaluate[seen](`window.seen`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	}
-	waitFor := func(what string, cond func(seen) bool) seen {
-		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
-			s := read()
-			if cond(s) {
-				return s
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("browser: timed out waiting for %s; saw %+v", what, s)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
+	_, waitFor := openPage(t, browserPath, srv.URL+"/")
 	waitFor("the stream to open", func(s seen) bool { return s.Opens == 1 })
 	if first.Hub.Len() != 1 {
 		t.Fatalf("bridge has %d subscribers", first.Hub.Len())
@@ -268,4 +230,121 @@ func TestEventSourceReceivesAndResumesAcrossRestart(t *testing.T) {
 		}
 		prev = offset
 	}
+}
+
+// openPage starts a headless Chromium on url and returns a reader of window.seen and a poller
+// that waits (30 s at most) until a condition on it holds.
+func openPage(t *testing.T, browserPath, url string) (read func() seen, waitFor func(string, func(seen) bool) seen) {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browserPath),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.NoFirstRun,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	t.Cleanup(cancel)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(cancelTimeout)
+	if _, err := chromedp.Run(ctx, chromedp.Navigate(url)); err != nil {
+		t.Fatal(err)
+	}
+	read = func() seen {
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[seen](`window.seen`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	waitFor = func(what string, cond func(seen) bool) seen {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			s := read()
+			if cond(s) {
+				return s
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("browser: timed out waiting for %s; saw %+v", what, s)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	return read, waitFor
+}
+
+// TestEventSourceGetsGapAfterClassicRestart: with a classic queue the replay ring does not
+// survive a restart, so the browser's Last-Event-ID is foreign to the new process: the browser
+// receives an explicit gap event (its cue to refetch), then live events.
+func TestEventSourceGetsGapAfterClassicRestart(t *testing.T) {
+	browserPath := chromium(t)
+	node := rabbitmqtest.Shared(t)
+	queue, exchange := "browser-q-"+events.NewID()[:8], "browser-x-"+events.NewID()[:8]
+	deleteTopologyAfter(t, node.URI, queue, exchange)
+	args := []string{"--queue=" + queue, "--exchange=" + exchange}
+	first := startBridge(t, node.URI, args...)
+	front := &frontend{changed: make(chan struct{})}
+	front.setBackend(&url.URL{Scheme: "http", Host: first.SSEAddr()})
+	srv := httptest.NewServer(front)
+	t.Cleanup(srv.Close) // after the browser is gone (cleanups run last-in first-out)
+	_, waitFor := openPage(t, browserPath, srv.URL+"/")
+	waitFor("the stream to open", func(s seen) bool { return s.Opens == 1 })
+
+	pub, err := events.Dial(node.URI, nil, events.PublisherConfig{Exchange: exchange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	publish := func(data string) {
+		if err := pub.Publish(context.Background(), "team.7.job.1.status", []byte(data), events.PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(`{"n":1}`)
+	waitFor("the first event", func(s seen) bool { return len(s.Messages) == 1 })
+
+	front.setBackend(nil)
+	shutdownCtx, cancelShutdown := context.WithTimeout(context.Background(), 10*time.Second)
+	if err := first.Shutdown(shutdownCtx); err != nil {
+		t.Fatal(err)
+	}
+	cancelShutdown()
+	second := startBridge(t, node.URI, args...)
+	front.setBackend(&url.URL{Scheme: "http", Host: second.SSEAddr()})
+	waitFor("the reconnect's gap", func(s seen) bool { return len(s.Gaps) == 1 })
+	publish(`{"n":2}`)
+	s := waitFor("a live event after the gap", func(s seen) bool { return len(s.Messages) == 2 })
+	if s.Gaps[0] != `{"reason":"unknown_id","dropped":0}` || s.Messages[1].Data != `{"n":2}` {
+		t.Fatalf("gap %q, events %+v", s.Gaps, s.Messages)
+	}
+	if !strings.HasPrefix(s.Messages[1].ID, second.Hub.Epoch()+"-") {
+		t.Fatalf("event id %q is not of the new epoch %s", s.Messages[1].ID, second.Hub.Epoch())
+	}
+}
+
+// deleteTopologyAfter removes what the bridge declared for queue and exchange when the test ends.
+func deleteTopologyAfter(t *testing.T, uri, queue, exchange string) {
+	t.Cleanup(func() {
+		conn, err := amqp091.Dial(uri)
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		ch, err := conn.Channel()
+		if err != nil {
+			return
+		}
+		_, _ = ch.QueueDelete(queue, false, false, false)
+		_, _ = ch.QueueDelete(queue+".dlq", false, false, false)
+		_ = ch.ExchangeDelete(exchange, false, false)
+		_ = ch.ExchangeDelete(queue+".dlx", false, false)
+	})
 }
