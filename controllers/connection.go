@@ -68,19 +68,15 @@ func (r *EventStreamReconciler) secret(ctx context.Context, namespace, name stri
 	return secret, nil
 }
 
-// referencedSecrets lists the names of the Secrets a stream reads, for the Secret watch.
-func referencedSecrets(es *esv1.EventStream) []string {
-	names := []string{es.Spec.RabbitMQ.ConnectionSecret.Name}
-	if tls := es.Spec.RabbitMQ.TLS; tls != nil {
-		names = append(names, tls.CASecret.Name)
+// brokerClient returns a client for the stream's broker; errors are step errors.
+func (r *EventStreamReconciler) brokerClient(ctx context.Context, es *esv1.EventStream) (broker.Client, error) {
+	conn, err := r.brokerConnection(ctx, es)
+	if err != nil {
+		return nil, err
 	}
-	if jwt := es.Spec.Bridge.Auth.JWT; jwt != nil {
-		if jwt.SecretRef != nil {
-			names = append(names, jwt.SecretRef.Name)
-		}
-		if jwt.PublicKeySecretRef != nil {
-			names = append(names, jwt.PublicKeySecretRef.Name)
-		}
+	bc, err := r.NewBrokerClient(conn)
+	if err != nil {
+		return nil, newStepError(stalled, esv1.ReasonSecretInvalid, nil, "%v", err)
 	}
-	return names
+	return bc, nil
 }

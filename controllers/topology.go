@@ -43,13 +43,9 @@ func (r *EventStreamReconciler) reconcileTopology(ctx context.Context, es *esv1.
 }
 
 func (r *EventStreamReconciler) applyTopology(ctx context.Context, es *esv1.EventStream) error {
-	conn, err := r.brokerConnection(ctx, es)
+	bc, err := r.brokerClient(ctx, es)
 	if err != nil {
 		return err
-	}
-	bc, err := r.NewBrokerClient(conn)
-	if err != nil {
-		return newStepError(stalled, esv1.ReasonSecretInvalid, nil, "%v", err)
 	}
 	want := desiredTopology(es)
 	changes := &topologyChanges{}
@@ -109,11 +105,7 @@ func (r *EventStreamReconciler) recentlyVerified(es *esv1.EventStream) bool {
 // refreshQueueFigures reads the queue and dead-letter queue figures into status.queue. It
 // reports missing when either queue no longer exists.
 func (r *EventStreamReconciler) refreshQueueFigures(ctx context.Context, es *esv1.EventStream) (missing bool, err error) {
-	conn, err := r.brokerConnection(ctx, es)
-	if err != nil {
-		return false, err
-	}
-	bc, err := r.NewBrokerClient(conn)
+	bc, err := r.brokerClient(ctx, es)
 	if err != nil {
 		return false, err
 	}
@@ -248,13 +240,9 @@ func (r *EventStreamReconciler) ensureBindings(ctx context.Context, bc broker.Cl
 // its bindings), dead-letter queue and exchange, and the exchange itself only when the spec
 // allows it and nothing else uses it. Objects already gone count as removed.
 func (r *EventStreamReconciler) cleanupTopology(ctx context.Context, es *esv1.EventStream) error {
-	conn, err := r.brokerConnection(ctx, es)
+	bc, err := r.brokerClient(ctx, es)
 	if err != nil {
 		return err
-	}
-	bc, err := r.NewBrokerClient(conn)
-	if err != nil {
-		return newStepError(stalled, esv1.ReasonSecretInvalid, nil, "%v", err)
 	}
 	want := desiredTopology(es)
 	if err := bc.DeletePolicy(ctx, want.Policy.Name); err != nil && !errors.Is(err, broker.ErrNotFound) {

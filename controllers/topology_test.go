@@ -180,10 +180,14 @@ var _ = Describe("Topology", func() {
 			g.Expect(p.Definition["max-length"]).To(Equal(float64(5000)))
 		}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
 		eventuallyReady(es)
-		q, err := mgmt.GetQueue("/", queue)
-		Expect(err).NotTo(HaveOccurred())
-		Expect(q.Messages).To(Equal(3), "the queue and its messages stay")
-		Expect(q.Policy).To(Equal("eventstream." + ns + ".stream"))
+		// The management API refreshes a queue's figures and effective policy every few
+		// seconds.
+		Eventually(func(g Gomega) {
+			q, err := mgmt.GetQueue("/", queue)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(q.Policy).To(Equal("eventstream." + ns + ".stream"))
+			g.Expect(q.Messages).To(Equal(3), "the queue and its messages stay")
+		}, 20*time.Second, 250*time.Millisecond).Should(Succeed())
 	})
 
 	It("follows binding key changes and removes bindings no longer declared", func() {

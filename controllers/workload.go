@@ -29,7 +29,7 @@ const fieldOwner = client.FieldOwner("eventstream-operator")
 // It emits Events when the Deployment is scaled or its configuration rolls.
 func (r *EventStreamReconciler) reconcileWorkload(ctx context.Context, es *esv1.EventStream) error {
 	digests := map[string]string{}
-	for _, name := range podSecretNames(es) {
+	for _, name := range referencedSecrets(es) {
 		secret, err := r.secret(ctx, es.Namespace, name)
 		if err != nil {
 			return err

@@ -318,9 +318,10 @@ func bridgeArgs(es *esv1.EventStream) []string {
 	return args
 }
 
-// podSecretNames lists the Secrets the bridge pods read (env or volumes), whose contents are
-// part of the configuration hash.
-func podSecretNames(es *esv1.EventStream) []string {
+// referencedSecrets lists, sorted, the Secrets a stream uses: the operator reads the
+// connection and CA Secrets, the bridge pods read those and the JWT key Secrets. Their
+// contents are part of the configuration hash, and a change to any of them is watched.
+func referencedSecrets(es *esv1.EventStream) []string {
 	names := []string{es.Spec.RabbitMQ.ConnectionSecret.Name}
 	if tls := es.Spec.RabbitMQ.TLS; tls != nil {
 		names = append(names, tls.CASecret.Name)
