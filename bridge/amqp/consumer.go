@@ -96,6 +96,8 @@ type Consumer struct {
 
 	// lastOffset is the last stream offset handled (stream mode), -1 before the first.
 	lastOffset atomic.Int64
+	// conn is the current session's connection (nil between sessions), for stream readers.
+	conn atomic.Pointer[amqp091.Connection]
 
 	logLimiter malformedLogLimiter
 }
@@ -200,6 +202,8 @@ func (c *Consumer) session(ctx context.Context, connected func()) error {
 	}
 	defer conn.Close()
 	connClosed := conn.NotifyClose(make(chan *amqp091.Error, 1))
+	c.conn.Store(conn)
+	defer c.conn.Store(nil)
 
 	ch, err := conn.Channel()
 	if err != nil {

@@ -91,7 +91,13 @@ func Start(cfg *Config, log *slog.Logger) (*Bridge, error) {
 		Logger:             log,
 		Metrics:            m,
 	}, h)
+	var streamReader func(context.Context, int64, func(hub.Message) error) error
+	if queueType == bridgeamqp.Stream {
+		streamReader = consumer.ReadStream
+	}
 	handler, err := server.NewHandler(server.Config{
+		StreamReader:            streamReader,
+		MaxStreamReaders:        cfg.MaxStreamReaders,
 		Hub:                     h,
 		Template:                tmpl,
 		TenantParam:             cfg.TenantParam,

@@ -62,6 +62,7 @@ type Config struct {
 	MaxHeaderBytes          int
 	ReadHeaderTimeout       time.Duration
 	MaxFilterValues         int
+	MaxStreamReaders        int
 
 	LogLevel  string
 	LogFormat string
@@ -126,6 +127,7 @@ func BindFlags(fs *flag.FlagSet, getenv func(string) string) *Config {
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", 8<<10, "largest request header block")
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", 5*time.Second, "time a client has to send its request headers")
 	fs.IntVar(&c.MaxFilterValues, "max-filter-values", 16, "filter values allowed in one request, over all parameters")
+	fs.IntVar(&c.MaxStreamReaders, "max-stream-readers", 100, "stream mode: clients resuming from before the replay window served by their own stream reader at once; beyond: a gap")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
 	return c
@@ -161,7 +163,8 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--path %q must start with /", c.Path))
 	}
 	for name, v := range map[string]int{"--buffer-size": c.BufferSize, "--max-message-bytes": c.MaxMessageBytes,
-		"--max-header-bytes": c.MaxHeaderBytes, "--max-filter-values": c.MaxFilterValues} {
+		"--max-header-bytes": c.MaxHeaderBytes, "--max-filter-values": c.MaxFilterValues,
+		"--max-stream-readers": c.MaxStreamReaders} {
 		if v < 1 {
 			errs = append(errs, fmt.Errorf("%s must be at least 1", name))
 		}

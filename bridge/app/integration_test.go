@@ -236,3 +236,39 @@ func TestStreamBridgeRestartResumesExactly(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamResumeBeforeReplayWindowReadsTheStream: a client whose Last-Event-ID is older than
+// the replay ring is served by a stream reader of its own from its offset on: every event
+// after it, in order, without a gap, and then live events.
+func TestStreamResumeBeforeReplayWindowReadsTheStream(t *testing.T) {
+	t.Parallel()
+	node := rabbitmqtest.Shared(t)
+	queue, exchange := uniqueName(t, "q"), uniqueName(t, "x")
+	cleanupTopology(t, node.URI, []string{queue, queue + ".dlq"}, []string{exchange, queue + ".dlx"})
+	b := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange, "--queue-type=stream", "--replay-size=5", "--buffer-size=4")
+	first := connect(t, b, "team_id=8", "")
+	eventually(t, 5*time.Second, "subscriber", func() bool { return b.Hub.Len() == 1 })
+	p := publisher(t, node.URI, exchange)
+	publishEvents(t, p, "8", "1", 1, 3)
+	cursor := first.take(3, 10*time.Second)[2].LastEventID
+	first.close()
+	publishEvents(t, p, "9", "1", 1, 10) // other tenant: pushes the ring past the cursor
+	publishEvents(t, p, "8", "1", 4, 30)
+	eventually(t, 10*time.Second, "all consumed", func() bool { return testutil.ToFloat64(b.Metrics.Consumed) == 40 })
+	if !b.Hub.NeedsStreamRead(hub.ParseCursor(hub.OffsetIDs, cursor)) {
+		t.Fatal("cursor is still inside the replay window; the test does not exercise the stream reader")
+	}
+
+	resumed := connect(t, b, "team_id=8", cursor)
+	got := resumed.take(27, 20*time.Second) // more than the buffer of 4: flow-controlled, no drops
+	publishEvents(t, p, "8", "1", 31, 31)
+	got = append(got, resumed.take(1, 10*time.Second)...)
+	for i, m := range got {
+		if m.Name != "message" || !strings.Contains(m.Data, fmt.Sprintf(`"id":"e%d"`, i+4)) {
+			t.Fatalf("event %d: %s %s", i+4, m.Name, m.Data)
+		}
+	}
+	if d := testutil.ToFloat64(b.Metrics.Dropped.WithLabelValues(hub.DropReasonOverflow)); d != 0 {
+		t.Fatalf("%v events dropped for a stream-reader client", d)
+	}
+}

@@ -62,6 +62,19 @@ type Frame struct {
 	Published time.Time
 }
 
+func newFrame(scheme IDScheme, epoch string, pos int64, m Message) *Frame {
+	id := formatID(scheme, epoch, pos)
+	ev := sse.Event{ID: id, Data: m.Data}
+	return &Frame{
+		Pos:        pos,
+		ID:         id,
+		RoutingKey: m.RoutingKey,
+		Values:     m.Values,
+		Bytes:      sse.AppendEvent(make([]byte, 0, sse.EncodedLen(ev)), ev),
+		Published:  m.Published,
+	}
+}
+
 // Hub is safe for concurrent use. Publish is meant to be called by one consumer goroutine at a
 // time (calls are serialised).
 type Hub struct {
@@ -150,16 +163,7 @@ func (h *Hub) Publish(m Message) (*Frame, int) {
 	} else {
 		pos = h.last + 1
 	}
-	id := formatID(h.cfg.IDs, h.cfg.Epoch, pos)
-	ev := sse.Event{ID: id, Data: m.Data}
-	f := &Frame{
-		Pos:        pos,
-		ID:         id,
-		RoutingKey: m.RoutingKey,
-		Values:     m.Values,
-		Bytes:      sse.AppendEvent(make([]byte, 0, sse.EncodedLen(ev)), ev),
-		Published:  m.Published,
-	}
+	f := newFrame(h.cfg.IDs, h.cfg.Epoch, pos, m)
 
 	if !h.known {
 		h.settle(pos)
@@ -338,3 +342,33 @@ func (h *Hub) Unsubscribe(s *Subscriber) {
 	h.mu.Unlock()
 	s.close()
 }
+
+// NeedsStreamRead reports whether a stream-mode cursor points before the replay window, so
+// the events after it can only come from reading the stream itself (see NewStreamSubscriber).
+func (h *Hub) NeedsStreamRead(c Cursor) bool {
+	if h.cfg.IDs != OffsetIDs || !c.Present || !c.Valid {
+		return false
+	}
+	// Exclusive: Publish updates the ring state under the read lock.
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.known && c.Pos < h.floor
+}
+
+// NewStreamSubscriber returns a subscriber that the hub does not feed: a reader of the stream
+// fills it with StreamFrame and OfferWait (stream mode, for a client resuming from before the
+// replay window). It has the hub's buffer size; Unsubscribe is not needed.
+func (h *Hub) NewStreamSubscriber(filter Filter) *Subscriber {
+	return &Subscriber{
+		hub:      h,
+		filter:   filter,
+		indexed:  -1,
+		notify:   make(chan struct{}, 1),
+		space:    make(chan struct{}, 1),
+		buf:      make([]*Frame, h.cfg.BufferSize),
+		skipUpTo: -1,
+	}
+}
+
+// StreamFrame encodes a message read from the stream at m.Offset, with the offset as its id.
+func StreamFrame(m Message) *Frame { return newFrame(OffsetIDs, "", m.Offset, m) }

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // drops records OnDrop calls.
@@ -411,5 +412,44 @@ func TestConcurrentPublishSubscribe(t *testing.T) {
 	}
 	if h.Len() != 1 {
 		t.Fatalf("Len = %d", h.Len())
+	}
+}
+
+func TestStreamSubscriberIsFlowControlled(t *testing.T) {
+	h, _ := newTestHub(t, Config{IDs: OffsetIDs, BufferSize: 2})
+	s := h.NewStreamSubscriber(Filter{{"1"}, nil})
+	if h.Len() != 0 {
+		t.Fatal("a stream subscriber must not be fed by the hub")
+	}
+	frame := func(off int64) *Frame {
+		return StreamFrame(Message{RoutingKey: "team.1.job.1.status", Values: []string{"1", "1"}, Data: []byte("x"), Offset: off})
+	}
+	ctx := t.Context()
+	s.MarkGap("expired")
+	for off := int64(10); off < 12; off++ {
+		if err := s.OfferWait(ctx, frame(off)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	blocked := make(chan error, 1)
+	go func() { blocked <- s.OfferWait(ctx, frame(12)) }()
+	select {
+	case err := <-blocked:
+		t.Fatalf("OfferWait on a full buffer returned %v instead of waiting", err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	ids, gap := take(t, s)
+	if !slices.Equal(ids, []string{"10", "11"}) || gap == nil || gap.Reason != "expired" {
+		t.Fatalf("took %v gap %+v", ids, gap)
+	}
+	if err := <-blocked; err != nil {
+		t.Fatal(err)
+	}
+	if ids, _ := take(t, s); !slices.Equal(ids, []string{"12"}) {
+		t.Fatalf("after space: %v", ids)
+	}
+	s.Close()
+	if err := s.OfferWait(ctx, frame(13)); err != nil {
+		t.Fatalf("OfferWait after Close = %v, want nil", err)
 	}
 }

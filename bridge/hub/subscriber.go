@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"context"
 	"fmt"
 	"sync"
 )
@@ -94,6 +95,9 @@ type Subscriber struct {
 	// indexed is the placeholder the hub indexes this subscriber under, or -1 (unfiltered).
 	indexed int
 	notify  chan struct{}
+	// space is signalled by Take for a stream reader blocked in OfferWait (nil for hub-fed
+	// subscribers, which never wait).
+	space chan struct{}
 
 	mu        sync.Mutex
 	buf       []*Frame // ring of len cap
@@ -137,8 +141,53 @@ func (s *Subscriber) Take(dst []*Frame) (frames []*Frame, gap *Gap, closed bool)
 		s.buf[j] = nil
 	}
 	s.head, s.n = 0, 0
+	if s.space != nil {
+		select {
+		case s.space <- struct{}{}:
+		default:
+		}
+	}
 	return dst, gap, false
 }
+
+// OfferWait adds f to a stream subscriber's buffer, waiting while it is full: a client served
+// by its own stream reader is flow-controlled instead of dropping. It returns ctx's error, or
+// nil without adding when the subscriber is closed.
+func (s *Subscriber) OfferWait(ctx context.Context, f *Frame) error {
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return nil
+		}
+		if s.n < len(s.buf) {
+			s.push(f)
+			s.mu.Unlock()
+			s.signal()
+			return nil
+		}
+		s.mu.Unlock()
+		select {
+		case <-s.space:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// MarkGap makes the next Take report a gap with reason (e.g. the stream was truncated past the
+// client's position).
+func (s *Subscriber) MarkGap(reason string) {
+	s.mu.Lock()
+	if s.gap == nil {
+		s.gap = &Gap{Reason: reason}
+	}
+	s.mu.Unlock()
+	s.signal()
+}
+
+// Close ends the subscription; the writer sees closed from Take.
+func (s *Subscriber) Close() { s.close() }
 
 func (s *Subscriber) signal() {
 	select {

@@ -57,6 +57,12 @@ type Config struct {
 	MaxConnections          int // 0: unlimited
 	MaxConnectionsPerTenant int // 0: unlimited
 
+	// StreamReader, when set (stream queues), serves a client whose Last-Event-ID is older than
+	// the replay window by reading the stream from its offset on; nil: such clients get a gap.
+	StreamReader func(ctx context.Context, from int64, deliver func(hub.Message) error) error
+	// MaxStreamReaders bounds concurrent stream readers (default 100); beyond it: a gap.
+	MaxStreamReaders int
+
 	// Rand returns a value in [0, 1) for retry jitter; default math/rand/v2.
 	Rand func() float64
 }
@@ -70,6 +76,8 @@ type Handler struct {
 	drainOnce sync.Once
 	drain     chan struct{}
 	active    sync.WaitGroup
+
+	readers chan struct{} // semaphore of stream readers
 }
 
 // NewHandler validates cfg and returns a handler.
@@ -96,11 +104,15 @@ func NewHandler(cfg Config) (*Handler, error) {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Float64
 	}
+	if cfg.MaxStreamReaders <= 0 {
+		cfg.MaxStreamReaders = 100
+	}
 	return &Handler{
 		cfg:         cfg,
 		tenantIndex: idx,
 		limiter:     newConnectionLimiter(cfg.MaxConnections, cfg.MaxConnectionsPerTenant),
 		drain:       make(chan struct{}),
+		readers:     make(chan struct{}, cfg.MaxStreamReaders),
 	}, nil
 }
 
@@ -205,12 +217,67 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if cursorID == "" {
 		cursorID = sub.LastEventID
 	}
-	s, gap := h.cfg.Hub.Subscribe(sub.Filter, hub.ParseCursor(h.cfg.Hub.Scheme(), cursorID))
-	defer h.cfg.Hub.Unsubscribe(s)
+	cursor := hub.ParseCursor(h.cfg.Hub.Scheme(), cursorID)
+	var (
+		s   *hub.Subscriber
+		gap *hub.Gap
+	)
+	if h.cfg.StreamReader != nil && h.cfg.Hub.NeedsStreamRead(cursor) && h.acquireReader() {
+		defer h.releaseReader()
+		s = h.cfg.Hub.NewStreamSubscriber(sub.Filter)
+		ctx, cancel := context.WithCancel(r.Context())
+		var reader sync.WaitGroup
+		reader.Add(1)
+		go func() {
+			defer reader.Done()
+			h.readStream(ctx, r, s, cursor.Pos)
+		}()
+		defer func() {
+			cancel()
+			reader.Wait()
+		}()
+	} else {
+		s, gap = h.cfg.Hub.Subscribe(sub.Filter, cursor)
+		defer h.cfg.Hub.Unsubscribe(s)
+	}
 	h.cfg.Metrics.Clients.Inc()
 	defer h.cfg.Metrics.Clients.Dec()
 
 	h.stream(w, r, s, gap, principal.ExpiresAt)
+}
+
+func (h *Handler) acquireReader() bool {
+	select {
+	case h.readers <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (h *Handler) releaseReader() { <-h.readers }
+
+// readStream fills s from the stream after offset cursor until ctx ends. If the stream no
+// longer holds the offset after the cursor (retention), the client gets a gap first. When the
+// reader fails (broker gone), s is closed: the stream ends with retry: and the client resumes.
+func (h *Handler) readStream(ctx context.Context, r *http.Request, s *hub.Subscriber, cursor int64) {
+	first := true
+	err := h.cfg.StreamReader(ctx, cursor+1, func(m hub.Message) error {
+		if first {
+			first = false
+			if m.Offset > cursor+1 {
+				s.MarkGap("expired")
+			}
+		}
+		if !s.Filter().Matches(m.Values) {
+			return nil
+		}
+		return s.OfferWait(ctx, hub.StreamFrame(m))
+	})
+	if ctx.Err() == nil {
+		h.cfg.Logger.Warn("stream reader ended", "path", r.URL.Path, "error", err)
+		s.Close()
+	}
 }
 
 // scopeTenants applies tenant authorization to filter (in place) and returns the tenants the
@@ -309,8 +376,8 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, s *hub.Subscrib
 			var closed bool
 			frames, gap, closed = s.Take(frames)
 			if closed {
-				log.Debug("slow stream disconnected by overflow policy", "path", r.URL.Path)
-				out = sse.AppendComment(out[:0], "too slow; reconnect with Last-Event-ID")
+				log.Debug("subscription ended by the bridge (overflow policy or stream reader)", "path", r.URL.Path)
+				out = sse.AppendComment(out[:0], "subscription ended; reconnect with Last-Event-ID")
 				out = sse.AppendRetry(out, h.jitteredRetry().Milliseconds())
 				h.write(rc, w, out)
 				return
