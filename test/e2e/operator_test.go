@@ -1,0 +1,490 @@
+//go:build e2e
+
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	rabbithole "github.com/michaelklishin/rabbit-hole/v2"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
+
+	esv1 "github.com/eventstream-operator/eventstream-operator/api/v1alpha1"
+	"github.com/eventstream-operator/eventstream-operator/test/kubetest"
+)
+
+const (
+	chartDir    = "charts/eventstream-operator"
+	crdName     = "eventstreams.sse.eventstream.dev"
+	sampleFile  = "config/samples/eventstream_classic.yaml"
+	sampleName  = "job-status" // the EventStream of sampleFile
+	sampleQueue = "events.sse"
+	exchange    = "events.topic"
+)
+
+// The specs run in order and build on each other, like a user's session: install, apply,
+// use, break, change, delete, uninstall.
+var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
+	var (
+		suffix        = randomSuffix()
+		release       = "evs-" + suffix
+		fullname      = release + "-eventstream-operator"
+		systemNS      = "evs-system-" + suffix
+		ns            = "e2e-" + suffix
+		haName        = "ha"
+		haQueue       = "e2e-" + suffix + ".stream"
+		tenant, other = "t" + suffix, "u" + suffix
+
+		mgmt         *rabbithole.Client
+		chromium     *browser
+		sampleURL    string
+		sampleTail   *tailProcess
+		sampleTab    *browserTab
+		operatorPods = "app.kubernetes.io/name=eventstream-operator,app.kubernetes.io/instance=" + release
+	)
+
+	BeforeAll(func() {
+		mgmt = managementClient()
+		chromium = startBrowser()
+		DeferCleanup(func() {
+			if sampleTail != nil {
+				sampleTail.stop()
+			}
+			if sampleTab != nil {
+				sampleTab.close()
+			}
+			// Best effort after a failure: streams first (their finalizer needs the operator),
+			// then the release, the namespaces and the CRD (kept by helm uninstall).
+			_, _ = command{name: cfg.Kubectl, args: []string{"delete", "eventstreams", "--all", "-n", ns, "--timeout=90s", "--ignore-not-found"}}.run()
+			_, _ = command{name: cfg.Helm, args: []string{"uninstall", release, "-n", systemNS, "--ignore-not-found", "--wait", "--timeout=90s"}}.run()
+			_, _ = command{name: cfg.Kubectl, args: []string{"delete", "namespace", ns, systemNS, "--ignore-not-found", "--timeout=90s"}}.run()
+			_, _ = command{name: cfg.Kubectl, args: []string{"delete", "crd", crdName, "--ignore-not-found", "--timeout=60s"}}.run()
+		})
+	})
+
+	It("installs with helm; the operator pod runs the freshly built image and becomes Ready with only the chart's RBAC", func() {
+		repository, tag, digest := splitImage(cfg.Image)
+		helm("install", release, chartDir, "--namespace", systemNS, "--create-namespace",
+			"--set", "image.repository="+repository, "--set", "image.tag="+tag, "--set", "image.pullPolicy=IfNotPresent",
+			// Short intervals so status figures and drift repair show within the specs' timeouts.
+			"--set", "statusInterval=2s", "--set", "resyncPeriod=30s", "--set", "deletionTimeout=30s")
+		kubectl("rollout", "status", "deployment/"+fullname, "-n", systemNS, "--timeout=180s")
+		kubectl("wait", "pod", "-l", operatorPods, "-n", systemNS, "--for=condition=Ready", "--timeout=120s")
+
+		pods, err := listPods(systemNS, operatorPods)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(pods).To(HaveLen(1))
+		pod := pods[0]
+		Expect(pod.Spec.ServiceAccountName).To(Equal(fullname), "the chart's ServiceAccount")
+		Expect(pod.Spec.Containers[0].ImagePullPolicy).To(BeEquivalentTo("IfNotPresent"))
+		Expect(pod.Status.ContainerStatuses).To(HaveLen(1))
+		Expect(pod.Status.ContainerStatuses[0].ImageID).To(HaveSuffix(digest), "the pod runs the image this run built")
+
+		// The ServiceAccount has exactly the chart's rights: what the operator needs, not more.
+		sa := "system:serviceaccount:" + systemNS + ":" + fullname
+		canI := func(args ...string) string {
+			out, _ := command{name: cfg.Kubectl, args: append(append([]string{"auth", "can-i"}, args...), "--as", sa)}.run()
+			return strings.TrimSpace(out)
+		}
+		Expect(canI("patch", crdName, "--subresource=status", "-n", ns)).To(Equal("yes"))
+		Expect(canI("create", "deployments.apps", "-n", ns)).To(Equal("yes"))
+		Expect(canI("create", "clusterrolebindings")).To(Equal("no"))
+		Expect(canI("delete", "nodes")).To(Equal("no"))
+	})
+
+	It("reconciles the sample: kubectl wait Ready, kubectl get evs shows real values", func() {
+		kubectl("create", "namespace", ns)
+		kubectlApply(ns, sampleWithSecret(cfg.PodRabbitMQURI, cfg.PodManagementURI))
+		kubectl("wait", "--for=condition=Ready", "evs/"+sampleName, "-n", ns, "--timeout=180s")
+
+		Eventually(func(g Gomega) {
+			cols, err := printedColumns(ns, sampleName)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(cols).To(HaveKeyWithValue("READY", "True"))
+			g.Expect(cols).To(HaveKeyWithValue("QUEUE", sampleQueue))
+			g.Expect(cols).To(HaveKeyWithValue("TYPE", "classic"))
+			g.Expect(cols).To(HaveKeyWithValue("REPLICAS", "1/1"))
+			g.Expect(cols).To(HaveKeyWithValue("CLIENTS", "0"))
+			g.Expect(cols).To(HaveKeyWithValue("LAG", "0"))
+			g.Expect(cols).To(HaveKeyWithValue("RECONNECTS", "0"))
+			g.Expect(cols).To(HaveKeyWithValue("DLQ", "0"))
+			g.Expect(cols).To(HaveKey("AGE"))
+			es, err := getEventStream(ns, sampleName)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(es.Status.Queue).NotTo(BeNil())
+			g.Expect(es.Status.Queue.Consumers).To(BeEquivalentTo(1), "the bridge consumes the queue")
+		}).Should(Succeed())
+
+		es, err := getEventStream(ns, sampleName)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(es.Status.ObservedGeneration).To(Equal(es.Generation))
+		Expect(es.Status.Bridge.Endpoint).To(Equal("http://" + sampleName + "-bridge." + ns + ".svc:80/api/v1/events"))
+		Expect(es.Finalizers).NotTo(BeEmpty())
+
+		q, err := mgmt.GetQueue("/", sampleQueue)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(q.Durable).To(BeTrue())
+		Expect(bindingKeysFrom(mgmt, exchange, sampleQueue)).To(Equal([]string{"team.*.job.*.status"}))
+	})
+
+	It("delivers events published on the host through the Service ClusterIP to eventctl tail and Chromium, filtered by tenant", func() {
+		sampleURL = serviceURL(ns, sampleName)
+		path := "/api/v1/events?team_id=" + tenant
+		// The tenant's clients live on into the fault specs; the other tenant's ends here.
+		sampleTail = startTail(sampleURL + path)
+		otherTail := startTail(sampleURL + "/api/v1/events?team_id=" + other)
+		DeferCleanup(otherTail.stop)
+		sampleTab = chromium.openEventSource(sampleURL, path)
+
+		// The three clients are connected once the operator's status counts them.
+		Eventually(func(g Gomega) {
+			cols, err := printedColumns(ns, sampleName)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(cols).To(HaveKeyWithValue("CLIENTS", "3"))
+		}).Should(Succeed())
+
+		// One queue keeps order: once the tenant's last event arrived, the other tenant's
+		// event published before it would have arrived too, had it not been filtered out.
+		Expect(publish(tenant, "1", "first")).To(Succeed())
+		Expect(publish(other, "1", "not yours")).To(Succeed())
+		Expect(publish(tenant, "2", "second")).To(Succeed())
+
+		Eventually(func() []string { return messages(sampleTail.received()) }).Should(Equal([]string{"first", "second"}))
+		Eventually(func() ([]string, error) {
+			r, err := sampleTab.received()
+			return messages(r), err
+		}).Should(Equal([]string{"first", "second"}))
+		Eventually(func() []string { return messages(otherTail.received()) }).Should(Equal([]string{"not yours"}))
+		Expect(teams(sampleTail.received())).To(HaveEach(tenant))
+		r, err := sampleTab.received()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(teams(r)).To(HaveEach(tenant))
+		Expect(r[0].ID).NotTo(BeEmpty(), "events carry ids for Last-Event-ID")
+
+		Eventually(func(g Gomega) {
+			es, err := getEventStream(ns, sampleName)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(es.Status.Bridge.Delivered).To(BeNumerically(">=", 5), "2 events to 2 clients of the tenant, 1 to the other")
+		}).Should(Succeed())
+	})
+
+	It("keeps clients when the bridge pod is deleted: they reconnect and get new events", func() {
+		old, err := listPods(ns, bridgeSelector(sampleName))
+		Expect(err).NotTo(HaveOccurred())
+		Expect(readyPodNames(old)).To(HaveLen(1))
+		tailReconnects := sampleTail.reconnects()
+
+		kubectl("delete", "pod", "-n", ns, "-l", bridgeSelector(sampleName), "--wait=false")
+		Eventually(func(g Gomega) {
+			pods, err := listPods(ns, bridgeSelector(sampleName))
+			g.Expect(err).NotTo(HaveOccurred())
+			ready := readyPodNames(pods)
+			g.Expect(ready).To(HaveLen(1))
+			g.Expect(ready).NotTo(ContainElement(old[0].Name))
+		}).Should(Succeed())
+
+		// Publish markers until one reaches both clients: they are connected again.
+		marker := 0
+		Eventually(func(g Gomega) {
+			marker++
+			text := "after restart " + strconv.Itoa(marker)
+			g.Expect(publish(tenant, "3", text)).To(Succeed())
+			g.Eventually(func() []string { return messages(sampleTail.received()) }).
+				WithTimeout(3 * time.Second).Should(ContainElement(text))
+			g.Eventually(func() ([]string, error) {
+				r, err := sampleTab.received()
+				return messages(r), err
+			}).WithTimeout(3 * time.Second).Should(ContainElement(text))
+		}).Should(Succeed())
+
+		Expect(sampleTail.reconnects()).To(BeNumerically(">", tailReconnects), "eventctl tail reconnected")
+		seen, err := sampleTab.seen()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(seen.Opens).To(BeNumerically(">=", 2), "the browser's EventSource reconnected")
+	})
+
+	It("on a stream queue with two replicas, clients resuming with Last-Event-ID miss nothing while every bridge pod is replaced", func() {
+		kubectlApply(ns, streamEventStream(haName, haQueue))
+		kubectl("wait", "--for=condition=Ready", "evs/"+haName, "-n", ns, "--timeout=180s")
+		Eventually(func(g Gomega) {
+			cols, err := printedColumns(ns, haName)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(cols).To(HaveKeyWithValue("TYPE", "stream"))
+			g.Expect(cols).To(HaveKeyWithValue("REPLICAS", "2/2"))
+		}).Should(Succeed())
+
+		haURL := serviceURL(ns, haName)
+		path := "/api/v1/events?team_id=" + tenant
+		tail := startTail(haURL + path)
+		DeferCleanup(tail.stop)
+		tab := chromium.openEventSource(haURL, path)
+		DeferCleanup(tab.close)
+		Eventually(func(g Gomega) {
+			es, err := getEventStream(ns, haName)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(es.Status.Bridge.Clients).To(BeEquivalentTo(2))
+		}).Should(Succeed())
+
+		publisher := startSequencePublisher(tenant, "9", 50*time.Millisecond)
+		Eventually(func() int { return len(messages(tail.received())) }).Should(BeNumerically(">=", 10))
+
+		// Replace the pods one after the other; whichever serves a client, it is replaced.
+		pods, err := listPods(ns, bridgeSelector(haName))
+		Expect(err).NotTo(HaveOccurred())
+		originals := readyPodNames(pods)
+		Expect(originals).To(HaveLen(2))
+		for _, victim := range originals {
+			kubectl("delete", "pod", victim, "-n", ns, "--wait=false")
+			Eventually(func(g Gomega) {
+				pods, err := listPods(ns, bridgeSelector(haName))
+				g.Expect(err).NotTo(HaveOccurred())
+				ready := readyPodNames(pods)
+				g.Expect(ready).To(HaveLen(2))
+				g.Expect(ready).NotTo(ContainElement(victim))
+			}).Should(Succeed())
+		}
+		// Events published after the last replacement arrive, then the publisher stops.
+		after := publisher.count()
+		Eventually(func() int { return len(messages(tail.received())) }).Should(BeNumerically(">=", after+10))
+		published, err := publisher.stop()
+		Expect(err).NotTo(HaveOccurred())
+
+		want := sequence(published)
+		Eventually(func() []string { return messages(tail.received()) }).Should(Equal(want), "eventctl tail: every event once, in order")
+		Eventually(func() ([]string, error) {
+			r, err := tab.received()
+			return messages(r), err
+		}).Should(Equal(want), "Chromium's EventSource: every event once, in order")
+		Expect(gaps(tail.received())).To(BeZero())
+		r, err := tab.received()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(gaps(r)).To(BeZero())
+
+		Expect(tail.reconnects()).To(BeNumerically(">=", 1))
+		Expect(tail.stderr.String()).To(MatchRegexp(`Last-Event-ID "[0-9]+"`), "eventctl resumed from a stream offset")
+		seen, err := tab.seen()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(seen.Opens).To(BeNumerically(">=", 2), "the browser reconnected")
+		fmt.Fprintf(GinkgoWriter, "%d events; eventctl reconnected %d times, Chromium opened %d times\n", published, tail.reconnects(), seen.Opens)
+	})
+
+	It("survives a RabbitMQ restart: status shows the reconnects and events flow again", func() {
+		rabbitmqScript := filepath.Join(kubetest.ProjectRoot(), "hack", "rabbitmq.sh")
+		_, err := command{name: rabbitmqScript, args: []string{"stop"}}.run()
+		Expect(err).NotTo(HaveOccurred())
+		// The bridge reports not-ready while the broker is away.
+		Eventually(func(g Gomega) {
+			es, err := getEventStream(ns, sampleName)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(apimeta.IsStatusConditionTrue(es.Status.Conditions, esv1.ConditionReady)).To(BeFalse())
+		}).Should(Succeed())
+		_, err = command{name: rabbitmqScript, args: []string{"start"}}.run()
+		Expect(err).NotTo(HaveOccurred())
+
+		for _, name := range []string{sampleName, haName} {
+			Eventually(func(g Gomega) {
+				cols, err := printedColumns(ns, name)
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(cols).To(HaveKeyWithValue("READY", "True"))
+				reconnects, err := strconv.Atoi(cols["RECONNECTS"])
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(reconnects).To(BeNumerically(">=", 1))
+			}).WithTimeout(3*time.Minute).Should(Succeed(), "EventStream %s", name)
+		}
+
+		marker := 0
+		Eventually(func(g Gomega) {
+			marker++
+			text := "after broker restart " + strconv.Itoa(marker)
+			g.Expect(publish(tenant, "4", text)).To(Succeed())
+			g.Eventually(func() []string { return messages(sampleTail.received()) }).
+				WithTimeout(3 * time.Second).Should(ContainElement(text))
+		}).Should(Succeed())
+	})
+
+	It("follows TTL and binding-key changes applied with kubectl; the queue keeps its messages", func() {
+		policy := "eventstream." + ns + "." + sampleName
+		p, err := mgmt.GetPolicy("/", policy)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(p.Definition).To(HaveKeyWithValue("message-ttl", BeNumerically("==", 10*60*1000)), "the sample's default TTL")
+
+		// No consumer, so published messages stay in the queue.
+		kubectlApply(ns, sampleEventStream("10m", []string{"team.*.job.*.status"}, 0))
+		Eventually(func(g Gomega) {
+			q, err := mgmt.GetQueue("/", sampleQueue)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(q.Consumers).To(BeZero())
+		}).Should(Succeed())
+		for i := range 5 {
+			Expect(publish(tenant, "5", "kept "+strconv.Itoa(i))).To(Succeed())
+		}
+		Eventually(func() (int, error) {
+			q, err := mgmt.GetQueue("/", sampleQueue)
+			if err != nil {
+				return 0, err
+			}
+			return q.Messages, nil
+		}).WithTimeout(30 * time.Second).Should(Equal(5))
+
+		kubectlApply(ns, sampleEventStream("30m", []string{"team.*.job.#", "audit.#"}, 0))
+		Eventually(func(g Gomega) {
+			p, err := mgmt.GetPolicy("/", policy)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(p.Definition).To(HaveKeyWithValue("message-ttl", BeNumerically("==", 30*60*1000)))
+			g.Expect(bindingKeysFrom(mgmt, exchange, sampleQueue)).To(Equal([]string{"audit.#", "team.*.job.#"}))
+		}).Should(Succeed())
+		q, err := mgmt.GetQueue("/", sampleQueue)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(q.Messages).To(Equal(5), "the queue was changed in place, not re-created")
+		Expect(q.Policy).To(Equal(policy))
+		kubectl("wait", "--for=condition=Ready", "evs/"+sampleName, "-n", ns, "--timeout=120s")
+		es, err := getEventStream(ns, sampleName)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(es.Status.ObservedGeneration).To(Equal(es.Generation))
+	})
+
+	It("deletes the EventStreams: topology gone, no finalizer left, bridge objects collected", func() {
+		kubectl("delete", "eventstreams", sampleName, haName, "-n", ns, "--timeout=120s")
+		out := kubectl("get", "eventstreams", "-n", ns, "-o", "name")
+		Expect(strings.TrimSpace(out)).To(BeEmpty(), "no EventStream is held by a finalizer")
+
+		for _, queue := range []string{sampleQueue, sampleQueue + ".dlq", haQueue, haQueue + ".dlq"} {
+			_, err := mgmt.GetQueue("/", queue)
+			Expect(isNotFound(err)).To(BeTrue(), "queue %s: %v", queue, err)
+		}
+		for _, dlx := range []string{sampleQueue + ".dlx", haQueue + ".dlx"} {
+			_, err := mgmt.GetExchange("/", dlx)
+			Expect(isNotFound(err)).To(BeTrue(), "exchange %s: %v", dlx, err)
+		}
+		for _, name := range []string{sampleName, haName} {
+			_, err := mgmt.GetPolicy("/", "eventstream."+ns+"."+name)
+			Expect(isNotFound(err)).To(BeTrue(), "policy of %s: %v", name, err)
+		}
+		_, err := mgmt.GetExchange("/", exchange)
+		Expect(err).NotTo(HaveOccurred(), "the shared exchange stays: publishers use it (deleteWhenUnused is off)")
+
+		Eventually(func() string {
+			out, _ := command{name: cfg.Kubectl, args: []string{"get", "deployments,services,serviceaccounts,pods",
+				"-n", ns, "-l", "app.kubernetes.io/managed-by=eventstream-operator", "-o", "name"}}.run()
+			return strings.TrimSpace(out)
+		}).Should(BeEmpty())
+	})
+
+	It("helm uninstall leaves no operator objects behind (the CRD stays, by Helm's design)", func() {
+		helm("uninstall", release, "-n", systemNS, "--wait", "--timeout=120s")
+		selector := "app.kubernetes.io/instance=" + release
+		Eventually(func() string {
+			out, _ := command{name: cfg.Kubectl, args: []string{"get",
+				"deployments,replicasets,pods,services,serviceaccounts,roles,rolebindings,configmaps,secrets",
+				"-n", systemNS, "-l", selector, "-o", "name"}}.run()
+			return strings.TrimSpace(out)
+		}).Should(BeEmpty())
+		out := kubectl("get", "clusterroles,clusterrolebindings", "-l", selector, "-o", "name")
+		Expect(strings.TrimSpace(out)).To(BeEmpty())
+		out = kubectl("get", "pods", "-n", systemNS, "-o", "name")
+		Expect(strings.TrimSpace(out)).To(BeEmpty(), "no pod of the operator is left")
+
+		// What the operator itself created at run time in its namespace: only the leader
+		// election Lease, which goes with the namespace.
+		leases := strings.Fields(kubectl("get", "leases", "-n", systemNS, "-o", "name"))
+		fmt.Fprintf(GinkgoWriter, "left in %s by the operator at run time: %v\n", systemNS, leases)
+		Expect(len(leases)).To(BeNumerically("<=", 1))
+
+		// Helm installs crds/ but never deletes them (that would delete every EventStream).
+		kubectl("get", "crd", crdName)
+	})
+})
+
+// splitImage splits REGISTRY/NAME:TAG@sha256:DIGEST into the chart's image.repository and
+// image.tag, and the digest.
+func splitImage(ref string) (repository, tag, digest string) {
+	GinkgoHelper()
+	named, digest, ok := strings.Cut(ref, "@")
+	Expect(ok).To(BeTrue(), "E2E_IMAGE %q has no digest", ref)
+	i := strings.LastIndex(named, ":")
+	Expect(i).To(BeNumerically(">", strings.LastIndex(named, "/")), "E2E_IMAGE %q has no tag", ref)
+	return named[:i], named[i+1:], digest
+}
+
+// sampleWithSecret is config/samples/eventstream_classic.yaml with only its Secret replaced
+// by one that reaches the test node from pods; the EventStream document is unchanged.
+func sampleWithSecret(uri, managementURI string) string {
+	GinkgoHelper()
+	raw, err := os.ReadFile(filepath.Join(kubetest.ProjectRoot(), sampleFile))
+	Expect(err).NotTo(HaveOccurred())
+	docs := strings.Split(string(raw), "\n---\n")
+	replaced := 0
+	for i, doc := range docs {
+		if strings.Contains(doc, "\nkind: Secret\n") {
+			docs[i] = connectionSecret(uri, managementURI)
+			replaced++
+		}
+	}
+	Expect(replaced).To(Equal(1), "%s should hold exactly one Secret", sampleFile)
+	Expect(slices.ContainsFunc(docs, func(d string) bool { return strings.Contains(d, "name: "+sampleName+"\n") })).To(BeTrue())
+	return strings.Join(docs, "\n---\n")
+}
+
+// connectionSecret is the Secret named "rabbitmq" the samples reference.
+func connectionSecret(uri, managementURI string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Secret
+metadata:
+  name: rabbitmq
+stringData:
+  uri: %q
+  managementURI: %q
+`, uri, managementURI)
+}
+
+// sampleEventStream is the sample's EventStream with a TTL, binding keys and bridge replicas.
+func sampleEventStream(ttl string, bindingKeys []string, replicas int) string {
+	return fmt.Sprintf(`apiVersion: sse.eventstream.dev/v1alpha1
+kind: EventStream
+metadata:
+  name: %s
+spec:
+  rabbitmq:
+    connectionSecret: {name: rabbitmq}
+  queue:
+    messageTTL: %s
+  bindingKeys: [%s]
+  bridge:
+    replicas: %d
+`, sampleName, ttl, quoted(bindingKeys), replicas)
+}
+
+// streamEventStream is a stream queue read by two bridge replicas, without auth.
+func streamEventStream(name, queue string) string {
+	return fmt.Sprintf(`apiVersion: sse.eventstream.dev/v1alpha1
+kind: EventStream
+metadata:
+  name: %s
+spec:
+  rabbitmq:
+    connectionSecret: {name: rabbitmq}
+  queue:
+    name: %s
+    type: stream
+    messageTTL: 1h
+    maxLengthBytes: 100000000
+  bridge:
+    replicas: 2
+    heartbeat: 2s
+`, name, queue)
+}
+
+func quoted(items []string) string {
+	q := make([]string, len(items))
+	for i, s := range items {
+		q[i] = strconv.Quote(s)
+	}
+	return strings.Join(q, ", ")
+}
