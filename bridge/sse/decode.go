@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync/atomic"
 )
 
 // ErrLineTooLong is returned by Decoder.Next when a line exceeds the decoder's limit.
@@ -32,9 +33,11 @@ type Decoder struct {
 	maxLine     int
 	started     bool
 	lastEventID string
-	retry       int64
-	comments    int
 	pendingCR   bool
+	// retry and comments may be read while another goroutine runs Next (tests watch
+	// heartbeats that never dispatch an event).
+	retry    atomic.Int64
+	comments atomic.Int64
 }
 
 // NewDecoder reads from r; lines longer than maxLine bytes fail with ErrLineTooLong
@@ -43,17 +46,21 @@ func NewDecoder(r io.Reader, maxLine int) *Decoder {
 	if maxLine <= 0 {
 		maxLine = 1 << 20
 	}
-	return &Decoder{r: bufio.NewReader(r), maxLine: maxLine, retry: -1}
+	d := &Decoder{r: bufio.NewReader(r), maxLine: maxLine}
+	d.retry.Store(-1)
+	return d
 }
 
 // LastEventID is the client's current last event id.
 func (d *Decoder) LastEventID() string { return d.lastEventID }
 
-// Retry is the last valid retry value in milliseconds, or -1 when none was received.
-func (d *Decoder) Retry() int64 { return d.retry }
+// Retry is the last valid retry value in milliseconds, or -1 when none was received. It is
+// safe to call while another goroutine runs Next.
+func (d *Decoder) Retry() int64 { return d.retry.Load() }
 
-// Comments counts the comment lines seen (heartbeats).
-func (d *Decoder) Comments() int { return d.comments }
+// Comments counts the comment lines seen (heartbeats). It is safe to call while another
+// goroutine runs Next.
+func (d *Decoder) Comments() int { return int(d.comments.Load()) }
 
 // Next returns the next dispatched event. At the end of the stream it returns io.EOF; a
 // trailing event without its blank line is discarded, as a browser does.
@@ -79,7 +86,7 @@ func (d *Decoder) Next() (Message, error) {
 			return Message{LastEventID: d.lastEventID, Name: name, Data: data.String()}, nil
 		}
 		if line[0] == ':' {
-			d.comments++
+			d.comments.Add(1)
 			continue
 		}
 		field, value, _ := strings.Cut(line, ":")
@@ -99,7 +106,7 @@ func (d *Decoder) Next() (Message, error) {
 			}
 		case "retry":
 			if ms, ok := allDigits(value); ok {
-				d.retry = ms
+				d.retry.Store(ms)
 			}
 		}
 	}
