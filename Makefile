@@ -51,6 +51,31 @@ verify: manifests generate ## Regenerate and fail if the tree changed; tidy go.m
 build: ## Build operator, bridge and eventctl into bin/.
 	CGO_ENABLED=0 go build -trimpath -o $(BIN)/ ./cmd/...
 
+# IMAGE names the image `make image` pushes; by default a new tag in the local cluster's registry.
+IMAGE ?= 127.0.0.1:25000/eventstream-operator:dev-$(shell date +%s)
+
+.PHONY: image
+image: ## Build the image without Docker (hack/image.sh) and push it to IMAGE; prints the ref with digest.
+	hack/image.sh $(IMAGE)
+
+##@ Local cluster and demo
+
+.PHONY: cluster-up
+cluster-up: ## Start the local single-node cluster (hack/cluster.sh up); then eval "$(hack/cluster.sh env)".
+	hack/cluster.sh up
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local cluster and remove its runtime state.
+	hack/cluster.sh down
+
+.PHONY: demo
+demo: ## The one-command demo: cluster, RabbitMQ, operator via Helm, sample EventStream, live events. Ctrl-C cleans up.
+	hack/demo.sh up
+
+.PHONY: demo-down
+demo-down: ## Remove everything a demo started (when it was not stopped with Ctrl-C).
+	hack/demo.sh down
+
 ##@ Test
 
 .PHONY: helm
@@ -60,6 +85,10 @@ helm: ## Install the pinned helm into bin/.
 .PHONY: test
 test: ## Install and start what the tests need, then run unit and integration tests.
 	hack/test.sh
+
+.PHONY: test-e2e
+test-e2e: ## End-to-end tests on the local cluster with a dedicated RabbitMQ node (hack/e2e.sh).
+	hack/e2e.sh
 
 .PHONY: help
 help:

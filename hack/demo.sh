@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# The one-command demo (`make demo`): a local single-node cluster and a RabbitMQ node, the
+# operator installed with Helm from a freshly built image, the sample EventStream applied,
+# job-status events published a few per second, `kubectl get eventstreams`, and the events of
+# one tenant streamed in the terminal through the bridge Service. Ctrl-C (or `make demo-down`
+# from another shell) removes everything the demo started.
+#
+# Usage: hack/demo.sh [up|down]       (default up)
+# Settings (environment):
+#   DEMO_SECONDS=N   run N seconds, then clean up and exit 0 (non-interactive use, CI)
+#   DEMO_RATE=3      events per second of the tenant shown (a second tenant publishes 1/s)
+#   DEMO_PORT=28080  local port of `kubectl port-forward` to the bridge (for a browser)
+# Needs root (the cluster: containerd, network namespaces, iptables). What the demo started
+# is recorded in bin/demo/; a cluster or RabbitMQ node that already ran is left running.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+
+state=$root/bin/demo
+system_ns=eventstream-system
+release=eventstream-operator
+ns=eventstream-demo
+stream="job-status"   # the EventStream of config/samples/eventstream_classic.yaml
+tenant=42
+other_tenant=43
+rate=${DEMO_RATE:-3}
+port=${DEMO_PORT:-28080}
+seconds=${DEMO_SECONDS:-0}
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
+log() { echo "demo.sh: $*" >&2; }
+
+# background NAME CMD...: starts CMD in a session of its own (its pid is the process group's
+# id), output to bin/demo/NAME.log, and records the pid so that down stops exactly that group.
+background() {
+  local name=$1
+  shift
+  setsid "$@" >"$state/$name.log" 2>&1 </dev/null &
+  echo "$! $name" >>"$state/pids"
+}
+
+# publish_jobs EVENTCTL TEAM RATE: one job after another for TEAM, each going from 0 to 100
+# percent in 30 events at RATE events per second. Runs in its own bash (see background).
+publish_jobs() {
+  local eventctl=$1 team=$2 rate=$3 job=1
+  while :; do
+    RABBITMQ_URL=$RABBITMQ_TEST_URI "$eventctl" publish --team "$team" --job "$job" \
+      --status running --count 30 --rate "$rate" || sleep 1
+    job=$((job + 1))
+  done
+}
+
+down() {
+  local rc=0
+  [ -d "$state" ] || { log "nothing to clean up"; return 0; }
+  say "cleaning up"
+  if [ -f "$state/pids" ]; then
+    while read -r pid name; do
+      if kill -- "-$pid" 2>/dev/null; then log "stopped $name (process group $pid)"; fi
+    done <"$state/pids"
+    while read -r pid _; do
+      for _ in $(seq 1 20); do kill -0 -- "-$pid" 2>/dev/null || break; sleep 0.25; done
+      kill -9 -- "-$pid" 2>/dev/null || true
+    done <"$state/pids"
+  fi
+  if hack/cluster.sh status >/dev/null 2>&1; then
+    eval "$(hack/cluster.sh env)"
+    # The EventStream first: its finalizer removes the broker topology and needs the operator.
+    kubectl delete eventstreams --all -n "$ns" --ignore-not-found --timeout=60s >/dev/null 2>&1 || rc=1
+    "$(hack/tool.sh helm)" uninstall "$release" -n "$system_ns" --ignore-not-found --wait --timeout=60s >/dev/null || rc=1
+    kubectl delete namespace "$ns" "$system_ns" --ignore-not-found --timeout=90s >/dev/null || rc=1
+    if [ -f "$state/started-cluster" ]; then hack/cluster.sh down || rc=1; fi
+  fi
+  if [ -f "$state/started-rabbitmq" ]; then hack/rabbitmq.sh stop || rc=1; fi
+  rm -rf "$state"
+  log "clean"
+  return "$rc"
+}
+
+up() {
+  # A previous demo that was killed without cleaning up: start from a clean slate.
+  if [ -d "$state" ]; then down || true; fi
+  mkdir -p "$state"
+  trap 'rc=$?; trap - EXIT INT TERM; down || rc=1; exit $rc' EXIT
+  trap 'exit 0' INT TERM
+
+  say "local cluster (hack/cluster.sh up)"
+  hack/cluster.sh status >/dev/null 2>&1 || touch "$state/started-cluster"
+  hack/cluster.sh up
+  eval "$(hack/cluster.sh env)"
+
+  say "RabbitMQ node (hack/rabbitmq.sh start)"
+  hack/rabbitmq.sh status >/dev/null 2>&1 || touch "$state/started-rabbitmq"
+  hack/rabbitmq.sh start
+  eval "$(hack/rabbitmq.sh env)"
+  local amqp_port=${RABBITMQ_TEST_URI##*:}
+  amqp_port=${amqp_port%/}
+  local mgmt_port=${RABBITMQ_TEST_MANAGEMENT_URI##*:}
+
+  say "operator image (hack/image.sh)"
+  local image repository tag
+  tag=demo-$(date +%s)
+  if ! image=$(hack/image.sh "$EVENTSTREAM_CLUSTER_REGISTRY/eventstream-operator:$tag" 2>"$state/image.log"); then
+    cat "$state/image.log" >&2
+    exit 1
+  fi
+  repository=${image%%:"$tag"*}
+  log "pushed $image"
+
+  say "helm install $release (charts/eventstream-operator)"
+  local helm
+  helm=$(hack/tool.sh helm)
+  "$helm" upgrade --install "$release" charts/eventstream-operator -n "$system_ns" --create-namespace \
+    --set image.repository="$repository" --set image.tag="$tag" --set statusInterval=5s >"$state/helm.log"
+  log "installed; the chart's notes: $state/helm.log"
+  kubectl rollout status "deployment/$release" -n "$system_ns" --timeout=180s
+
+  say "the sample EventStream (config/samples/eventstream_classic.yaml)"
+  kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+  # The sample's Secret points at a broker Service named rabbitmq; here the broker runs on the
+  # host, which pods reach at $EVENTSTREAM_CLUSTER_HOST_IP. Only the Secret is replaced.
+  kubectl apply -n "$ns" -f - <<SECRET
+apiVersion: v1
+kind: Secret
+metadata:
+  name: rabbitmq
+stringData:
+  uri: amqp://guest:guest@$EVENTSTREAM_CLUSTER_HOST_IP:$amqp_port/
+  managementURI: http://$EVENTSTREAM_CLUSTER_HOST_IP:$mgmt_port
+SECRET
+  awk 'BEGIN{RS="\n---\n"; ORS="\n---\n"} !/\nkind: Secret\n/' config/samples/eventstream_classic.yaml |
+    kubectl apply -n "$ns" -f -
+  kubectl wait --for=condition=Ready "evs/$stream" -n "$ns" --timeout=180s
+
+  local eventctl=$root/dist/eventctl   # built for this machine by hack/image.sh
+  say "publishing job-status events: team $tenant at ${rate}/s, team $other_tenant at 1/s (eventctl publish)"
+  local publisher
+  publisher="$(declare -f publish_jobs); publish_jobs \"\$@\""
+  background "publish-$tenant" bash -c "$publisher" publish_jobs "$eventctl" "$tenant" "$rate"
+  background "publish-$other_tenant" bash -c "$publisher" publish_jobs "$eventctl" "$other_tenant" 1
+
+  local ip url
+  ip=$(kubectl get service "$stream-bridge" -n "$ns" -o jsonpath='{.spec.clusterIP}')
+  url="http://$ip/api/v1/events?team_id=$tenant"
+  background port-forward kubectl port-forward --address 127.0.0.1 -n "$ns" "service/$stream-bridge" "$port:80"
+
+  say "kubectl get eventstreams -n $ns"
+  # The figures are refreshed every few seconds; wait until the bridge's replica is counted.
+  for _ in $(seq 1 30); do
+    [ "$(kubectl get evs "$stream" -n "$ns" -o jsonpath='{.status.bridge.replicasText}')" = 1/1 ] && break
+    sleep 1
+  done
+  kubectl get eventstreams -n "$ns"
+
+  cat >&2 <<EOF
+
+  Open the events in a browser on this machine:
+    $url
+    or, through kubectl port-forward (also via ssh -L $port:127.0.0.1:$port):
+    http://127.0.0.1:$port/api/v1/events?team_id=$tenant
+  As an app would: open http://127.0.0.1:$port/ and run in the DevTools console
+    new EventSource('/api/v1/events?team_id=$tenant').onmessage = (e) => console.log(JSON.parse(e.data))
+  From a shell:  curl -N '$url'
+  Watch the status:  KUBECONFIG=$KUBECONFIG kubectl get evs -n $ns -w
+  Team $other_tenant's events are published too; the stream of team $tenant never shows them.
+EOF
+
+  say "eventctl tail $url   (Ctrl-C ends the demo and cleans up)"
+  setsid "$eventctl" tail "$url" </dev/null &
+  local tail_pid=$!
+  echo "$tail_pid tail" >>"$state/pids"
+  if [ "$seconds" -gt 0 ]; then
+    sleep "$seconds"
+    say "kubectl get eventstreams -n $ns  (after ${seconds}s)"
+    kubectl get eventstreams -n "$ns"
+    kill "$tail_pid" 2>/dev/null || true
+  else
+    wait "$tail_pid" || true
+  fi
+}
+
+case ${1:-up} in
+  up) up ;;
+  down) down ;;
+  *) sed -n '2,15p' "$0"; exit 2 ;;
+esac
