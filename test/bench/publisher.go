@@ -1,0 +1,73 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// Publisher sends benchmark events to the events exchange without confirms (the bridge's
+// consumed counter and the clients' counts detect any loss).
+type Publisher struct {
+	conn     *amqp.Connection
+	ch       *amqp.Channel
+	exchange string
+	body     []byte
+}
+
+// DialPublisher connects to url and opens a channel on exchange (which the bridge declared).
+func DialPublisher(url, exchange string) (*Publisher, error) {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return nil, fmt.Errorf("connect publisher: %w", err)
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("open publisher channel: %w", err)
+	}
+	return &Publisher{conn: conn, ch: ch, exchange: exchange}, nil
+}
+
+// PublishOne sends event k for tenant, stamped now.
+func (p *Publisher) PublishOne(ctx context.Context, k int64, tenant string) error {
+	now := time.Now()
+	p.body = AppendPayload(p.body[:0], k, tenant, now.UnixNano())
+	return p.ch.PublishWithContext(ctx, p.exchange, RoutingKey(tenant), false, false, amqp.Publishing{
+		ContentType: "application/json",
+		Timestamp:   now,
+		Body:        p.body,
+	})
+}
+
+// PublishPaced sends total events at rate per second; event k goes to tenantOf(k). It returns
+// how many were sent.
+func (p *Publisher) PublishPaced(ctx context.Context, rate float64, total int64, tenantOf func(int64) string) (int64, error) {
+	start := time.Now()
+	for k := int64(0); k < total; {
+		due := min(int64(time.Since(start).Seconds()*rate), total)
+		if k >= due {
+			time.Sleep(100 * time.Microsecond) // pacing
+			continue
+		}
+		for ; k < due; k++ {
+			if err := p.PublishOne(ctx, k, tenantOf(k)); err != nil {
+				return k, fmt.Errorf("publish event %d: %w", k, err)
+			}
+		}
+	}
+	return total, nil
+}
+
+// Cleanup deletes the benchmark's queue, its dead-letter queue and exchange, and the exchange.
+func (p *Publisher) Cleanup(queue string) {
+	_, _ = p.ch.QueueDelete(queue, false, false, false)
+	_, _ = p.ch.QueueDelete(queue+".dlq", false, false, false)
+	_ = p.ch.ExchangeDelete(queue+".dlx", false, false)
+	_ = p.ch.ExchangeDelete(p.exchange, false, false)
+}
+
+// Close closes the publisher's connection.
+func (p *Publisher) Close() { _ = p.conn.Close() }

@@ -1,0 +1,173 @@
+package bench
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"strings"
+	"time"
+)
+
+// Results collects what a run measured; nil parts were not run.
+type Results struct {
+	Machine   string
+	Date      time.Time
+	Notes     []string
+	Idle      *IdleResult
+	Bridge    *FanOutResult
+	Wire      *FanOutResult
+	Broadcast *BroadcastResult
+	Churn     *ChurnResult
+	// Operator rows are filled by cmd/bench's operator scenario.
+	Operator [][]string
+}
+
+// Machine describes the host: CPUs, memory, kernel and Go version.
+func Machine(goVersion string, cpus int) string {
+	mem := "?"
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err == nil {
+			mem = fmt.Sprintf("%.1f GiB", float64(kb)/(1<<20))
+		}
+	}
+	kernel := "?"
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kernel = strings.TrimSpace(string(b))
+	}
+	model := ""
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "model name") {
+				if _, v, ok := strings.Cut(line, ":"); ok {
+					model = " (" + strings.TrimSpace(v) + ")"
+				}
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("nproc %d%s, memory %s, Linux %s, %s", cpus, model, mem, kernel, goVersion)
+}
+
+func kib(v float64) string { return fmt.Sprintf("%.1f KiB", v/1024) }
+
+func rate(v float64) string {
+	if v == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.0f/s", v)
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**missed**"
+}
+
+// Markdown renders the results table with the machine and date.
+func (r *Results) Markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Measured %s on %s.\n\n", r.Date.UTC().Format("2006-01-02 15:04 MST"), r.Machine)
+	b.WriteString("| # | scenario | figure | bridge | wire limit | target | |\n|---|---|---|---|---|---|---|\n")
+	row := func(cells ...string) { b.WriteString("| " + strings.Join(cells, " | ") + " |\n") }
+	if i := r.Idle; i != nil {
+		wire := "—"
+		if !math.IsNaN(i.WireRSSPerConn) {
+			wire = kib(i.WireRSSPerConn)
+		}
+		row("1", fmt.Sprintf("idle, %d streams, JWT", i.Conns), "RSS per stream", kib(i.Bridge.RSS), wire, "≤ 12 KiB", verdict(i.Bridge.RSS <= 12*1024))
+		row("1", "", "Go heap in use per stream", kib(i.Bridge.Heap), "", "", "")
+		row("1", "", "goroutine stacks per stream", kib(i.Bridge.Stack), "", "", "")
+		row("1", "", "goroutines per stream", fmt.Sprintf("%.2f", i.Bridge.Goroutines), "", "", "")
+	}
+	if br := r.Bridge; br != nil {
+		var wr FanOutResult
+		if r.Wire != nil {
+			wr = *r.Wire
+		}
+		ratio := ""
+		met := false
+		if wr.Max.Offered > 0 {
+			ratio = fmt.Sprintf(" (%.0f%% of wire)", 100*br.Max.Achieved/wr.Max.Achieved)
+			met = br.Max.Achieved >= 0.5*wr.Max.Achieved
+		}
+		row("2", "fan-out, 10 streams per tenant", "sustained deliveries, zero drops", rate(br.Max.Achieved)+ratio, rate(wr.Max.Achieved), "≥ 50% of wire", verdict(met))
+		row("2", "", fmt.Sprintf("latency p50 / p99 / p99.9 at half max (%s vs %s)", rate(br.Half.Offered), rate(wr.Half.Offered)),
+			latencies(br.Half.Latency), latencies(wr.Half.Latency), "p99 ≤ 20 ms", verdict(br.Half.Latency.Count > 0 && br.Half.Latency.P99 <= 20*time.Millisecond))
+		row("2", "", "latency p50 / p99 / p99.9 at max", latencies(br.Max.Latency), latencies(wr.Max.Latency), "", "")
+		row("2", "", "server CPU per 100,000 deliveries (at max)", ms(br.Max.CPUPer100k()), ms(wr.Max.CPUPer100k()), "", "")
+	}
+	if bc := r.Broadcast; bc != nil {
+		wire := "—"
+		if bc.WireToLast.Count > 0 {
+			wire = ms(bc.WireToLast.P99)
+		}
+		row("3", fmt.Sprintf("broadcast, 1 event → %d streams (%d reps)", bc.Conns, bc.Reps), "time to last receipt p99 (p50)",
+			ms(bc.ToLast.P99)+" ("+ms(bc.ToLast.P50)+")", wire, "≤ 100 ms", verdict(bc.Incomplete == 0 && bc.ToLast.P99 <= 100*time.Millisecond))
+	}
+	if c := r.Churn; c != nil {
+		row("4", fmt.Sprintf("churn, %d connects", c.Connects), "authenticated connects/s", rate(c.Rate)+fmt.Sprintf(" (%d failed)", c.Failed), "", "≥ 5,000/s", verdict(c.Failed == 0 && c.Rate >= 5000))
+		row("4", "", "heap in use: baseline → half → end", fmt.Sprintf("%d → %d → %d KiB", c.Baseline.HeapInuse>>10, c.Half.HeapInuse>>10, c.After.HeapInuse>>10), "", "back to baseline",
+			verdict(c.After.HeapInuse <= c.Baseline.HeapInuse+4<<20 && c.After.Goroutines <= c.Baseline.Goroutines))
+		row("4", "", "RSS: baseline → half → end", fmt.Sprintf("%d → %d → %d KiB", c.Baseline.RSS>>10, c.Half.RSS>>10, c.After.RSS>>10), "", "", "")
+		row("4", "", "goroutines: baseline → end", fmt.Sprintf("%d → %d", c.Baseline.Goroutines, c.After.Goroutines), "", "", "")
+	}
+	for _, cells := range r.Operator {
+		row(cells...)
+	}
+	if br := r.Bridge; br != nil {
+		b.WriteString("\nFan-out steps (offered → achieved deliveries/s, drops, p99, CPU per 100k):\n\n| server | offered | achieved | received/expected | drops | p50 | p99 | p99.9 | CPU/100k | pass |\n|---|---|---|---|---|---|---|---|---|---|\n")
+		steps := func(name string, res *FanOutResult) {
+			if res == nil {
+				return
+			}
+			for _, s := range append(append([]Step(nil), res.Steps...), res.Half) {
+				if s.Offered == 0 {
+					continue
+				}
+				pass := fmt.Sprint(s.Pass)
+				if s.PubBehind {
+					pass += " (sender behind)"
+				}
+				fmt.Fprintf(&b, "| %s | %s | %s | %d/%d | %d | %s | %s | %s | %s | %s |\n", name, rate(s.Offered), rate(s.Achieved),
+					s.Received, s.Expected, s.Drops, ms(s.Latency.P50), ms(s.Latency.P99), ms(s.Latency.P999), ms(s.CPUPer100k()), pass)
+			}
+		}
+		steps("bridge", r.Bridge)
+		steps("wire", r.Wire)
+	}
+	for _, n := range r.Notes {
+		b.WriteString("\n" + n + "\n")
+	}
+	return b.String()
+}
+
+func latencies(s Summary) string {
+	if s.Count == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%s / %s / %s", ms(s.P50), ms(s.P99), ms(s.P999))
+}
+
+// Result markers delimit the generated part of docs/performance.md.
+const (
+	BeginMarker = "<!-- bench:results:begin (generated by make bench) -->"
+	EndMarker   = "<!-- bench:results:end -->"
+)
+
+// ReplaceResults puts section between the markers of doc (appending markers when missing).
+func ReplaceResults(doc, section string) string {
+	block := BeginMarker + "\n" + section + EndMarker
+	i := strings.Index(doc, BeginMarker)
+	j := strings.Index(doc, EndMarker)
+	if i < 0 || j < i {
+		if doc != "" && !strings.HasSuffix(doc, "\n") {
+			doc += "\n"
+		}
+		return doc + "\n" + block + "\n"
+	}
+	return doc[:i] + block + doc[j+len(EndMarker):]
+}
