@@ -108,7 +108,7 @@ func (c *client) take(n int, timeout time.Duration) []sse.Message {
 }
 
 // publisher returns an events.Publisher on exchange, closed with the test.
-func publisher(t *testing.T, uri, exchange string) *events.Publisher {
+func publisher(t testing.TB, uri, exchange string) *events.Publisher {
 	t.Helper()
 	p, err := events.Dial(uri, nil, events.PublisherConfig{Exchange: exchange})
 	if err != nil {
@@ -132,7 +132,7 @@ func publishEvents(t *testing.T, p *events.Publisher, team, job string, from, to
 	}
 }
 
-func publishRaw(t *testing.T, p *events.Publisher, key string, body []byte) {
+func publishRaw(t testing.TB, p *events.Publisher, key string, body []byte) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -184,7 +184,7 @@ func cleanupTopology(t testing.TB, uri string, queues []string, exchanges []stri
 }
 
 // eventually polls cond until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !cond() {
