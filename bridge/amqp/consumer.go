@@ -184,11 +184,7 @@ func (c *Consumer) dial() (*amqp091.Connection, error) {
 		Dial:            amqp091.DefaultDial(15 * time.Second),
 	})
 	if err != nil {
-		var amqpErr *amqp091.Error
-		if errors.As(err, &amqpErr) {
-			return nil, fmt.Errorf("connect to broker: %w", amqpErr)
-		}
-		// Network errors may quote the address but never the URI's credentials.
+		// amqp091 errors quote at most the address, never the URI's credentials.
 		return nil, fmt.Errorf("connect to broker: %w", err)
 	}
 	return conn, nil
@@ -222,7 +218,11 @@ func (c *Consumer) session(ctx context.Context, connected func()) error {
 	if c.cfg.QueueType == Stream {
 		args = amqp091.Table{"x-stream-offset": c.streamStart(ctx, conn)}
 	}
-	deliveries, err := ch.Consume(c.cfg.Queue, c.tag, false, false, false, false, args)
+	// Classic and quorum: an exclusive consumer, so a second bridge on the same queue (which
+	// would take every other event from the first one's clients) cannot consume; it stays not
+	// ready and retries until the first is gone. Streams are read by every replica.
+	exclusive := c.cfg.QueueType != Stream
+	deliveries, err := ch.Consume(c.cfg.Queue, c.tag, false, exclusive, false, false, args)
 	if err != nil {
 		return fmt.Errorf("consume queue %q: %w", c.cfg.Queue, err)
 	}

@@ -24,6 +24,21 @@ import (
 // port 0, topology declared by the bridge) and shuts it down with the test.
 func startBridge(t testing.TB, uri string, args ...string) *Bridge {
 	t.Helper()
+	b, err := startUnconnected(t, uri, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-b.Consumer.Connected():
+	case <-time.After(20 * time.Second):
+		t.Fatal("bridge did not start consuming within 20s")
+	}
+	return b
+}
+
+// startUnconnected is startBridge without waiting for the consumer.
+func startUnconnected(t testing.TB, uri string, args ...string) (*Bridge, error) {
+	t.Helper()
 	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
 	cfg := BindFlags(fs, func(key string) string {
 		if key == EnvURL {
@@ -33,34 +48,26 @@ func startBridge(t testing.TB, uri string, args ...string) *Bridge {
 	})
 	base := []string{"--listen=127.0.0.1:0", "--metrics-listen=127.0.0.1:0", "--declare-topology", "--heartbeat=200ms", "--retry=100ms"}
 	if err := fs.Parse(append(base, args...)); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	cfg.Authenticator = auth.None()
 	cfg.Backoff = bridgeamqp.Backoff{Initial: 50 * time.Millisecond, Max: 500 * time.Millisecond}
 	cfg.LagInterval = 100 * time.Millisecond
 	level := slog.LevelWarn
-	if os.Getenv("BRIDGE_TEST_LOG") != "" {
-		level = slog.LevelDebug
-	}
 	var w io.Writer = io.Discard
 	if os.Getenv("BRIDGE_TEST_LOG") != "" {
-		w = os.Stderr
+		level, w = slog.LevelDebug, os.Stderr
 	}
 	b, err := Start(cfg, slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level})))
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = b.Shutdown(ctx)
 	})
-	select {
-	case <-b.Consumer.Connected():
-	case <-time.After(20 * time.Second):
-		t.Fatal("bridge did not start consuming within 20s")
-	}
-	return b
+	return b, nil
 }
 
 // uniqueName returns a queue/exchange name unique to this test run.

@@ -272,3 +272,36 @@ func TestStreamResumeBeforeReplayWindowReadsTheStream(t *testing.T) {
 		t.Fatalf("%v events dropped for a stream-reader client", d)
 	}
 }
+
+// TestSecondClassicBridgeWaitsForTheFirst: on a classic queue only one bridge may consume (a
+// queue gives each message to one consumer, so two would split the events between them). The
+// second stays not ready while the first runs, then takes over when it stops.
+func TestSecondClassicBridgeWaitsForTheFirst(t *testing.T) {
+	t.Parallel()
+	node := rabbitmqtest.Shared(t)
+	queue, exchange := uniqueName(t, "q"), uniqueName(t, "x")
+	cleanupTopology(t, node.URI, []string{queue, queue + ".dlq"}, []string{exchange, queue + ".dlx"})
+	first := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange)
+	second, err := startUnconnected(t, node.URI, "--queue="+queue, "--exchange="+exchange)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "the second bridge to fail at least once", func() bool {
+		return httpStatus("http://"+second.OpsAddr()+"/readyz") == 503 && !second.Consumer.Ready()
+	})
+	if httpStatus("http://"+first.OpsAddr()+"/readyz") != 200 {
+		t.Fatal("first bridge not ready")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := first.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "the second bridge to take over", func() bool {
+		return httpStatus("http://"+second.OpsAddr()+"/readyz") == 200
+	})
+	c := connect(t, second, "team_id=1", "")
+	eventually(t, 5*time.Second, "subscriber", func() bool { return second.Hub.Len() == 1 })
+	publishEvents(t, publisher(t, node.URI, exchange), "1", "1", 1, 5)
+	c.take(5, 10*time.Second)
+}
