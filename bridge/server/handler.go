@@ -209,41 +209,65 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			"too many open streams for this "+h.cfg.TenantParam+"; close some and reconnect")
 		return
 	}
-	defer h.limiter.release(tenants)
 	h.active.Add(1)
-	defer h.active.Done()
-
 	cursorID := r.Header.Get("Last-Event-ID")
 	if cursorID == "" {
 		cursorID = sub.LastEventID
 	}
-	cursor := hub.ParseCursor(h.cfg.Hub.Scheme(), cursorID)
+	st := streamStart{filter: sub.Filter, tenants: tenants, cursorID: cursorID, path: r.URL.Path, expiresAt: principal.ExpiresAt}
+	// An HTTP/1 stream leaves net/http once admitted (detached.go): it continues in a fresh
+	// goroutine with a small stack, and net/http's goroutine, buffers and request are released.
+	if sink, ok := h.detach(w, r); ok {
+		go h.serve(sink, st)
+		return
+	}
+	writeStreamHeaders(w)
+	h.serve(&responseSink{w: w, rc: http.NewResponseController(w), ctx: r.Context(), timeout: h.cfg.WriteTimeout}, st)
+}
+
+// streamStart is what an admitted stream needs from its request.
+type streamStart struct {
+	filter    hub.Filter
+	tenants   []string
+	cursorID  string
+	path      string
+	expiresAt time.Time
+}
+
+// serve subscribes an admitted stream (limiter slot and h.active already taken, released
+// here) and streams to sink until the stream ends.
+func (h *Handler) serve(sink streamSink, st streamStart) {
+	defer h.active.Done()
+	defer h.limiter.release(st.tenants)
+	defer sink.close()
+
+	cursor := hub.ParseCursor(h.cfg.Hub.Scheme(), st.cursorID)
 	var (
 		s   *hub.Subscriber
 		gap *hub.Gap
 	)
 	if h.cfg.StreamReader != nil && h.cfg.Hub.NeedsStreamRead(cursor) && h.acquireReader() {
 		defer h.releaseReader()
-		s = h.cfg.Hub.NewStreamSubscriber(sub.Filter)
-		ctx, cancel := context.WithCancel(r.Context())
+		s = h.cfg.Hub.NewStreamSubscriber(st.filter)
+		ctx, cancel := context.WithCancel(sink.context())
 		var reader sync.WaitGroup
 		reader.Add(1)
 		go func() {
 			defer reader.Done()
-			h.readStream(ctx, r, s, cursor.Pos)
+			h.readStream(ctx, st.path, s, cursor.Pos)
 		}()
 		defer func() {
 			cancel()
 			reader.Wait()
 		}()
 	} else {
-		s, gap = h.cfg.Hub.Subscribe(sub.Filter, cursor)
+		s, gap = h.cfg.Hub.Subscribe(st.filter, cursor)
 		defer h.cfg.Hub.Unsubscribe(s)
 	}
 	h.cfg.Metrics.Clients.Inc()
 	defer h.cfg.Metrics.Clients.Dec()
 
-	h.stream(w, r, s, gap, principal.ExpiresAt)
+	h.stream(sink, st.path, s, gap, st.expiresAt)
 }
 
 func (h *Handler) acquireReader() bool {
@@ -260,7 +284,7 @@ func (h *Handler) releaseReader() { <-h.readers }
 // readStream fills s from the stream after offset cursor until ctx ends. If the stream no
 // longer holds the offset after the cursor (retention), the client gets a gap first. When the
 // reader fails (broker gone), s is closed: the stream ends with retry: and the client resumes.
-func (h *Handler) readStream(ctx context.Context, r *http.Request, s *hub.Subscriber, cursor int64) {
+func (h *Handler) readStream(ctx context.Context, path string, s *hub.Subscriber, cursor int64) {
 	first := true
 	err := h.cfg.StreamReader(ctx, cursor+1, func(m hub.Message) error {
 		if first {
@@ -275,7 +299,7 @@ func (h *Handler) readStream(ctx context.Context, r *http.Request, s *hub.Subscr
 		return s.OfferWait(ctx, hub.StreamFrame(m))
 	})
 	if ctx.Err() == nil {
-		h.cfg.Logger.Warn("stream reader ended", "path", r.URL.Path, "error", err)
+		h.cfg.Logger.Warn("stream reader ended", "path", path, "error", err)
 		s.Close()
 	}
 }
@@ -322,20 +346,18 @@ func (h *Handler) retryAndEnd(w http.ResponseWriter, comment string) {
 	_ = http.NewResponseController(w).Flush()
 }
 
-// stream writes the subscription to the client until the client leaves, the hub closes the
+// stream writes the subscription to sink until the client leaves, the hub closes the
 // subscription, the credentials expire or the handler drains. No lock is held while writing.
-func (h *Handler) stream(w http.ResponseWriter, r *http.Request, s *hub.Subscriber, gap *hub.Gap, expiresAt time.Time) {
-	rc := http.NewResponseController(w)
+func (h *Handler) stream(sink streamSink, path string, s *hub.Subscriber, gap *hub.Gap, expiresAt time.Time) {
 	log := h.cfg.Logger
-	ctx := r.Context()
+	ctx := sink.context()
 
-	writeStreamHeaders(w)
-	out := sse.AppendComment(make([]byte, 0, 512), "ok")
+	out := sse.AppendComment(make([]byte, 0, 128), "ok")
 	out = sse.AppendRetry(out, h.cfg.Retry.Milliseconds())
 	if gap != nil {
 		out = appendGap(out, gap)
 	}
-	if !h.write(rc, w, out) {
+	if !sink.write(out) {
 		return
 	}
 
@@ -348,41 +370,41 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, s *hub.Subscrib
 		expired = timer.C
 	}
 
-	frames := make([]*hub.Frame, 0, 64)
+	var frames []*hub.Frame // grows to the largest batch a Take returned
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-h.drain:
 			// Events already handed to this stream (and acked) are written first.
-			if frames, gap, closed := s.Take(frames); !closed && !h.writeFrames(rc, w, gap, frames) {
+			if frames, gap, closed := s.Take(frames); !closed && !h.writeFrames(sink, gap, frames) {
 				return
 			}
 			out = sse.AppendComment(out[:0], "draining")
 			out = sse.AppendRetry(out, h.jitteredRetry().Milliseconds())
-			h.write(rc, w, out)
+			sink.write(out)
 			return
 		case <-expired:
 			// The client reconnects after the hint with fresh credentials, or gets 401.
 			out = sse.AppendComment(out[:0], "credentials expired")
 			out = sse.AppendRetry(out, h.cfg.Retry.Milliseconds())
-			h.write(rc, w, out)
+			sink.write(out)
 			return
 		case <-heartbeat.C:
-			if !h.write(rc, w, sse.AppendComment(out[:0], "")) {
+			if !sink.write(sse.AppendComment(out[:0], "")) {
 				return
 			}
 		case <-s.Notify():
 			var closed bool
 			frames, gap, closed = s.Take(frames)
 			if closed {
-				log.Debug("subscription ended by the bridge (overflow policy or stream reader)", "path", r.URL.Path)
+				log.Debug("subscription ended by the bridge (overflow policy or stream reader)", "path", path)
 				out = sse.AppendComment(out[:0], "subscription ended; reconnect with Last-Event-ID")
 				out = sse.AppendRetry(out, h.jitteredRetry().Milliseconds())
-				h.write(rc, w, out)
+				sink.write(out)
 				return
 			}
-			if !h.writeFrames(rc, w, gap, frames) {
+			if !h.writeFrames(sink, gap, frames) {
 				return
 			}
 			clear(frames) // release frame references while waiting
@@ -390,28 +412,9 @@ func (h *Handler) stream(w http.ResponseWriter, r *http.Request, s *hub.Subscrib
 	}
 }
 
-// write writes b with a write deadline and flushes; false means the client is gone.
-func (h *Handler) write(rc *http.ResponseController, w http.ResponseWriter, b []byte) bool {
-	_ = rc.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
-	if _, err := w.Write(b); err != nil {
-		return false
-	}
-	return rc.Flush() == nil
-}
-
-func (h *Handler) writeFrames(rc *http.ResponseController, w http.ResponseWriter, gap *hub.Gap, frames []*hub.Frame) bool {
-	_ = rc.SetWriteDeadline(time.Now().Add(h.cfg.WriteTimeout))
-	if gap != nil {
-		if _, err := w.Write(appendGap(nil, gap)); err != nil {
-			return false
-		}
-	}
-	for _, f := range frames {
-		if _, err := w.Write(f.Bytes); err != nil {
-			return false
-		}
-	}
-	if rc.Flush() != nil {
+// writeFrames writes a gap notice (when gap is set) and frames as one batch, then counts them.
+func (h *Handler) writeFrames(sink streamSink, gap *hub.Gap, frames []*hub.Frame) bool {
+	if !sink.writeFrames(gap, frames) {
 		return false
 	}
 	now := time.Now()
