@@ -3,10 +3,12 @@ package app
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -231,4 +233,84 @@ func scrape(t *testing.T, url string) string {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
+}
+
+// TestConnectionClosedByBrokerReconnects: an operator closes the bridge's connection in the
+// management UI (a connection reset, as after a load-balancer timeout); the bridge reconnects,
+// counts it, and the client — still connected — gets the events published afterwards. The
+// queue deleted under the consumer (basic.cancel from the broker) is survived the same way.
+func TestConnectionClosedByBrokerReconnects(t *testing.T) {
+	t.Parallel()
+	node := rabbitmqtest.Shared(t)
+	queue, exchange := uniqueName(t, "q"), uniqueName(t, "x")
+	cleanupTopology(t, node.URI, []string{queue, queue + ".dlq"}, []string{exchange, queue + ".dlx"})
+	b := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange)
+	c := connect(t, b, "team_id=1", "")
+	eventually(t, 5*time.Second, "subscriber", func() bool { return b.Hub.Len() == 1 })
+	p := publisher(t, node.URI, exchange)
+	publishEvents(t, p, "1", "1", 1, 1)
+	c.take(1, 10*time.Second)
+
+	closeConnectionsNamed(t, node, "eventstream-bridge "+queue)
+	eventually(t, 15*time.Second, "a counted reconnect", func() bool { return testutil.ToFloat64(b.Metrics.Reconnects) >= 1 })
+	publishEvents(t, p, "1", "1", 2, 2)
+	if m := c.take(1, 10*time.Second)[0]; !strings.Contains(m.Data, `"id":"e2"`) {
+		t.Fatalf("after the reset: %s", m.Data)
+	}
+
+	// Deleting the queue cancels the consumer; the bridge (declaring topology here) recreates
+	// it and consumes again.
+	conn, err := amqp091.Dial(node.URI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, _ := conn.Channel()
+	if _, err := ch.QueueDelete(queue, false, false, false); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "a second reconnect", func() bool { return testutil.ToFloat64(b.Metrics.Reconnects) >= 2 })
+	eventually(t, 15*time.Second, "ready", func() bool { return b.Ready() })
+	publishEvents(t, p, "1", "1", 3, 3)
+	if m := c.take(1, 10*time.Second)[0]; !strings.Contains(m.Data, `"id":"e3"`) {
+		t.Fatalf("after the queue was recreated: %s", m.Data)
+	}
+}
+
+// closeConnectionsNamed closes, through the management API, the connections whose
+// client-provided name is name.
+func closeConnectionsNamed(t *testing.T, node *rabbitmqtest.Node, name string) {
+	t.Helper()
+	var closed int
+	eventually(t, 10*time.Second, "the bridge's connection listed by the management API", func() bool {
+		req, _ := http.NewRequest(http.MethodGet, node.ManagementURI+"/api/connections?columns=name,user_provided_name", nil)
+		req.SetBasicAuth(node.Username, node.Password)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var conns []struct {
+			Name             string `json:"name"`
+			UserProvidedName string `json:"user_provided_name"`
+		}
+		if json.NewDecoder(resp.Body).Decode(&conns) != nil {
+			return false
+		}
+		for _, c := range conns {
+			if c.UserProvidedName != name {
+				continue
+			}
+			del, _ := http.NewRequest(http.MethodDelete, node.ManagementURI+"/api/connections/"+url.PathEscape(c.Name), nil)
+			del.SetBasicAuth(node.Username, node.Password)
+			del.Header.Set("X-Reason", "test: connection reset")
+			if r, err := http.DefaultClient.Do(del); err == nil {
+				r.Body.Close()
+				if r.StatusCode == http.StatusNoContent {
+					closed++
+				}
+			}
+		}
+		return closed > 0
+	})
 }
