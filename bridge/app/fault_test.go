@@ -240,11 +240,19 @@ func scrape(t *testing.T, url string) string {
 // counts it, and the client — still connected — gets the events published afterwards. The
 // queue deleted under the consumer (basic.cancel from the broker) is survived the same way.
 func TestConnectionClosedByBrokerReconnects(t *testing.T) {
-	t.Parallel()
+	for _, queueType := range []string{"classic", "stream"} {
+		t.Run(queueType, func(t *testing.T) {
+			t.Parallel()
+			testConnectionClosed(t, queueType)
+		})
+	}
+}
+
+func testConnectionClosed(t *testing.T, queueType string) {
 	node := rabbitmqtest.Shared(t)
 	queue, exchange := uniqueName(t, "q"), uniqueName(t, "x")
 	cleanupTopology(t, node.URI, []string{queue, queue + ".dlq"}, []string{exchange, queue + ".dlx"})
-	b := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange)
+	b := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange, "--queue-type="+queueType)
 	c := connect(t, b, "team_id=1", "")
 	eventually(t, 5*time.Second, "subscriber", func() bool { return b.Hub.Len() == 1 })
 	p := publisher(t, node.URI, exchange)
@@ -255,7 +263,10 @@ func TestConnectionClosedByBrokerReconnects(t *testing.T) {
 	eventually(t, 15*time.Second, "a counted reconnect", func() bool { return testutil.ToFloat64(b.Metrics.Reconnects) >= 1 })
 	publishEvents(t, p, "1", "1", 2, 2)
 	if m := c.take(1, 10*time.Second)[0]; !strings.Contains(m.Data, `"id":"e2"`) {
-		t.Fatalf("after the reset: %s", m.Data)
+		t.Fatalf("after the reset: %s (a stream must resume after its last offset: no duplicate)", m.Data)
+	}
+	if queueType == "stream" {
+		return
 	}
 
 	// Deleting the queue cancels the consumer; the bridge (declaring topology here) recreates
