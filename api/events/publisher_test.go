@@ -31,7 +31,7 @@ func TestPublisherAgainstRabbitMQ(t *testing.T) {
 	if err := ch.ExchangeDeclare(exchange, "topic", false, true, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := ch.QueueDeclare(queue, false, true, false, false, nil); err != nil {
+	if _, err := ch.QueueDeclare(queue, false, true, true, false, nil); err != nil { // exclusive: gone with the connection
 		t.Fatal(err)
 	}
 	if err := ch.QueueBind(queue, "team.*.job.*.status", exchange, false, nil); err != nil {
