@@ -96,6 +96,10 @@ type Consumer struct {
 
 	// lastOffset is the last stream offset handled (stream mode), -1 before the first.
 	lastOffset atomic.Int64
+	// startupTail is the stream tail found at start-up (-1: none); the consumer is not ready
+	// before it re-read up to there, so clients routed to it do not get the replayed history
+	// as if it were new.
+	startupTail atomic.Int64
 	// conn is the current session's connection (nil between sessions), for stream readers.
 	conn atomic.Pointer[amqp091.Connection]
 
@@ -130,11 +134,15 @@ func New(cfg Config, sink Sink) *Consumer {
 		connected: make(chan struct{}),
 	}
 	c.lastOffset.Store(-1)
+	c.startupTail.Store(-1)
 	return c
 }
 
-// Ready reports whether the consumer is connected and consuming.
-func (c *Consumer) Ready() bool { return c.ready.Load() }
+// Ready reports whether the consumer is connected and consuming (stream mode: and has
+// re-read the history up to the tail it found at start-up).
+func (c *Consumer) Ready() bool {
+	return c.ready.Load() && c.lastOffset.Load() >= c.startupTail.Load()
+}
 
 // Connected is closed the first time the consumer is consuming (for tests and start-up).
 func (c *Consumer) Connected() <-chan struct{} { return c.connected }
@@ -276,6 +284,7 @@ func (c *Consumer) streamStart(ctx context.Context, conn *amqp091.Connection) an
 	}
 	if c.cfg.StreamReplay > 0 {
 		if tail, found, _ := c.streamTail(ctx, conn); found {
+			c.startupTail.Store(tail)
 			return max(0, tail-int64(c.cfg.StreamReplay))
 		}
 	}

@@ -228,6 +228,11 @@ func TestStreamBridgeRestartResumesExactly(t *testing.T) {
 	publishEvents(t, p, "3", "1", 11, 15)
 
 	second := startBridge(t, node.URI, args...)
+	// Ready only once the history up to the stream's tail has been re-read.
+	eventually(t, 10*time.Second, "ready after re-reading", func() bool { return second.Ready() })
+	if n := testutil.ToFloat64(second.Metrics.Consumed); n < 15 {
+		t.Fatalf("ready after re-reading %v of 15 messages", n)
+	}
 	resumed := connect(t, second, "team_id=3", before[len(before)-1].LastEventID)
 	after := resumed.take(5, 10*time.Second)
 	for i, m := range append(before, after...) {
