@@ -245,7 +245,7 @@ func (h *Hub) Subscribe(filter Filter, cursor Cursor) (*Subscriber, *Gap) {
 		filter:   filter,
 		indexed:  -1,
 		notify:   make(chan struct{}, 1),
-		buf:      make([]*Frame, h.cfg.BufferSize),
+		limit:    h.cfg.BufferSize,
 		skipUpTo: -1,
 	}
 	for i := len(filter) - 1; i >= 0; i-- {
@@ -365,7 +365,7 @@ func (h *Hub) NewStreamSubscriber(filter Filter) *Subscriber {
 		indexed:  -1,
 		notify:   make(chan struct{}, 1),
 		space:    make(chan struct{}, 1),
-		buf:      make([]*Frame, h.cfg.BufferSize),
+		limit:    h.cfg.BufferSize,
 		skipUpTo: -1,
 	}
 }

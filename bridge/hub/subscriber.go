@@ -99,8 +99,11 @@ type Subscriber struct {
 	// subscribers, which never wait).
 	space chan struct{}
 
-	mu        sync.Mutex
-	buf       []*Frame // ring of len cap
+	mu sync.Mutex
+	// buf is a ring holding up to limit frames. It starts empty and grows by doubling when
+	// full, so an idle subscriber costs no buffer and a busy one reaches limit.
+	buf       []*Frame
+	limit     int
 	head, n   int
 	backlog   []*Frame // replayed frames, delivered before buf
 	gap       *Gap
@@ -160,7 +163,7 @@ func (s *Subscriber) OfferWait(ctx context.Context, f *Frame) error {
 			s.mu.Unlock()
 			return nil
 		}
-		if s.n < len(s.buf) {
+		if s.n < s.limit {
 			s.push(f)
 			s.mu.Unlock()
 			s.signal()
@@ -203,7 +206,7 @@ func (s *Subscriber) offer(f *Frame, policy OverflowPolicy, onDrop func(string, 
 		s.mu.Unlock()
 		return
 	}
-	if s.n == len(s.buf) {
+	if s.n == s.limit {
 		switch policy {
 		case Disconnect:
 			dropped := s.n + 1
@@ -240,9 +243,23 @@ func (s *Subscriber) offer(f *Frame, policy OverflowPolicy, onDrop func(string, 
 	s.signal()
 }
 
+// push appends f; the caller checked s.n < s.limit or made room.
 func (s *Subscriber) push(f *Frame) {
+	if s.n == len(s.buf) {
+		s.grow()
+	}
 	s.buf[(s.head+s.n)%len(s.buf)] = f
 	s.n++
+}
+
+// grow doubles the ring (at least 4, at most limit), keeping the frames in order.
+func (s *Subscriber) grow() {
+	size := min(max(4, 2*len(s.buf)), s.limit)
+	buf := make([]*Frame, size)
+	for i := 0; i < s.n; i++ {
+		buf[i] = s.buf[(s.head+i)%len(s.buf)]
+	}
+	s.buf, s.head = buf, 0
 }
 
 // removeOldestWithKey removes the oldest buffered frame with routing key key, keeping the
