@@ -89,32 +89,21 @@ func (h *Handler) detach(w http.ResponseWriter, r *http.Request) (streamSink, bo
 	head.WriteString("\r\n")
 
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &connSink{conn: conn, head: head.Bytes(), timeout: h.cfg.WriteTimeout, ctx: ctx, watcherDone: make(chan struct{})}
-	go s.watch(cancel)
+	h.watcherOnce.Do(func() { h.watcher = newCloseWatcher(h.drain) })
+	s := &connSink{conn: conn, head: head.Bytes(), timeout: h.cfg.WriteTimeout, ctx: ctx}
+	s.closeConn = h.watcher.watch(conn, cancel)
 	return s, true
 }
 
-// connSink streams on a hijacked connection. A watcher goroutine reads the connection so the
-// stream notices at once when the client leaves (the request was read completely; anything
-// else a client sends is discarded).
+// connSink streams on a hijacked connection. The handler's close watcher cancels ctx as soon
+// as the client hangs up (the request was read completely; a stream expects nothing more).
 type connSink struct {
-	conn        net.Conn
-	head        []byte // response head, sent with the first write
-	timeout     time.Duration
-	bufs        net.Buffers
-	ctx         context.Context
-	watcherDone chan struct{}
-}
-
-func (s *connSink) watch(cancel context.CancelFunc) {
-	defer close(s.watcherDone)
-	defer cancel()
-	buf := make([]byte, 64)
-	for {
-		if _, err := s.conn.Read(buf); err != nil {
-			return
-		}
-	}
+	conn      net.Conn
+	head      []byte // response head, sent with the first write
+	timeout   time.Duration
+	bufs      net.Buffers
+	ctx       context.Context
+	closeConn func()
 }
 
 func (s *connSink) context() context.Context { return s.ctx }
@@ -162,8 +151,5 @@ func (s *connSink) writeBufs(bufs net.Buffers) bool {
 	return err == nil
 }
 
-// close closes the connection and waits for the watcher to end.
-func (s *connSink) close() {
-	_ = s.conn.Close()
-	<-s.watcherDone
-}
+// close stops watching and closes the connection.
+func (s *connSink) close() { s.closeConn() }

@@ -78,6 +78,9 @@ type Handler struct {
 	active    sync.WaitGroup
 
 	readers chan struct{} // semaphore of stream readers
+
+	watcherOnce sync.Once
+	watcher     closeWatcher // notices detached clients hanging up; made at the first
 }
 
 // NewHandler validates cfg and returns a handler.
