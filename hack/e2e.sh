@@ -58,6 +58,9 @@ hack/cluster.sh up
 eval "$(hack/cluster.sh env)"
 
 step "dedicated RabbitMQ node (amqp :$amqp_port, management :$mgmt_port)"
+# A fresh node every run: queues and messages of an earlier (failed) run would skew counts.
+hack/rabbitmq.sh stop
+rm -rf "$RABBITMQ_TEST_DIR"
 hack/rabbitmq.sh start
 
 step "tools: helm, chromium"
