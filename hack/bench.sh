@@ -34,5 +34,5 @@ trap cleanup EXIT
 eval "$(hack/rabbitmq.sh env)"
 
 step "scenarios"
-"$out/bench" --bridge "$out/bridge" --operator "$out/operator" --out docs/performance.md "$@"
+"$out/bench" --bridge "$out/bridge" --operator "$out/operator" --crd-dir config/crd/bases --out docs/performance.md "$@"
 step "done: docs/performance.md"

@@ -62,7 +62,7 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	bridgeBin := fs.String("bridge", "bin/bridge", "the bridge binary to measure")
 	amqpURL := fs.String("amqp-url", os.Getenv("RABBITMQ_TEST_URI"), "AMQP URI of the private RabbitMQ node (default $RABBITMQ_TEST_URI)")
-	scenarios := fs.String("scenarios", "idle,fanout,broadcast,churn", "scenarios to run (idle and fanout run together)")
+	scenarios := fs.String("scenarios", "idle,fanout,broadcast,churn,operator", "scenarios to run (idle and fanout run together)")
 	conns := fs.Int("conns", 10000, "SSE streams for idle, fan-out and broadcast")
 	tenants := fs.Int("tenants", 1000, "tenants in the fan-out scenario")
 	rates := fs.String("rates", "10000,20000,40000,60000,80000,100000,130000,160000,200000,250000,320000,400000,500000,650000,800000,1000000",
@@ -97,6 +97,7 @@ func run(args []string) error {
 	if *bridgeFlags != "" {
 		env.BridgeFlags = strings.Fields(*bridgeFlags)
 	}
+	var failed error
 	res := &bench.Results{Machine: bench.Machine(runtime.Version(), runtime.NumCPU()), Date: time.Now()}
 
 	if want["idle"] || want["fanout"] || want["broadcast"] {
@@ -147,7 +148,9 @@ func run(args []string) error {
 	if want["operator"] {
 		rows, notes, err := runOperator(ctx, op)
 		if err != nil {
-			return fmt.Errorf("operator: %w", err)
+			// The bridge figures are still worth writing; the run fails at the end.
+			failed = fmt.Errorf("operator: %w", err)
+			res.Notes = append(res.Notes, "Operator scenario failed: "+err.Error())
 		}
 		res.Operator = rows
 		res.Notes = append(res.Notes, notes...)
@@ -165,5 +168,5 @@ func run(args []string) error {
 		}
 		fmt.Fprintln(os.Stderr, "bench: results written to", *out)
 	}
-	return nil
+	return failed
 }

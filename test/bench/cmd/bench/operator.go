@@ -4,21 +4,328 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	rabbithole "github.com/michaelklishin/rabbit-hole/v2"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	esv1 "github.com/eventstream-operator/eventstream-operator/api/v1alpha1"
+	"github.com/eventstream-operator/eventstream-operator/test/bench"
+	"github.com/eventstream-operator/eventstream-operator/test/kubetest"
 )
 
 type operatorFlags struct {
 	streams int
 	quiet   time.Duration
 	binary  string
+	args    string
+	crdDir  string
 }
 
 func (o *operatorFlags) bind(fs *flag.FlagSet) {
 	fs.IntVar(&o.streams, "operator-streams", 500, "EventStreams applied at once in the operator scenario")
-	fs.DurationVar(&o.quiet, "operator-quiet", 2*time.Minute, "quiet period after all are TopologyReady, counting status writes (the issue's full run: 5m)")
+	fs.DurationVar(&o.quiet, "operator-quiet", 2*time.Minute, "quiet period after all are TopologyReady, counting writes to the EventStreams (the issue's full run: 5m)")
 	fs.StringVar(&o.binary, "operator", "bin/operator", "the operator binary")
+	fs.StringVar(&o.args, "operator-flags", "", "extra operator flags, space-separated (default: the binary's defaults)")
+	fs.StringVar(&o.crdDir, "crd-dir", "", "directory of the CRDs to install (default: config/crd/bases of this checkout)")
 }
 
+// runOperator is scenario 5: the operator binary against an envtest API server and the private
+// RabbitMQ node. envtest has no Deployment controller, so BridgeReady (and Ready) never become
+// true: the scenario waits for TopologyReady.
 func runOperator(ctx context.Context, o operatorFlags) ([][]string, []string, error) {
-	return nil, nil, errors.New("not implemented yet")
+	amqpURI, mgmtURI := os.Getenv("RABBITMQ_TEST_URI"), os.Getenv("RABBITMQ_TEST_MANAGEMENT_URI")
+	if amqpURI == "" || mgmtURI == "" {
+		return nil, nil, errors.New("RABBITMQ_TEST_URI and RABBITMQ_TEST_MANAGEMENT_URI must be set (eval \"$(hack/rabbitmq.sh env)\")")
+	}
+	assets, err := kubetest.AssetsDir()
+	if err != nil {
+		return nil, nil, err
+	}
+	logf := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "bench: operator: "+format+"\n", args...) }
+
+	crdDir := o.crdDir
+	if crdDir == "" {
+		crdDir = kubetest.CRDDir()
+	}
+	env := &envtest.Environment{CRDDirectoryPaths: []string{crdDir}, ErrorIfCRDPathMissing: true, BinaryAssetsDirectory: assets}
+	cfg, err := env.Start()
+	if err != nil {
+		return nil, nil, fmt.Errorf("start envtest: %w", err)
+	}
+	defer func() { _ = env.Stop() }()
+	user, err := env.AddUser(envtest.User{Name: "bench-operator", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	kubeconfig, err := user.KubeConfig()
+	if err != nil {
+		return nil, nil, err
+	}
+	dir, err := os.MkdirTemp("", "bench-operator-")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer os.RemoveAll(dir)
+	kubeconfigPath := filepath.Join(dir, "kubeconfig")
+	if err := os.WriteFile(kubeconfigPath, kubeconfig, 0o600); err != nil {
+		return nil, nil, err
+	}
+
+	scheme := runtime.NewScheme()
+	_ = clientgoscheme.AddToScheme(scheme)
+	_ = esv1.AddToScheme(scheme)
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, nil, err
+	}
+	const ns = "bench"
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		return nil, nil, err
+	}
+	if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "rabbitmq"},
+		StringData: map[string]string{"uri": amqpURI, "managementURI": mgmtURI}}); err != nil {
+		return nil, nil, err
+	}
+
+	metricsPort, err := bench.FreePort()
+	if err != nil {
+		return nil, nil, err
+	}
+	probePort, err := bench.FreePort()
+	if err != nil {
+		return nil, nil, err
+	}
+	metricsURL := fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
+	args := []string{"--metrics-bind-address", "127.0.0.1:" + strconv.Itoa(metricsPort),
+		"--health-probe-bind-address", "127.0.0.1:" + strconv.Itoa(probePort), "--bridge-image", "bench.invalid/bridge:bench"}
+	args = append(args, strings.Fields(o.args)...)
+	cmd := exec.Command(o.binary, args...)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+kubeconfigPath)
+	logFile, err := os.Create(filepath.Join(dir, "operator.log"))
+	if err != nil {
+		return nil, nil, err
+	}
+	defer logFile.Close()
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		return nil, nil, fmt.Errorf("start operator: %w", err)
+	}
+	defer func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+	}()
+	if err := waitFor(ctx, 60*time.Second, func() bool { _, err := bench.Scrape(metricsURL); return err == nil }); err != nil {
+		return nil, nil, fmt.Errorf("operator metrics never served: %w", err)
+	}
+	m0, _ := bench.Scrape(metricsURL)
+	calls := func() float64 {
+		m, _ := bench.Scrape(metricsURL)
+		return m["eventstream_operator_broker_requests_total"] - m0["eventstream_operator_broker_requests_total"]
+	}
+
+	prefix := "bench-op-" + strconv.FormatInt(time.Now().Unix(), 36)
+	defer cleanupBroker(mgmtURI, prefix, logf)
+	logf("applying %d EventStreams", o.streams)
+	start := time.Now()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= o.streams {
+					return
+				}
+				name := fmt.Sprintf("%s-%d", prefix, i)
+				es := &esv1.EventStream{
+					ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("s%d", i)},
+					Spec: esv1.EventStreamSpec{
+						RabbitMQ: esv1.RabbitMQConnection{ConnectionSecret: corev1.LocalObjectReference{Name: "rabbitmq"}},
+						Exchange: esv1.ExchangeSpec{Name: esv1.BrokerObjectName(name + ".topic")},
+						Queue:    esv1.QueueSpec{Name: esv1.BrokerObjectName(name)},
+					},
+				}
+				if err := c.Create(ctx, es); err != nil {
+					errs <- err
+					next.Store(int64(o.streams))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return nil, nil, fmt.Errorf("create EventStream: %w", err)
+	}
+	applied := time.Since(start)
+
+	var readyAt time.Duration
+	var list esv1.EventStreamList
+	lastLog := time.Now()
+	err = waitFor(ctx, 20*time.Minute, func() bool {
+		if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return false
+		}
+		ready := 0
+		for i := range list.Items {
+			if meta.IsStatusConditionTrue(list.Items[i].Status.Conditions, esv1.ConditionTopologyReady) {
+				ready++
+			}
+		}
+		if time.Since(lastLog) > 10*time.Second {
+			logf("%d/%d TopologyReady after %s (%.0f management API calls)", ready, o.streams, time.Since(start).Round(time.Second), calls())
+			lastLog = time.Now()
+		}
+		return ready == o.streams
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("waiting for TopologyReady: %w", err)
+	}
+	readyAt = time.Since(start)
+	callsReady := calls()
+	logf("all %d TopologyReady after %s, %.0f management API calls", o.streams, readyAt.Round(time.Millisecond), callsReady)
+
+	// Quiet period: nothing changes; every MODIFIED event on an EventStream is a write.
+	w, err := c.Watch(ctx, &esv1.EventStreamList{}, client.InNamespace(ns), &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: list.ResourceVersion}})
+	if err != nil {
+		return nil, nil, err
+	}
+	quietCalls0 := calls()
+	writes := 0
+	timer := time.NewTimer(o.quiet)
+	logf("quiet period of %s", o.quiet)
+quiet:
+	for {
+		select {
+		case <-timer.C:
+			break quiet
+		case <-ctx.Done():
+			w.Stop()
+			return nil, nil, ctx.Err()
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				// The API server ends watches after a while; resume from the last version seen.
+				w, err = c.Watch(ctx, &esv1.EventStreamList{}, client.InNamespace(ns), &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: list.ResourceVersion}})
+				if err != nil {
+					return nil, nil, err
+				}
+				continue
+			}
+			if ev.Type == watch.Modified {
+				writes++
+				if es, ok := ev.Object.(*esv1.EventStream); ok {
+					list.ResourceVersion = es.ResourceVersion
+				}
+			}
+		}
+	}
+	w.Stop()
+	quietCalls := calls() - quietCalls0
+	st, err := bench.ReadProc(cmd.Process.Pid)
+	if err != nil {
+		return nil, nil, err
+	}
+	logf("quiet %s: %d writes to EventStreams, %.0f management API calls; operator RSS %d MiB", o.quiet, writes, quietCalls, st.RSS>>20)
+
+	title := fmt.Sprintf("operator, %d EventStreams at once", o.streams)
+	rows := [][]string{
+		{"5", title, "time until all TopologyReady (applied in " + applied.Round(time.Millisecond).String() + ")", readyAt.Round(time.Millisecond).String(), "", "", ""},
+		{"5", "", "management API calls until then (per stream)", fmt.Sprintf("%.0f (%.1f)", callsReady, callsReady/float64(o.streams)), "", "", ""},
+		{"5", "", fmt.Sprintf("writes to EventStreams in %s quiet", o.quiet), strconv.Itoa(writes), "", "none", verdictString(writes == 0)},
+		{"5", "", fmt.Sprintf("management API calls in %s quiet", o.quiet), fmt.Sprintf("%.0f", quietCalls), "", "", ""},
+		{"5", "", "operator RSS", fmt.Sprintf("%d MiB", st.RSS>>20), "", "", ""},
+	}
+	flagsNote := "the binary's defaults"
+	if o.args != "" {
+		flagsNote = "`" + o.args + "`"
+	}
+	notes := []string{fmt.Sprintf("Operator scenario: the operator binary (%s) against envtest's API server and the private RabbitMQ node; quiet period %s (`--operator-quiet 5m` for the issue's five minutes).", flagsNote, o.quiet)}
+	return rows, notes, nil
+}
+
+func verdictString(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**missed**"
+}
+
+// waitFor polls cond every 500ms until it holds or timeout passes.
+func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not within %s", timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond): // poll interval
+		}
+	}
+	return nil
+}
+
+// cleanupBroker deletes the queues, exchanges and policies the scenario's streams made.
+func cleanupBroker(mgmtURI, prefix string, logf func(string, ...any)) {
+	rmq, err := rabbithole.NewClient(mgmtURI, "guest", "guest")
+	if err != nil {
+		logf("cleanup: %v", err)
+		return
+	}
+	n := 0
+	if qs, err := rmq.ListQueues(); err == nil {
+		for _, q := range qs {
+			if strings.HasPrefix(q.Name, prefix) {
+				if _, err := rmq.DeleteQueue(q.Vhost, q.Name); err == nil {
+					n++
+				}
+			}
+		}
+	}
+	if xs, err := rmq.ListExchanges(); err == nil {
+		for _, x := range xs {
+			if strings.HasPrefix(x.Name, prefix) {
+				if _, err := rmq.DeleteExchange(x.Vhost, x.Name); err == nil {
+					n++
+				}
+			}
+		}
+	}
+	if ps, err := rmq.ListPolicies(); err == nil {
+		for _, p := range ps {
+			if strings.HasPrefix(p.Name, "eventstream.bench.") {
+				_, _ = rmq.DeletePolicy(p.Vhost, p.Name)
+				n++
+			}
+		}
+	}
+	logf("cleanup: %d broker objects deleted", n)
 }
