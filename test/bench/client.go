@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -107,7 +108,7 @@ func (c *Client) open(ctx context.Context, addr, path string) error {
 // chunked (net/http's own writer), else the raw bytes up to the close (a stream that took the
 // connection out of net/http).
 func dialStream(ctx context.Context, source net.IP, addr, path string) (net.Conn, io.Reader, error) {
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: source}, Timeout: 10 * time.Second}
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: source}, Timeout: 10 * time.Second, Control: bindAddressNoPort}
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, nil, err
@@ -128,6 +129,23 @@ func dialStream(ctx context.Context, source net.IP, addr, path string) (net.Conn
 		return conn, httputil.NewChunkedReader(br), nil
 	}
 	return conn, br, nil
+}
+
+// ipBindAddressNoPort is IP_BIND_ADDRESS_NO_PORT (Linux): bind only the source address and
+// let connect pick the port. Without it bind(127.0.0.x:0) must find a port not held by any of
+// the churn's closed connections lingering in TIME_WAIT, which slows connecting down as they
+// pile up; connect may reuse such a port for a new connection on loopback (tcp_tw_reuse).
+const ipBindAddressNoPort = 24
+
+func bindAddressNoPort(_, _ string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, ipBindAddressNoPort, 1)
+	})
+	if err != nil {
+		return err
+	}
+	return serr
 }
 
 // readHead reads a response head, checks it is a 200 and reports whether the body is chunked.
