@@ -275,9 +275,14 @@ var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
 		fmt.Fprintf(GinkgoWriter, "%d events; eventctl reconnected %d times, Chromium opened %d times\n", published, tail.reconnects(), seen.Opens)
 	})
 
-	It("survives a RabbitMQ restart: status shows the reconnects and events flow again", func() {
+	It("survives a RabbitMQ restart: clients stay connected, status shows the reconnects, events flow again", func() {
+		tailReconnects := sampleTail.reconnects()
+		seen, err := sampleTab.seen()
+		Expect(err).NotTo(HaveOccurred())
+		browserOpens := seen.Opens
+
 		rabbitmqScript := filepath.Join(kubetest.ProjectRoot(), "hack", "rabbitmq.sh")
-		_, err := command{name: rabbitmqScript, args: []string{"stop"}}.run()
+		_, err = command{name: rabbitmqScript, args: []string{"stop"}}.run()
 		Expect(err).NotTo(HaveOccurred())
 		// The bridge reports not-ready while the broker is away.
 		Eventually(func(g Gomega) {
@@ -306,7 +311,17 @@ var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
 			g.Expect(publish(tenant, "4", text)).To(Succeed())
 			g.Eventually(func() []string { return messages(sampleTail.received()) }).
 				WithTimeout(3 * time.Second).Should(ContainElement(text))
+			g.Eventually(func() ([]string, error) {
+				r, err := sampleTab.received()
+				return messages(r), err
+			}).WithTimeout(3 * time.Second).Should(ContainElement(text))
 		}).Should(Succeed())
+
+		// The outage was the broker's: the bridge kept its clients' streams open throughout.
+		Expect(sampleTail.reconnects()).To(Equal(tailReconnects), "eventctl tail stayed connected")
+		seen, err = sampleTab.seen()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(seen.Opens).To(Equal(browserOpens), "the browser's EventSource stayed connected")
 	})
 
 	It("follows TTL and binding-key changes applied with kubectl; the queue keeps its messages", func() {
@@ -315,9 +330,13 @@ var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(p.Definition).To(HaveKeyWithValue("message-ttl", BeNumerically("==", 10*60*1000)), "the sample's default TTL")
 
-		// No consumer, so published messages stay in the queue.
+		// No bridge pod (a terminating one still consumes while it drains), so no consumer:
+		// published messages stay in the queue.
 		kubectlApply(ns, sampleEventStream("10m", []string{"team.*.job.*.status"}, 0))
 		Eventually(func(g Gomega) {
+			pods, err := listPods(ns, bridgeSelector(sampleName))
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(pods).To(BeEmpty())
 			q, err := mgmt.GetQueue("/", sampleQueue)
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(q.Consumers).To(BeZero())
