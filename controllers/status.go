@@ -22,7 +22,7 @@ import (
 const scrapeConcurrency = 8
 
 // reconcileBridgeStatus sets BridgeReady from the bridge Deployment and status.bridge from
-// the Deployment and the metrics of its ready pods. A pod that cannot be scraped is listed in
+// the Deployment and the metrics of its running pods. A pod that cannot be scraped is listed in
 // status.bridge.unscrapedPods; it does not fail the step.
 func (r *EventStreamReconciler) reconcileBridgeStatus(ctx context.Context, es *esv1.EventStream) error {
 	var dep appsv1.Deployment
@@ -73,7 +73,7 @@ func bridgeCondition(dep *appsv1.Deployment, desired int32) (metav1.ConditionSta
 	}
 }
 
-// scrapeBridgePods sums the figures of the stream's ready bridge pods, scraped in parallel
+// scrapeBridgePods sums the figures of the stream's running bridge pods, scraped in parallel
 // (at most scrapeConcurrency at once), and names the pods that could not be scraped. The
 // consumer lag is the largest of the pods' (each stream replica reads the whole stream).
 func (r *EventStreamReconciler) scrapeBridgePods(ctx context.Context, es *esv1.EventStream) (BridgeFigures, []string, error) {
@@ -128,19 +128,12 @@ func (r *EventStreamReconciler) scrapeBridgePods(ctx context.Context, es *esv1.E
 	return total, unscraped, nil
 }
 
-// metricsURL is the /metrics URL of a ready, running pod with an IP and a port named
-// BridgeMetricsPortName.
+// metricsURL is the /metrics URL of a running pod with an IP and a port named
+// BridgeMetricsPortName. Readiness is not required: a bridge is not ready while its broker
+// is away, yet its clients stay connected and its reconnects are exactly what status must
+// show then.
 func metricsURL(pod *corev1.Pod) (string, bool) {
 	if pod.Status.Phase != corev1.PodRunning || pod.Status.PodIP == "" || !pod.DeletionTimestamp.IsZero() {
-		return "", false
-	}
-	ready := false
-	for _, c := range pod.Status.Conditions {
-		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
-			ready = true
-		}
-	}
-	if !ready {
 		return "", false
 	}
 	for _, c := range pod.Spec.Containers {

@@ -256,3 +256,23 @@ func TestBridgeCondition(t *testing.T) {
 		}
 	}
 }
+
+func TestMetricsURL(t *testing.T) {
+	pod := func(phase corev1.PodPhase, ip string, ready corev1.ConditionStatus) *corev1.Pod {
+		return &corev1.Pod{
+			Spec: corev1.PodSpec{Containers: []corev1.Container{{Ports: []corev1.ContainerPort{
+				{Name: "http", ContainerPort: 8080}, {Name: BridgeMetricsPortName, ContainerPort: 9090}}}}},
+			Status: corev1.PodStatus{Phase: phase, PodIP: ip,
+				Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: ready}}},
+		}
+	}
+	if url, ok := metricsURL(pod(corev1.PodRunning, "10.0.0.7", corev1.ConditionTrue)); !ok || url != "http://10.0.0.7:9090/metrics" {
+		t.Errorf("ready pod: %q %v", url, ok)
+	}
+	if _, ok := metricsURL(pod(corev1.PodRunning, "10.0.0.7", corev1.ConditionFalse)); !ok {
+		t.Error("a running pod that is not ready (broker away) must still be scraped: its clients are connected")
+	}
+	if _, ok := metricsURL(pod(corev1.PodPending, "", corev1.ConditionFalse)); ok {
+		t.Error("a pending pod without an IP was scraped")
+	}
+}

@@ -100,6 +100,9 @@ func main() {
 		LeaderElection:          leaderElect,
 		LeaderElectionID:        "eventstream-operator.sse.eventstream.dev",
 		LeaderElectionNamespace: leaderElectionNS,
+		// The manager exits right after Start returns, so a successor need not wait for the
+		// lease to expire.
+		LeaderElectionReleaseOnCancel: true,
 	})
 	if err != nil {
 		setupLog.Error(err, "create manager")
