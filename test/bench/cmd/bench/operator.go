@@ -64,6 +64,9 @@ func runOperator(ctx context.Context, o operatorFlags) ([][]string, []string, er
 		crdDir = kubetest.CRDDir()
 	}
 	env := &envtest.Environment{CRDDirectoryPaths: []string{crdDir}, ErrorIfCRDPathMissing: true, BinaryAssetsDirectory: assets}
+	// envtest's default service range (a /24) cannot hold a bridge Service per stream for 500
+	// streams; the failing Services would keep streams in error backoff.
+	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.96.0.0/16")
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, nil, fmt.Errorf("start envtest: %w", err)
@@ -102,6 +105,11 @@ func runOperator(ctx context.Context, o operatorFlags) ([][]string, []string, er
 		StringData: map[string]string{"uri": amqpURI, "managementURI": mgmtURI}}); err != nil {
 		return nil, nil, err
 	}
+
+	// Registered before the operator's stop so that it runs after it: a running operator would
+	// declare the deleted topology again.
+	prefix := "bench-op-" + strconv.FormatInt(time.Now().Unix(), 36)
+	defer cleanupBroker(mgmtURI, prefix, logf)
 
 	metricsPort, err := bench.FreePort()
 	if err != nil {
@@ -146,8 +154,6 @@ func runOperator(ctx context.Context, o operatorFlags) ([][]string, []string, er
 		return m["eventstream_operator_broker_requests_total"] - m0["eventstream_operator_broker_requests_total"]
 	}
 
-	prefix := "bench-op-" + strconv.FormatInt(time.Now().Unix(), 36)
-	defer cleanupBroker(mgmtURI, prefix, logf)
 	logf("applying %d EventStreams", o.streams)
 	start := time.Now()
 	var next atomic.Int64
