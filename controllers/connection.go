@@ -68,15 +68,16 @@ func (r *EventStreamReconciler) secret(ctx context.Context, namespace, name stri
 	return secret, nil
 }
 
-// brokerClient returns a client for the stream's broker; errors are step errors.
-func (r *EventStreamReconciler) brokerClient(ctx context.Context, es *esv1.EventStream) (broker.Client, error) {
+// brokerClient returns a client for the stream's broker and the connection it was made for;
+// errors are step errors.
+func (r *EventStreamReconciler) brokerClient(ctx context.Context, es *esv1.EventStream) (broker.Client, broker.Connection, error) {
 	conn, err := r.brokerConnection(ctx, es)
 	if err != nil {
-		return nil, err
+		return nil, conn, err
 	}
 	bc, err := r.NewBrokerClient(conn)
 	if err != nil {
-		return nil, newStepError(stalled, esv1.ReasonSecretInvalid, nil, "%v", err)
+		return nil, conn, newStepError(stalled, esv1.ReasonSecretInvalid, nil, "%v", err)
 	}
-	return bc, nil
+	return bc, conn, nil
 }

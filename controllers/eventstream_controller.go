@@ -69,6 +69,8 @@ type EventStreamReconciler struct {
 	// verified remembers, per stream, the generation and time of the last full topology
 	// verification, so that between resyncs only the queue figures are read.
 	verified sync.Map // types.UID -> verification
+	// snapshots shares queue listings among the streams of one broker.
+	snapshots *queueSnapshots
 }
 
 // RBAC, least privilege; docs/operator.md says why each rule exists.
@@ -128,7 +130,7 @@ func (r *EventStreamReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 // afterFailure emits a Warning when a condition newly fails and decides how to go on by the
 // error's kind.
 func (r *EventStreamReconciler) afterFailure(ctx context.Context, before, es *esv1.EventStream, err error) (ctrl.Result, error) {
-	se := asStepError(err, esv1.ReasonBrokerError)
+	se := asStepError(err, esv1.ReasonWorkloadError)
 	if conditionsChanged(before, es) {
 		r.event(es, corev1.EventTypeWarning, se.reason, "Reconcile", "%s", se.message)
 	}
@@ -226,10 +228,11 @@ func (r *EventStreamReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Scraper == nil {
 		r.Scraper = NewHTTPScraper(2 * time.Second)
 	}
+	r.snapshots = newQueueSnapshots(r.Clock, r.StatusInterval/2)
 	if r.NewBrokerClient == nil {
 		qps, burst := r.BrokerQPS, r.BrokerBurst
 		if qps == 0 {
-			qps, burst = 20, 40
+			qps, burst = 50, 100
 		}
 		r.NewBrokerClient = broker.NewManagementFactory(qps, burst, brokerRequests).New
 	}

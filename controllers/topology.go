@@ -23,8 +23,8 @@ import (
 // Between resyncs, when this generation was verified and is Ready, only the queue figures
 // are read (two requests); a queue found missing then triggers the full verification at once.
 func (r *EventStreamReconciler) reconcileTopology(ctx context.Context, es *esv1.EventStream) error {
-	if r.recentlyVerified(es) {
-		missing, err := r.refreshQueueFigures(ctx, es)
+	if verifiedAt, ok := r.recentlyVerified(es); ok {
+		missing, err := r.refreshQueueFigures(ctx, es, verifiedAt)
 		if err == nil && !missing {
 			return nil
 		}
@@ -43,7 +43,7 @@ func (r *EventStreamReconciler) reconcileTopology(ctx context.Context, es *esv1.
 }
 
 func (r *EventStreamReconciler) applyTopology(ctx context.Context, es *esv1.EventStream) error {
-	bc, err := r.brokerClient(ctx, es)
+	bc, _, err := r.brokerClient(ctx, es)
 	if err != nil {
 		return err
 	}
@@ -92,29 +92,42 @@ type verification struct {
 	at         time.Time
 }
 
-func (r *EventStreamReconciler) recentlyVerified(es *esv1.EventStream) bool {
+// recentlyVerified reports whether this generation was fully verified within the resync
+// period and is Ready, and when.
+func (r *EventStreamReconciler) recentlyVerified(es *esv1.EventStream) (time.Time, bool) {
 	v, ok := r.verified.Load(es.UID)
 	if !ok {
-		return false
+		return time.Time{}, false
 	}
 	rec := v.(verification)
-	return rec.generation == es.Generation && r.Clock.Since(rec.at) < r.ResyncPeriod &&
+	return rec.at, rec.generation == es.Generation && r.Clock.Since(rec.at) < r.ResyncPeriod &&
 		meta.IsStatusConditionTrue(es.Status.Conditions, esv1.ConditionTopologyReady)
 }
 
-// refreshQueueFigures reads the queue and dead-letter queue figures into status.queue. It
+// refreshQueueFigures reads the queue and dead-letter queue figures into status.queue from
+// the broker's shared queue listing (taken after the stream's last verification). It
 // reports missing when either queue no longer exists.
-func (r *EventStreamReconciler) refreshQueueFigures(ctx context.Context, es *esv1.EventStream) (missing bool, err error) {
-	bc, err := r.brokerClient(ctx, es)
+func (r *EventStreamReconciler) refreshQueueFigures(ctx context.Context, es *esv1.EventStream, verifiedAt time.Time) (missing bool, err error) {
+	bc, conn, err := r.brokerClient(ctx, es)
 	if err != nil {
 		return false, err
 	}
-	status, err := queueFigures(ctx, bc, desiredTopology(es))
-	if errors.Is(err, broker.ErrNotFound) {
+	queues, err := r.snapshots.queues(ctx, conn, bc, verifiedAt)
+	if err != nil {
+		return false, err
+	}
+	want := desiredTopology(es)
+	q, ok := queues[want.Queue]
+	if !ok {
 		return true, nil
 	}
-	if err != nil {
-		return false, err
+	status := queueStatus(&q)
+	if want.DeadLetterQueue != "" {
+		dlq, ok := queues[want.DeadLetterQueue]
+		if !ok {
+			return true, nil
+		}
+		status.DeadLettered = dlq.Messages
 	}
 	es.Status.Queue = status
 	return false, nil
@@ -127,8 +140,7 @@ func queueFigures(ctx context.Context, bc broker.Client, want topology) (*esv1.Q
 	if err != nil {
 		return nil, err
 	}
-	status := &esv1.QueueStatus{Name: q.Name, MessagesReady: q.MessagesReady,
-		MessagesUnacknowledged: q.MessagesUnacknowledged, Consumers: q.Consumers}
+	status := queueStatus(q)
 	if want.DeadLetterQueue != "" {
 		dlq, err := bc.GetQueue(ctx, want.DeadLetterQueue)
 		if err != nil {
@@ -137,6 +149,11 @@ func queueFigures(ctx context.Context, bc broker.Client, want topology) (*esv1.Q
 		status.DeadLettered = dlq.Messages
 	}
 	return status, nil
+}
+
+func queueStatus(q *broker.Queue) *esv1.QueueStatus {
+	return &esv1.QueueStatus{Name: q.Name, MessagesReady: q.MessagesReady,
+		MessagesUnacknowledged: q.MessagesUnacknowledged, Consumers: q.Consumers}
 }
 
 // topologyChanges collects what a reconcile changed on the broker, for Events.
@@ -173,10 +190,7 @@ func (r *EventStreamReconciler) ensureQueue(ctx context.Context, bc broker.Clien
 			return nil, brokerStepError(err, "declare queue %s", name)
 		}
 		changes.add("declared %s queue %s", queueType, name)
-		if q, err = bc.GetQueue(ctx, name); err != nil {
-			return nil, brokerStepError(err, "read queue %s", name)
-		}
-		return q, nil
+		return &broker.Queue{Name: name, Type: queueType, Durable: true}, nil
 	}
 	if err != nil {
 		return nil, brokerStepError(err, "read queue %s", name)
@@ -240,7 +254,7 @@ func (r *EventStreamReconciler) ensureBindings(ctx context.Context, bc broker.Cl
 // its bindings), dead-letter queue and exchange, and the exchange itself only when the spec
 // allows it and nothing else uses it. Objects already gone count as removed.
 func (r *EventStreamReconciler) cleanupTopology(ctx context.Context, es *esv1.EventStream) error {
-	bc, err := r.brokerClient(ctx, es)
+	bc, _, err := r.brokerClient(ctx, es)
 	if err != nil {
 		return err
 	}

@@ -168,10 +168,10 @@ var _ = Describe("Topology", func() {
 			g.Expect(q.Messages).To(Equal(3))
 		}, 20*time.Second, 250*time.Millisecond).Should(Succeed())
 
-		got := fetch(es)(Default)
-		got.Spec.Queue.MessageTTL = &metav1.Duration{Duration: 20 * time.Minute}
-		got.Spec.Queue.MaxLength = ptr(int64(5000))
-		Expect(k8sClient.Update(ctx, got)).To(Succeed())
+		updateStream(es, func(got *esv1.EventStream) {
+			got.Spec.Queue.MessageTTL = &metav1.Duration{Duration: 20 * time.Minute}
+			got.Spec.Queue.MaxLength = ptr(int64(5000))
+		})
 
 		Eventually(func(g Gomega) {
 			p, err := mgmt.GetPolicy("/", "eventstream."+ns+".stream")
@@ -197,9 +197,9 @@ var _ = Describe("Topology", func() {
 		eventuallyReady(es)
 		Expect(queueBindingKeys(mgmt, queue)).To(ConsistOf(queue+".topic team.*.job.*.status", queue+".topic team.*.alerts"))
 
-		got := fetch(es)(Default)
-		got.Spec.BindingKeys = []esv1.BindingKey{"team.#"}
-		Expect(k8sClient.Update(ctx, got)).To(Succeed())
+		updateStream(es, func(got *esv1.EventStream) {
+			got.Spec.BindingKeys = []esv1.BindingKey{"team.#"}
+		})
 		Eventually(func() []string { return queueBindingKeys(mgmt, queue) }, 20*time.Second, 200*time.Millisecond).
 			Should(ConsistOf(queue + ".topic team.#"))
 	})
@@ -267,11 +267,11 @@ var _ = Describe("Topology", func() {
 		_, err := mgmt.GetExchange("/", shared)
 		Expect(err).NotTo(HaveOccurred(), "another EventStream uses the exchange")
 
-		got := fetch(other)(Default)
-		got.Spec.Exchange.DeleteWhenUnused = true
-		Expect(k8sClient.Update(ctx, got)).To(Succeed())
+		updateStream(other, func(got *esv1.EventStream) {
+			got.Spec.Exchange.DeleteWhenUnused = true
+		})
 		eventuallyReady(other)
-		Expect(k8sClient.Delete(ctx, got)).To(Succeed())
+		Expect(k8sClient.Delete(ctx, other)).To(Succeed())
 		Eventually(func() bool {
 			_, err := mgmt.GetExchange("/", shared)
 			return isNotFound(err)
@@ -396,3 +396,13 @@ var _ = Describe("Topology with a broker that goes away", Ordered, func() {
 })
 
 func ptr[T any](v T) *T { return &v }
+
+// updateStream applies mutate to the latest version of es, retrying on conflicts with the
+// operator's own writes.
+func updateStream(es *esv1.EventStream, mutate func(*esv1.EventStream)) {
+	Eventually(func(g Gomega) {
+		got := fetch(es)(g)
+		mutate(got)
+		g.Expect(k8sClient.Update(context.Background(), got)).To(Succeed())
+	}, 10*time.Second, 100*time.Millisecond).Should(Succeed())
+}

@@ -28,6 +28,16 @@ const fieldOwner = client.FieldOwner("eventstream-operator")
 // than one replica, PodDisruptionBudget (deleting it otherwise), all owned by the stream.
 // It emits Events when the Deployment is scaled or its configuration rolls.
 func (r *EventStreamReconciler) reconcileWorkload(ctx context.Context, es *esv1.EventStream) error {
+	err := r.applyWorkload(ctx, es)
+	if err != nil {
+		se := asStepError(err, esv1.ReasonWorkloadError)
+		setCondition(es, esv1.ConditionBridgeReady, metav1.ConditionFalse, se.reason, se.message)
+		return se
+	}
+	return nil
+}
+
+func (r *EventStreamReconciler) applyWorkload(ctx context.Context, es *esv1.EventStream) error {
 	digests := map[string]string{}
 	for _, name := range referencedSecrets(es) {
 		secret, err := r.secret(ctx, es.Namespace, name)

@@ -89,8 +89,7 @@ var _ = Describe("Bridge workload", func() {
 		Expect(got.Status.Bridge.Endpoint).To(Equal(fmt.Sprintf("http://stream-bridge.%s.svc:80/api/v1/events", ns)))
 		Expect(got.Status.Bridge.ReplicasText).To(Equal("2/2"))
 
-		got.Spec.Bridge.Replicas = ptr(int32(1))
-		Expect(k8sClient.Update(ctx, got)).To(Succeed())
+		updateStream(es, func(got *esv1.EventStream) { got.Spec.Bridge.Replicas = ptr(int32(1)) })
 		Eventually(func() bool {
 			err := k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "stream-bridge"}, &policyv1.PodDisruptionBudget{})
 			return client.IgnoreNotFound(err) == nil && err != nil
@@ -104,9 +103,10 @@ var _ = Describe("Bridge workload", func() {
 		Eventually(func(g Gomega) { first = podTemplateHash(es)(g); g.Expect(first).NotTo(BeEmpty()) }, 20*time.Second).Should(Succeed())
 
 		// A change the pods do not read, and a label on the Secret, leave the hash alone.
+		updateStream(es, func(got *esv1.EventStream) {
+			got.Spec.DeletionPolicy = esv1.DeletionPolicyRetain
+		})
 		got := fetch(es)(Default)
-		got.Spec.DeletionPolicy = esv1.DeletionPolicyRetain
-		Expect(k8sClient.Update(ctx, got)).To(Succeed())
 		secret := &corev1.Secret{}
 		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "rabbitmq"}, secret)).To(Succeed())
 		secret.Labels = map[string]string{"touched": "yes"}
@@ -114,9 +114,9 @@ var _ = Describe("Bridge workload", func() {
 		Eventually(func(g Gomega) { g.Expect(fetch(es)(g).Status.ObservedGeneration).To(Equal(got.Generation)) }, 20*time.Second).Should(Succeed())
 		Consistently(podTemplateHash(es), 3*time.Second, 250*time.Millisecond).Should(Equal(first))
 
-		got = fetch(es)(Default)
-		got.Spec.Bridge.Heartbeat = &metav1.Duration{Duration: 5 * time.Second}
-		Expect(k8sClient.Update(ctx, got)).To(Succeed())
+		updateStream(es, func(got *esv1.EventStream) {
+			got.Spec.Bridge.Heartbeat = &metav1.Duration{Duration: 5 * time.Second}
+		})
 		var second string
 		Eventually(func(g Gomega) { second = podTemplateHash(es)(g); g.Expect(second).NotTo(Equal(first)) }, 20*time.Second).Should(Succeed())
 

@@ -39,6 +39,9 @@ const (
 	ReasonBridgeProgressing = "BridgeProgressing"
 	// ReasonBridgeUnavailable: fewer ready bridge replicas than desired.
 	ReasonBridgeUnavailable = "BridgeUnavailable"
+	// ReasonWorkloadError: the bridge's Deployment, Service, ServiceAccount or
+	// PodDisruptionBudget could not be created or updated; the message says which and why.
+	ReasonWorkloadError = "WorkloadError"
 
 	// ReasonReady: every other condition is True.
 	ReasonReady = "Ready"

@@ -60,8 +60,8 @@ func main() {
 	flag.DurationVar(&resyncPeriod, "resync-period", 5*time.Minute, "how often each stream is checked against the broker when nothing changed (drift detection)")
 	flag.DurationVar(&statusInterval, "status-interval", 30*time.Second, "how often queue and bridge figures are refreshed in status")
 	flag.DurationVar(&deletionTimeout, "deletion-timeout", 2*time.Minute, "how long deletion retries an unreachable broker before it leaves the topology behind")
-	flag.Float64Var(&brokerQPS, "broker-qps", 20, "management API requests per second, across all streams")
-	flag.IntVar(&brokerBurst, "broker-burst", 40, "management API request burst")
+	flag.Float64Var(&brokerQPS, "broker-qps", 50, "management API requests per second, across all streams")
+	flag.IntVar(&brokerBurst, "broker-burst", 100, "management API request burst")
 	flag.StringVar(&bridgeImage, "bridge-image", envOr("BRIDGE_IMAGE", defaultBridgeImage), "image of the bridge pods unless a stream names its own; the Helm chart sets the operator's own image")
 	flag.IntVar(&concurrentStreams, "max-concurrent-reconciles", 4, "EventStreams reconciled in parallel")
 	opts := zap.Options{Development: false}

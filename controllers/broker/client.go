@@ -76,6 +76,8 @@ type Client interface {
 	DeleteExchange(ctx context.Context, name string) error
 
 	GetQueue(ctx context.Context, name string) (*Queue, error)
+	// ListQueues lists the queues of the virtual host with their figures.
+	ListQueues(ctx context.Context) ([]Queue, error)
 	// DeclareQueue declares a durable queue whose only argument is x-queue-type.
 	DeclareQueue(ctx context.Context, name, queueType string) error
 	DeleteQueue(ctx context.Context, name string) error

@@ -166,13 +166,34 @@ func (c *managementClient) GetQueue(ctx context.Context, name string) (*Queue, e
 	if err != nil {
 		return nil, err
 	}
-	return &Queue{
+	q := queueFromInfo(*info)
+	return &q, nil
+}
+
+func queueFromInfo(info rabbithole.DetailedQueueInfo) Queue {
+	return Queue{
 		Name: info.Name, Type: info.Type, Durable: info.Durable, Arguments: info.Arguments,
 		MessagesReady:          int64(info.MessagesReady),
 		MessagesUnacknowledged: int64(info.MessagesUnacknowledged),
 		Messages:               int64(info.Messages),
 		Consumers:              int64(info.Consumers),
-	}, nil
+	}
+}
+
+func (c *managementClient) ListQueues(ctx context.Context) ([]Queue, error) {
+	var infos []rabbithole.QueueInfo
+	err := c.do(ctx, "list_queues", func() (err error) {
+		infos, err = c.rh.ListQueuesWithParametersIn(c.vhost, queueColumns)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	queues := make([]Queue, 0, len(infos))
+	for _, info := range infos {
+		queues = append(queues, queueFromInfo(rabbithole.DetailedQueueInfo(info)))
+	}
+	return queues, nil
 }
 
 func (c *managementClient) DeclareQueue(ctx context.Context, name, queueType string) error {
