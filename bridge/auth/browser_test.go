@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +18,7 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/bridge/app"
 	"github.com/eventstream-operator/eventstream-operator/bridge/auth"
 	"github.com/eventstream-operator/eventstream-operator/bridge/cors"
+	"github.com/eventstream-operator/eventstream-operator/test/browsertest"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -71,28 +71,13 @@ func (c *requestCounter) count(jobID string) int {
 	return c.counts[jobID]
 }
 
-func chromiumPath(t *testing.T) string {
-	t.Helper()
-	path := os.Getenv("CHROMIUM")
-	if path == "" {
-		path = "/usr/bin/chromium"
-	}
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("EVENTSTREAM_REQUIRE_INTEGRATION") == "1" {
-			t.Fatalf("Chromium not found at %s (run hack/chromium.sh)", path)
-		}
-		t.Skipf("Chromium not found at %s; run hack/chromium.sh or set CHROMIUM", path)
-	}
-	return path
-}
-
 // TestBrowserEventSourceWithQueryToken runs headless Chromium against the bridge from a page on
 // another origin (so CORS is real): an EventSource with tenant A's token in the query receives
 // A's events and none of B's; on 401, 403 and a refused origin the browser gives up for good
 // (readyState CLOSED) after exactly one request. withCredentials works only against a bridge
 // that allows credentials for the page's origin, and then a cookie can carry the token.
 func TestBrowserEventSourceWithQueryToken(t *testing.T) {
-	browser := chromiumPath(t)
+	browser := browsertest.Chromium(t)
 	node := rabbitmqtest.Shared(t)
 	iss := newIssuer(t)
 

@@ -12,7 +12,6 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +24,7 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/app"
 	"github.com/eventstream-operator/eventstream-operator/bridge/auth"
+	"github.com/eventstream-operator/eventstream-operator/test/browsertest"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -98,21 +98,6 @@ func (f *frontend) requests() []string {
 	return append([]string(nil), f.lastEventID...)
 }
 
-func chromium(t *testing.T) string {
-	t.Helper()
-	path := os.Getenv("CHROMIUM")
-	if path == "" {
-		path = "/usr/bin/chromium"
-	}
-	if _, err := os.Stat(path); err != nil {
-		if os.Getenv("EVENTSTREAM_REQUIRE_INTEGRATION") == "1" {
-			t.Fatalf("Chromium not found at %s: run hack/chromium.sh", path)
-		}
-		t.Skipf("Chromium not found at %s: run hack/chromium.sh", path)
-	}
-	return path
-}
-
 func startBridge(t *testing.T, uri string, args ...string) *app.Bridge {
 	t.Helper()
 	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
@@ -148,7 +133,7 @@ func startBridge(t *testing.T, uri string, args ...string) *app.Bridge {
 // the browser reconnects by itself with Last-Event-ID and continues with the next event, also
 // those published while no bridge ran, without a gap or duplicate.
 func TestEventSourceReceivesAndResumesAcrossRestart(t *testing.T) {
-	browserPath := chromium(t)
+	browserPath := browsertest.Chromium(t)
 	node := rabbitmqtest.Shared(t)
 	queue, exchange := "browser-q-"+events.NewID()[:8], "browser-x-"+events.NewID()[:8]
 	deleteTopologyAfter(t, node.URI, queue, exchange)
@@ -285,7 +270,7 @@ func openPage(t *testing.T, browserPath, url string) (read func() seen, waitFor 
 // survive a restart, so the browser's Last-Event-ID is foreign to the new process: the browser
 // receives an explicit gap event (its cue to refetch), then live events.
 func TestEventSourceGetsGapAfterClassicRestart(t *testing.T) {
-	browserPath := chromium(t)
+	browserPath := browsertest.Chromium(t)
 	node := rabbitmqtest.Shared(t)
 	queue, exchange := "browser-q-"+events.NewID()[:8], "browser-x-"+events.NewID()[:8]
 	deleteTopologyAfter(t, node.URI, queue, exchange)
