@@ -38,8 +38,9 @@ func snapshotKey(conn broker.Connection) string {
 }
 
 // queues returns the queues of the connection's virtual host from a listing taken no
-// earlier than notBefore and no longer than maxAge ago, listing them with bc when needed.
-func (s *queueSnapshots) queues(ctx context.Context, conn broker.Connection, bc broker.Client, notBefore time.Time) (map[string]broker.Queue, error) {
+// earlier than notBefore and no longer than maxAge ago, listing them with bc when needed,
+// and when that listing was taken.
+func (s *queueSnapshots) queues(ctx context.Context, conn broker.Connection, bc broker.Client, notBefore time.Time) (map[string]broker.Queue, time.Time, error) {
 	key := snapshotKey(conn)
 	s.mu.Lock()
 	entry, ok := s.entries[key]
@@ -53,16 +54,16 @@ func (s *queueSnapshots) queues(ctx context.Context, conn broker.Connection, bc 
 	defer entry.mu.Unlock()
 	now := s.clock.Now()
 	if entry.queues != nil && !entry.at.Before(notBefore) && now.Sub(entry.at) < s.maxAge {
-		return entry.queues, nil
+		return entry.queues, entry.at, nil
 	}
 	list, err := bc.ListQueues(ctx)
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
 	}
 	queues := make(map[string]broker.Queue, len(list))
 	for _, q := range list {
 		queues[q.Name] = q
 	}
 	entry.at, entry.queues = now, queues
-	return queues, nil
+	return queues, now, nil
 }

@@ -105,32 +105,46 @@ func (r *EventStreamReconciler) recentlyVerified(es *esv1.EventStream) (time.Tim
 }
 
 // refreshQueueFigures reads the queue and dead-letter queue figures into status.queue from
-// the broker's shared queue listing (taken after the stream's last verification). It
-// reports missing when either queue no longer exists.
+// the broker's shared queue listing. It reports missing when either queue is absent from a
+// listing taken after the stream's last verification.
 func (r *EventStreamReconciler) refreshQueueFigures(ctx context.Context, es *esv1.EventStream, verifiedAt time.Time) (missing bool, err error) {
 	bc, conn, err := r.brokerClient(ctx, es)
 	if err != nil {
 		return false, err
 	}
-	queues, err := r.snapshots.queues(ctx, conn, bc, verifiedAt)
+	want := desiredTopology(es)
+	queues, listedAt, err := r.snapshots.queues(ctx, conn, bc, time.Time{})
 	if err != nil {
 		return false, err
 	}
-	want := desiredTopology(es)
-	q, ok := queues[want.Queue]
-	if !ok {
+	if !hasQueues(queues, want) && listedAt.Before(verifiedAt) {
+		// The listing predates the queues' verification: only a newer one can tell.
+		if queues, _, err = r.snapshots.queues(ctx, conn, bc, verifiedAt); err != nil {
+			return false, err
+		}
+	}
+	if !hasQueues(queues, want) {
 		return true, nil
 	}
+	q := queues[want.Queue]
 	status := queueStatus(&q)
 	if want.DeadLetterQueue != "" {
-		dlq, ok := queues[want.DeadLetterQueue]
-		if !ok {
-			return true, nil
-		}
-		status.DeadLettered = dlq.Messages
+		status.DeadLettered = queues[want.DeadLetterQueue].Messages
 	}
 	es.Status.Queue = status
 	return false, nil
+}
+
+// hasQueues reports whether queues holds the stream's queue and dead-letter queue.
+func hasQueues(queues map[string]broker.Queue, want topology) bool {
+	if _, ok := queues[want.Queue]; !ok {
+		return false
+	}
+	if want.DeadLetterQueue == "" {
+		return true
+	}
+	_, ok := queues[want.DeadLetterQueue]
+	return ok
 }
 
 // queueFigures reads the queue's and the dead-letter queue's figures. ErrNotFound means one
