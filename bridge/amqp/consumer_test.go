@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
@@ -67,7 +66,7 @@ func TestConsumerLag(t *testing.T) {
 			t.Cleanup(func() {
 				cancel()
 				<-done
-				deleteTopology(node.URI, queue, exchange)
+				rabbitmqtest.DeleteTopology(node.URI, queue, exchange)
 			})
 			select {
 			case <-c.Connected():
@@ -105,20 +104,4 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func deleteTopology(uri, queue, exchange string) {
-	conn, err := amqp091.Dial(uri)
-	if err != nil {
-		return
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return
-	}
-	_, _ = ch.QueueDelete(queue, false, false, false)
-	_, _ = ch.QueueDelete(DeadLetterQueueName(queue), false, false, false)
-	_ = ch.ExchangeDelete(exchange, false, false)
-	_ = ch.ExchangeDelete(queue+".dlx", false, false)
 }

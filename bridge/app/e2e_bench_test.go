@@ -30,7 +30,7 @@ func benchmarkEndToEnd(b *testing.B, rate int) {
 	const clients = 100
 	queue, exchange := "bench-q-"+events.NewID()[:8], "bench-x-"+events.NewID()[:8]
 	br := startBridge(b, node.URI, "--queue="+queue, "--exchange="+exchange, "--buffer-size=100000", "--prefetch=500")
-	cleanupTopology(b, node.URI, []string{queue, queue + ".dlq"}, []string{exchange, queue + ".dlx"})
+	b.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
 
 	var cs []*benchClient
 	for i := 0; i < clients; i++ {

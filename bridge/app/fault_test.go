@@ -104,7 +104,7 @@ func TestSIGTERMDrainsAndKeepsUnackedMessages(t *testing.T) {
 	t.Parallel()
 	node := rabbitmqtest.Shared(t)
 	queue, exchange := uniqueName(t, "q"), uniqueName(t, "x")
-	cleanupTopology(t, node.URI, []string{queue, queue + ".dlq"}, []string{exchange, queue + ".dlx"})
+	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
 	bin := bridgeBinary(t)
 
 	// Declare the topology, then run the binary with a client connected before events flow.
@@ -251,7 +251,7 @@ func TestConnectionClosedByBrokerReconnects(t *testing.T) {
 func testConnectionClosed(t *testing.T, queueType string) {
 	node := rabbitmqtest.Shared(t)
 	queue, exchange := uniqueName(t, "q"), uniqueName(t, "x")
-	cleanupTopology(t, node.URI, []string{queue, queue + ".dlq"}, []string{exchange, queue + ".dlx"})
+	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
 	b := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange, "--queue-type="+queueType)
 	c := connect(t, b, "team_id=1", "")
 	eventually(t, 5*time.Second, "subscriber", func() bool { return b.Hub.Len() == 1 })

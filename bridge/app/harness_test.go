@@ -169,27 +169,6 @@ func queueMessages(t *testing.T, uri, queue string) int {
 	return q.Messages
 }
 
-// deleteQueues removes test queues and exchanges after the test.
-func cleanupTopology(t testing.TB, uri string, queues []string, exchanges []string) {
-	t.Cleanup(func() {
-		conn, err := amqp091.Dial(uri)
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		ch, err := conn.Channel()
-		if err != nil {
-			return
-		}
-		for _, q := range queues {
-			_, _ = ch.QueueDelete(q, false, false, false)
-		}
-		for _, e := range exchanges {
-			_ = ch.ExchangeDelete(e, false, false)
-		}
-	})
-}
-
 // eventually polls cond until it holds or timeout passes.
 func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()

@@ -24,7 +24,7 @@ func TestClassicQueueDeliversInOrderAndDeadLettersMalformed(t *testing.T) {
 	t.Parallel()
 	node := rabbitmqtest.Shared(t)
 	queue, exchange := uniqueName(t, "q"), uniqueName(t, "x")
-	cleanupTopology(t, node.URI, []string{queue, queue + ".dlq"}, []string{exchange, queue + ".dlx"})
+	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
 	b := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange, "--binding-key=team.#", "--max-message-bytes=2048")
 	eventually(t, 5*time.Second, "readyz 200", func() bool { return httpStatus("http://"+b.OpsAddr()+"/readyz") == 200 })
 
@@ -94,7 +94,7 @@ func TestStreamQueueDeadLettersByRepublishing(t *testing.T) {
 	t.Parallel()
 	node := rabbitmqtest.Shared(t)
 	queue, exchange := uniqueName(t, "q"), uniqueName(t, "x")
-	cleanupTopology(t, node.URI, []string{queue, queue + ".dlq"}, []string{exchange, queue + ".dlx"})
+	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
 	b := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange, "--queue-type=stream")
 	c := connect(t, b, "", "")
 	eventually(t, 5*time.Second, "subscriber", func() bool { return b.Hub.Len() == 1 })
@@ -135,7 +135,7 @@ func TestTwoBridgesOnOneStreamResumeExactly(t *testing.T) {
 	t.Parallel()
 	node := rabbitmqtest.Shared(t)
 	queue, exchange := uniqueName(t, "q"), uniqueName(t, "x")
-	cleanupTopology(t, node.URI, []string{queue, queue + ".dlq"}, []string{exchange, queue + ".dlx"})
+	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
 	a := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange, "--queue-type=stream")
 	b := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange, "--queue-type=stream")
 
@@ -177,7 +177,7 @@ func TestSlowClientDropsAreCountedOthersUnaffected(t *testing.T) {
 	t.Parallel()
 	node := rabbitmqtest.Shared(t)
 	queue, exchange := uniqueName(t, "q"), uniqueName(t, "x")
-	cleanupTopology(t, node.URI, []string{queue, queue + ".dlq"}, []string{exchange, queue + ".dlx"})
+	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
 	b := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange, "--buffer-size=32")
 
 	stuck, err := net.Dial("tcp", b.SSEAddr())
@@ -212,7 +212,7 @@ func TestStreamBridgeRestartResumesExactly(t *testing.T) {
 	t.Parallel()
 	node := rabbitmqtest.Shared(t)
 	queue, exchange := uniqueName(t, "q"), uniqueName(t, "x")
-	cleanupTopology(t, node.URI, []string{queue, queue + ".dlq"}, []string{exchange, queue + ".dlx"})
+	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
 	args := []string{"--queue=" + queue, "--exchange=" + exchange, "--queue-type=stream", "--replay-size=100"}
 	first := startBridge(t, node.URI, args...)
 	c := connect(t, first, "team_id=3", "")
@@ -249,7 +249,7 @@ func TestStreamResumeBeforeReplayWindowReadsTheStream(t *testing.T) {
 	t.Parallel()
 	node := rabbitmqtest.Shared(t)
 	queue, exchange := uniqueName(t, "q"), uniqueName(t, "x")
-	cleanupTopology(t, node.URI, []string{queue, queue + ".dlq"}, []string{exchange, queue + ".dlx"})
+	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
 	b := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange, "--queue-type=stream", "--replay-size=5", "--buffer-size=4")
 	first := connect(t, b, "team_id=8", "")
 	eventually(t, 5*time.Second, "subscriber", func() bool { return b.Hub.Len() == 1 })
@@ -285,7 +285,7 @@ func TestSecondClassicBridgeWaitsForTheFirst(t *testing.T) {
 	t.Parallel()
 	node := rabbitmqtest.Shared(t)
 	queue, exchange := uniqueName(t, "q"), uniqueName(t, "x")
-	cleanupTopology(t, node.URI, []string{queue, queue + ".dlq"}, []string{exchange, queue + ".dlx"})
+	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
 	first := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange)
 	second, err := startUnconnected(t, node.URI, "--queue="+queue, "--exchange="+exchange)
 	if err != nil {

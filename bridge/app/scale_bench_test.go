@@ -23,7 +23,7 @@ func BenchmarkManyClients(b *testing.B) {
 	node := rabbitmqtest.Shared(b)
 	const clients, teams = 4000, 400
 	queue, exchange := "scale-q-"+events.NewID()[:8], "scale-x-"+events.NewID()[:8]
-	cleanupTopology(b, node.URI, []string{queue, queue + ".dlq"}, []string{exchange, queue + ".dlx"})
+	b.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
 	br := startBridge(b, node.URI, "--queue="+queue, "--exchange="+exchange, "--heartbeat=1m", "--max-connections-per-tenant=0")
 
 	runtime.GC()

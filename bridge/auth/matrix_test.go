@@ -24,10 +24,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
-	bridgeamqp "github.com/eventstream-operator/eventstream-operator/bridge/amqp"
 	"github.com/eventstream-operator/eventstream-operator/bridge/app"
 	"github.com/eventstream-operator/eventstream-operator/bridge/auth"
 	"github.com/eventstream-operator/eventstream-operator/bridge/metrics"
@@ -164,7 +162,7 @@ func startBridge(t *testing.T, node *rabbitmqtest.Node, authCfg auth.Config, con
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = b.Shutdown(shutdownCtx)
-		deleteTopology(t, node.URI, name)
+		rabbitmqtest.DeleteTopology(node.URI, name, name)
 	})
 	deadline := time.Now().Add(30 * time.Second)
 	for !b.Ready() {
@@ -433,25 +431,5 @@ func TestStreamEndsAtTokenExpiry(t *testing.T) {
 	again := b.open(t, ctx, token, "")
 	if again.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("reconnect with the expired token: %d, want 401", again.StatusCode)
-	}
-}
-
-// deleteTopology removes what --declare-topology created for name.
-func deleteTopology(t *testing.T, uri, name string) {
-	conn, err := amqp.Dial(uri)
-	if err != nil {
-		t.Logf("cleanup: %v", err)
-		return
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return
-	}
-	for _, q := range []string{name, bridgeamqp.DeadLetterQueueName(name)} {
-		_, _ = ch.QueueDelete(q, false, false, false)
-	}
-	for _, x := range []string{name, name + ".dlx"} {
-		_ = ch.ExchangeDelete(x, false, false)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel/codes"
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
@@ -34,7 +33,7 @@ func TestBridgeConsumerContinuesThePublishersTrace(t *testing.T) {
 	defer cancel()
 
 	name := "tracing-consumer-" + events.NewID()[:12]
-	t.Cleanup(func() { deleteTopology(t, node.URI, name) })
+	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, name, name) })
 	sink := make(sinkChannel, 4)
 	consumer := bridgeamqp.New(bridgeamqp.Config{
 		URL: node.URI, Exchange: name, Queue: name, QueueType: bridgeamqp.Classic,
@@ -108,25 +107,5 @@ func TestBridgeConsumerContinuesThePublishersTrace(t *testing.T) {
 func TestDeliveryObserverIsNilWhenTracingIsOff(t *testing.T) {
 	if DeliveryObserver("q") != nil {
 		t.Fatal("DeliveryObserver returned a hook with tracing off")
-	}
-}
-
-// deleteTopology removes what DeclareTopology created for name.
-func deleteTopology(t *testing.T, uri, name string) {
-	conn, err := amqp.Dial(uri)
-	if err != nil {
-		t.Logf("cleanup: %v", err)
-		return
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		return
-	}
-	for _, q := range []string{name, bridgeamqp.DeadLetterQueueName(name)} {
-		_, _ = ch.QueueDelete(q, false, false, false)
-	}
-	for _, x := range []string{name, name + ".dlx"} {
-		_ = ch.ExchangeDelete(x, false, false)
 	}
 }

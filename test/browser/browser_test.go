@@ -19,7 +19,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/app"
@@ -136,7 +135,7 @@ func TestEventSourceReceivesAndResumesAcrossRestart(t *testing.T) {
 	browserPath := browsertest.Chromium(t)
 	node := rabbitmqtest.Shared(t)
 	queue, exchange := "browser-q-"+events.NewID()[:8], "browser-x-"+events.NewID()[:8]
-	deleteTopologyAfter(t, node.URI, queue, exchange)
+	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
 	args := []string{"--queue=" + queue, "--exchange=" + exchange, "--queue-type=stream"}
 	first := startBridge(t, node.URI, args...)
 
@@ -273,7 +272,7 @@ func TestEventSourceGetsGapAfterClassicRestart(t *testing.T) {
 	browserPath := browsertest.Chromium(t)
 	node := rabbitmqtest.Shared(t)
 	queue, exchange := "browser-q-"+events.NewID()[:8], "browser-x-"+events.NewID()[:8]
-	deleteTopologyAfter(t, node.URI, queue, exchange)
+	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
 	args := []string{"--queue=" + queue, "--exchange=" + exchange}
 	first := startBridge(t, node.URI, args...)
 	front := &frontend{changed: make(chan struct{})}
@@ -313,23 +312,4 @@ func TestEventSourceGetsGapAfterClassicRestart(t *testing.T) {
 	if !strings.HasPrefix(s.Messages[1].ID, second.Hub.Epoch()+"-") {
 		t.Fatalf("event id %q is not of the new epoch %s", s.Messages[1].ID, second.Hub.Epoch())
 	}
-}
-
-// deleteTopologyAfter removes what the bridge declared for queue and exchange when the test ends.
-func deleteTopologyAfter(t *testing.T, uri, queue, exchange string) {
-	t.Cleanup(func() {
-		conn, err := amqp091.Dial(uri)
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		ch, err := conn.Channel()
-		if err != nil {
-			return
-		}
-		_, _ = ch.QueueDelete(queue, false, false, false)
-		_, _ = ch.QueueDelete(queue+".dlq", false, false, false)
-		_ = ch.ExchangeDelete(exchange, false, false)
-		_ = ch.ExchangeDelete(queue+".dlx", false, false)
-	})
 }

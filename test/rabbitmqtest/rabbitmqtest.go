@@ -17,6 +17,8 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+
+	amqp091 "github.com/rabbitmq/amqp091-go"
 )
 
 // T is the part of testing.TB (and of Ginkgo's GinkgoT()) this package uses.
@@ -153,4 +155,23 @@ func freePortBlock(t T, name string) [5]int {
 func projectRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+// DeleteTopology removes, best effort, what a bridge or the operator declares for queue and
+// exchange: the queue, <queue>.dlq, the exchange and <queue>.dlx. Tests call it in a cleanup
+// so the shared node does not accumulate their objects.
+func DeleteTopology(uri, queue, exchange string) {
+	conn, err := amqp091.Dial(uri)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return
+	}
+	_, _ = ch.QueueDelete(queue, false, false, false)
+	_, _ = ch.QueueDelete(queue+".dlq", false, false, false)
+	_ = ch.ExchangeDelete(exchange, false, false)
+	_ = ch.ExchangeDelete(queue+".dlx", false, false)
 }
