@@ -16,7 +16,6 @@ import (
 const (
 	secretKeyURI           = "uri"
 	secretKeyManagementURI = "managementURI"
-	defaultCAKey           = "ca.crt"
 )
 
 // brokerConnection reads the stream's connection Secret (and TLS CA Secret) and returns
@@ -45,7 +44,7 @@ func (r *EventStreamReconciler) brokerConnection(ctx context.Context, es *esv1.E
 		}
 		key := tls.CASecret.Key
 		if key == "" {
-			key = defaultCAKey
+			key = esv1.DefaultCAKey
 		}
 		conn.CAPEM = caSecret.Data[key]
 		if len(conn.CAPEM) == 0 {

@@ -71,6 +71,8 @@ type EventStreamReconciler struct {
 	verified sync.Map // types.UID -> verification
 	// snapshots shares queue listings among the streams of one broker.
 	snapshots *queueSnapshots
+	// insecureWarned holds the streams whose InsecureAuth Warning was emitted.
+	insecureWarned sync.Map // types.UID -> struct{}
 }
 
 // RBAC, least privilege; docs/operator.md says why each rule exists.
@@ -111,6 +113,7 @@ func (r *EventStreamReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		}
 	}()
 
+	r.reconcileAuthWarning(es)
 	steps := []func(context.Context, *esv1.EventStream) error{
 		r.reconcileTopology,
 		r.reconcileWorkload,
@@ -151,6 +154,7 @@ func (r *EventStreamReconciler) reconcileDelete(ctx context.Context, es *esv1.Ev
 	if !controllerutil.ContainsFinalizer(es, Finalizer) {
 		return ctrl.Result{}, nil
 	}
+	r.insecureWarned.Delete(es.UID)
 	if es.Spec.DeletionPolicy == esv1.DeletionPolicyRetain {
 		r.event(es, corev1.EventTypeNormal, "TopologyRetained", "Delete", "deletionPolicy Retain: broker objects kept")
 		return ctrl.Result{}, r.removeFinalizer(ctx, es)

@@ -28,6 +28,8 @@ func newStream(namespace, secret, queue string, mutate func(*esv1.EventStream)) 
 			RabbitMQ: esv1.RabbitMQConnection{ConnectionSecret: corev1.LocalObjectReference{Name: secret}},
 			Exchange: esv1.ExchangeSpec{Name: esv1.BrokerObjectName(queue + ".topic")},
 			Queue:    esv1.QueueSpec{Name: esv1.BrokerObjectName(queue)},
+			// Written explicitly, as the API server requires: these specs are about the broker.
+			Bridge: esv1.BridgeSpec{Auth: esv1.BridgeAuthSpec{Mode: esv1.AuthModeNone}},
 		},
 	}
 	if mutate != nil {

@@ -184,19 +184,19 @@ func buildPodSpec(in workloadInput) corev1.PodSpec {
 	volumes := []corev1.Volume{{Name: "tmp", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}}
 	mounts := []corev1.VolumeMount{{Name: "tmp", MountPath: "/tmp"}}
 	if tls := es.Spec.RabbitMQ.TLS; tls != nil {
-		volumes = append(volumes, secretVolume("tls-ca", tls.CASecret))
+		volumes = append(volumes, secretVolume("tls-ca", tls.CASecret.Name))
 		mounts = append(mounts, corev1.VolumeMount{Name: "tls-ca", MountPath: caMountDir, ReadOnly: true})
 	}
-	if jwt := es.Spec.Bridge.Auth.JWT; es.Spec.Bridge.Auth.Mode == esv1.AuthModeJWT && jwt != nil {
+	if jwt := es.Spec.Bridge.Auth.JWT; es.Spec.Bridge.Auth.Mode != esv1.AuthModeNone && jwt != nil {
 		if jwt.SecretRef != nil {
 			env = append(env, corev1.EnvVar{Name: envJWTHS256Secrets, ValueFrom: &corev1.EnvVarSource{
 				SecretKeyRef: &corev1.SecretKeySelector{
-					LocalObjectReference: corev1.LocalObjectReference{Name: jwt.SecretRef.Name}, Key: keyOr(jwt.SecretRef.Key, "secret"),
+					LocalObjectReference: corev1.LocalObjectReference{Name: jwt.SecretRef.Name}, Key: keyOr(jwt.SecretRef.Key, esv1.DefaultHS256SecretKey),
 				},
 			}})
 		}
 		if jwt.PublicKeySecretRef != nil {
-			volumes = append(volumes, secretVolume("jwt-key", *jwt.PublicKeySecretRef))
+			volumes = append(volumes, secretVolume("jwt-key", jwt.PublicKeySecretRef.Name))
 			mounts = append(mounts, corev1.VolumeMount{Name: "jwt-key", MountPath: jwtKeyMountDir, ReadOnly: true})
 		}
 	}
@@ -266,6 +266,7 @@ func bridgeArgs(es *esv1.EventStream) []string {
 		"--replay-size=" + strconv.Itoa(int(orDefault(b.Replay.Size, 1000))),
 		"--max-connections=" + strconv.Itoa(int(orDefault(b.Limits.MaxConnections, 10000))),
 		"--max-connections-per-tenant=" + strconv.Itoa(int(orDefault(b.Limits.MaxConnectionsPerTenant, 1000))),
+		"--max-connections-per-subject=" + strconv.Itoa(int(orDefault(b.Limits.MaxConnectionsPerSubject, 100))),
 		"--drain-timeout=" + bridgeDrainTimeout.String(),
 		"--log-format=json",
 	}
@@ -273,13 +274,14 @@ func bridgeArgs(es *esv1.EventStream) []string {
 		args = append(args, "--dead-letter-exchange="+topo.DeadLetterExchange)
 	}
 	if tls := spec.RabbitMQ.TLS; tls != nil {
-		args = append(args, "--amqp-ca-file="+caMountDir+"/"+keyOr(tls.CASecret.Key, defaultCAKey))
+		args = append(args, "--amqp-ca-file="+caMountDir+"/"+keyOr(tls.CASecret.Key, esv1.DefaultCAKey))
 	}
 	if len(b.CORS.AllowedOrigins) > 0 {
 		args = append(args, "--cors-allowed-origins="+strings.Join(b.CORS.AllowedOrigins, ","))
 	}
 	jwt := b.Auth.JWT
-	if b.Auth.Mode != esv1.AuthModeJWT {
+	// An empty mode is jwt, as the CRD defaults it: only none written out turns auth off.
+	if b.Auth.Mode == esv1.AuthModeNone {
 		return append(args, "--auth-mode=none")
 	}
 	// Without settings (the API server rejects that) the bridge refuses to start rather
@@ -294,7 +296,7 @@ func bridgeArgs(es *esv1.EventStream) []string {
 	case jwt.JWKSURL != "":
 		args = append(args, "--auth-jwks-url="+jwt.JWKSURL)
 	case jwt.PublicKeySecretRef != nil:
-		args = append(args, "--auth-public-key-file="+jwtKeyMountDir+"/"+keyOr(jwt.PublicKeySecretRef.Key, "key.pem"))
+		args = append(args, "--auth-public-key-file="+jwtKeyMountDir+"/"+keyOr(jwt.PublicKeySecretRef.Key, esv1.DefaultPublicKeyKey))
 	}
 	if len(jwt.Algorithms) > 0 {
 		algs := make([]string, 0, len(jwt.Algorithms))
@@ -326,7 +328,7 @@ func referencedSecrets(es *esv1.EventStream) []string {
 	if tls := es.Spec.RabbitMQ.TLS; tls != nil {
 		names = append(names, tls.CASecret.Name)
 	}
-	if jwt := es.Spec.Bridge.Auth.JWT; es.Spec.Bridge.Auth.Mode == esv1.AuthModeJWT && jwt != nil {
+	if jwt := es.Spec.Bridge.Auth.JWT; es.Spec.Bridge.Auth.Mode != esv1.AuthModeNone && jwt != nil {
 		if jwt.SecretRef != nil {
 			names = append(names, jwt.SecretRef.Name)
 		}
@@ -365,10 +367,10 @@ func bridgeEndpoint(es *esv1.EventStream) string {
 		servicePort(es.Spec.Bridge.Service.Port), orDefault(es.Spec.Bridge.Path, "/api/v1/events"))
 }
 
-func secretVolume(name string, ref esv1.SecretKeyReference) corev1.Volume {
+func secretVolume(name, secretName string) corev1.Volume {
 	mode := int32(0o440)
 	return corev1.Volume{Name: name, VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-		SecretName: ref.Name, DefaultMode: &mode,
+		SecretName: secretName, DefaultMode: &mode,
 	}}}
 }
 

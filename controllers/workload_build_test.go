@@ -24,7 +24,7 @@ func fullStream() *esv1.EventStream {
 		Spec: esv1.EventStreamSpec{
 			RabbitMQ: esv1.RabbitMQConnection{
 				ConnectionSecret: corev1.LocalObjectReference{Name: "rabbitmq"},
-				TLS:              &esv1.TLSSpec{CASecret: esv1.SecretKeyReference{Name: "rabbitmq-ca", Key: "bundle.pem"}},
+				TLS:              &esv1.TLSSpec{CASecret: esv1.CASecretReference{Name: "rabbitmq-ca", Key: "bundle.pem"}},
 			},
 			Exchange:    esv1.ExchangeSpec{Name: "ex.topic"},
 			Queue:       esv1.QueueSpec{Name: "q.events", Type: esv1.QueueTypeStream, DeadLetter: esv1.DeadLetterSpec{Enabled: &off}},
@@ -37,13 +37,13 @@ func fullStream() *esv1.EventStream {
 				RoutingKeyTemplate: "org.{org_id}.{kind}",
 				TenantPlaceholder:  "org_id",
 				Auth: esv1.BridgeAuthSpec{Mode: esv1.AuthModeJWT, JWT: &esv1.JWTAuthSpec{
-					SecretRef: &esv1.SecretKeyReference{Name: "jwt", Key: "hmac"}, Algorithms: []esv1.JWTAlgorithm{"HS256"},
+					SecretRef: &esv1.HS256SecretReference{Name: "jwt", Key: "hmac"}, Algorithms: []esv1.JWTAlgorithm{"HS256"},
 					Audience: "events", Issuer: "https://idp", TenantsClaim: "orgs", RequiredScope: "read:events", Cookie: "session",
 				}},
 				Heartbeat:      &metav1.Duration{Duration: 20 * time.Second},
 				Buffer:         esv1.BufferSpec{Size: 64, Overflow: esv1.OverflowLastValue},
 				Replay:         esv1.ReplaySpec{Size: 50},
-				Limits:         esv1.LimitsSpec{MaxConnections: 500, MaxConnectionsPerTenant: 20},
+				Limits:         esv1.LimitsSpec{MaxConnections: 500, MaxConnectionsPerTenant: 20, MaxConnectionsPerSubject: 7},
 				CORS:           esv1.CORSSpec{AllowedOrigins: []string{"https://a.example", "https://b.example"}},
 				Resources:      corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")}},
 				NodeSelector:   map[string]string{"pool": "edge"},
@@ -65,7 +65,7 @@ func TestBuildDeploymentCarriesEverySpecField(t *testing.T) {
 		"--exchange=ex.topic", "--queue=q.events", "--queue-type=stream", "--prefetch=250",
 		"--path=/events", "--routing-key-template=org.{org_id}.{kind}", "--tenant-param=org_id",
 		"--heartbeat=20s", "--buffer-size=64", "--overflow=lastValue", "--replay-size=50",
-		"--max-connections=500", "--max-connections-per-tenant=20",
+		"--max-connections=500", "--max-connections-per-tenant=20", "--max-connections-per-subject=7",
 		"--amqp-ca-file=/etc/eventstream/tls/bundle.pem",
 		"--cors-allowed-origins=https://a.example,https://b.example",
 		"--auth-mode=jwt", "--auth-hs256-secret-env=" + envJWTHS256Secrets, "--auth-algorithms=HS256",
@@ -135,7 +135,9 @@ func TestBuildDeploymentDefaults(t *testing.T) {
 	if dep.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
 		t.Errorf("classic queue strategy = %s, want Recreate so two consumers never compete", dep.Spec.Strategy.Type)
 	}
-	for _, a := range []string{"--auth-mode=none", "--queue=events.sse", "--queue-type=classic", "--dead-letter-exchange=events.sse.dlx", "--prefetch=100"} {
+	// An empty auth mode is jwt, as the CRD defaults it; without a key source the bridge
+	// refuses to start rather than serve every tenant.
+	for _, a := range []string{"--auth-mode=jwt", "--queue=events.sse", "--queue-type=classic", "--dead-letter-exchange=events.sse.dlx", "--prefetch=100"} {
 		if !slices.Contains(c.Args, a) {
 			t.Errorf("args lack %s: %v", a, c.Args)
 		}

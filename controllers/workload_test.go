@@ -17,7 +17,9 @@ import (
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	apimeta "k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -95,6 +97,72 @@ var _ = Describe("Bridge workload", func() {
 			return client.IgnoreNotFound(err) == nil && err != nil
 		}, 20*time.Second, 200*time.Millisecond).Should(BeTrue(), "one replica needs no PodDisruptionBudget")
 		Eventually(func() []string { return eventReasons(ns) }).Should(ContainElement("BridgeScaled"))
+	})
+
+	It("reads the key each Secret reference defaults to when a manifest names only the Secret", func() {
+		for name, key := range map[string]string{"jwt": "secret", "idp-key": "key.pem"} {
+			Expect(k8sClient.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+				Data: map[string][]byte{key: []byte("not read by the operator")}})).To(Succeed())
+		}
+		hs := newStream(ns, "rabbitmq", queue, func(es *esv1.EventStream) {
+			es.Name = "hs256"
+			es.Spec.Bridge.Auth = esv1.BridgeAuthSpec{JWT: &esv1.JWTAuthSpec{SecretRef: &esv1.HS256SecretReference{Name: "jwt"}}}
+		})
+		pem := newStream(ns, "rabbitmq", queue+"-pem", func(es *esv1.EventStream) {
+			es.Name = "pem"
+			es.Spec.Bridge.Auth = esv1.BridgeAuthSpec{JWT: &esv1.JWTAuthSpec{PublicKeySecretRef: &esv1.PublicKeySecretReference{Name: "idp-key"}}}
+		})
+		Eventually(func(g Gomega) {
+			dep := &appsv1.Deployment{}
+			g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: bridgeName(hs)}, dep)).To(Succeed())
+			var ref *corev1.SecretKeySelector
+			for _, e := range dep.Spec.Template.Spec.Containers[0].Env {
+				if e.Name == envJWTHS256Secrets {
+					ref = e.ValueFrom.SecretKeyRef
+				}
+			}
+			g.Expect(ref).NotTo(BeNil(), "the HS256 secret reaches the pod from the Secret")
+			g.Expect(ref.Name).To(Equal("jwt"))
+			g.Expect(ref.Key).To(Equal("secret"))
+			g.Expect(dep.Spec.Template.Spec.Containers[0].Args).To(ContainElement("--auth-mode=jwt"))
+
+			g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: bridgeName(pem)}, dep)).To(Succeed())
+			g.Expect(dep.Spec.Template.Spec.Containers[0].Args).To(ContainElement("--auth-public-key-file=" + jwtKeyMountDir + "/key.pem"))
+		}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+		Expect(fetch(hs)(Default).Status.Conditions).NotTo(ContainElement(HaveField("Type", esv1.ConditionInsecureAuth)))
+	})
+
+	It("shows an InsecureAuth condition and one Warning event while auth mode is none, and removes the condition for jwt", func() {
+		es := newStream(ns, "rabbitmq", queue, nil)
+		Eventually(func(g Gomega) {
+			c := apimeta.FindStatusCondition(fetch(es)(g).Status.Conditions, esv1.ConditionInsecureAuth)
+			g.Expect(c).NotTo(BeNil())
+			g.Expect(c.Status).To(Equal(metav1.ConditionTrue))
+			g.Expect(c.Reason).To(Equal(esv1.ReasonAuthModeNone))
+			g.Expect(c.Message).To(ContainSubstring("reads every tenant's events"))
+		}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+		Eventually(func() []string { return eventReasons(ns) }).Should(ContainElement(esv1.ConditionInsecureAuth))
+
+		updateStream(es, func(got *esv1.EventStream) {
+			got.Spec.Bridge.Auth = esv1.BridgeAuthSpec{Mode: esv1.AuthModeJWT,
+				JWT: &esv1.JWTAuthSpec{SecretRef: &esv1.HS256SecretReference{Name: "jwt"}}}
+		})
+		Eventually(func(g Gomega) {
+			g.Expect(apimeta.FindStatusCondition(fetch(es)(g).Status.Conditions, esv1.ConditionInsecureAuth)).To(BeNil())
+		}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
+		// The recorder folds repeats of an event into a series: count those too.
+		var list eventsv1.EventList
+		Expect(k8sClient.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
+		n := int32(0)
+		for _, e := range list.Items {
+			if e.Reason == esv1.ConditionInsecureAuth {
+				n++
+				if e.Series != nil {
+					n += e.Series.Count - 1
+				}
+			}
+		}
+		Expect(n).To(BeEquivalentTo(1), "one Warning when the condition appeared, none per reconcile")
 	})
 
 	It("rolls the pod template when the spec or the Secret changes, and only then", func() {

@@ -1,7 +1,7 @@
 package v1alpha1
 
-// Condition types of an EventStream. Ready summarises the others: it is True only when every
-// other condition is True.
+// Condition types of an EventStream. Ready summarises TopologyReady and BridgeReady: it is True
+// only when both are True. InsecureAuth is a warning that does not affect Ready.
 const (
 	// ConditionReady is True when the topology exists as declared and the bridge serves.
 	ConditionReady = "Ready"
@@ -11,6 +11,9 @@ const (
 	// ConditionBridgeReady is True when the bridge Deployment is available with the desired
 	// number of ready replicas.
 	ConditionBridgeReady = "BridgeReady"
+	// ConditionInsecureAuth is True while bridge.auth.mode is none: anyone who reaches the
+	// bridge reads every tenant's events. It is absent with auth mode jwt.
+	ConditionInsecureAuth = "InsecureAuth"
 )
 
 // Condition reasons. Each failure reason names what a user should look at; docs/status.md
@@ -42,6 +45,9 @@ const (
 	// ReasonWorkloadError: the bridge's Deployment, Service, ServiceAccount or
 	// PodDisruptionBudget could not be created or updated; the message says which and why.
 	ReasonWorkloadError = "WorkloadError"
+
+	// ReasonAuthModeNone: bridge.auth.mode is none (InsecureAuth); use jwt outside development.
+	ReasonAuthModeNone = "AuthModeNone"
 
 	// ReasonReady: every other condition is True.
 	ReasonReady = "Ready"

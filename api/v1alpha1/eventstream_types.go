@@ -8,6 +8,7 @@ import (
 // EventStreamSpec declares the RabbitMQ topology of one stream of events and the SSE bridge
 // that serves it to browsers.
 // +kubebuilder:validation:XValidation:rule="!has(self.bridge) || !has(self.bridge.replicas) || self.bridge.replicas <= 1 || (has(self.queue) && has(self.queue.type) && self.queue.type == 'stream')",message="bridge.replicas > 1 needs queue.type stream: a classic or quorum queue gives each message to one consumer, so replicas would each see only part of the events"
+// +kubebuilder:validation:XValidation:rule="has(self.bridge) && has(self.bridge.auth) && ((has(self.bridge.auth.mode) && self.bridge.auth.mode == 'none') || has(self.bridge.auth.jwt))",message="bridge.auth.mode is jwt by default and needs a key source: set bridge.auth.jwt.secretRef: {name: <Secret with key 'secret'>} (HS256) or bridge.auth.jwt.jwksURL: https://… (RS256/ES256); or write bridge.auth.mode: none to let anyone read every tenant (development only)"
 type EventStreamSpec struct {
 	// RabbitMQ says how to reach the broker.
 	RabbitMQ RabbitMQConnection `json:"rabbitmq"`
@@ -84,16 +85,62 @@ type RabbitMQConnection struct {
 
 // TLSSpec names a CA bundle.
 type TLSSpec struct {
-	// CASecret holds a PEM CA bundle under Key (default ca.crt).
-	CASecret SecretKeyReference `json:"caSecret"`
+	// CASecret holds a PEM CA bundle that signs the broker's certificates.
+	CASecret CASecretReference `json:"caSecret"`
 }
 
-// SecretKeyReference selects one key of a Secret in the EventStream's namespace.
-type SecretKeyReference struct {
+// Each kind of Secret reference is a type of its own, so that each gets the default key of
+// what it holds: a reference that names only the Secret reads that key.
+const (
+	// DefaultCAKey is the key of a CA Secret when caSecret.key is not set.
+	DefaultCAKey = "ca.crt"
+	// DefaultHS256SecretKey is the key of an HS256 Secret when secretRef.key is not set.
+	DefaultHS256SecretKey = "secret"
+	// DefaultPublicKeyKey is the key of a public-key Secret when publicKeySecretRef.key is
+	// not set.
+	DefaultPublicKeyKey = "key.pem"
+)
+
+// CASecretReference selects the key of a Secret, in the EventStream's namespace, that holds a
+// PEM CA bundle.
+type CASecretReference struct {
+	// Name of the Secret.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	Name string `json:"name"`
+	// Key of the Secret that holds the PEM CA bundle.
 	// +kubebuilder:default=ca.crt
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Key string `json:"key,omitempty"`
+}
+
+// HS256SecretReference selects the key of a Secret, in the EventStream's namespace, that
+// holds the HS256 shared secret tokens are signed with (the raw bytes, at least 32).
+type HS256SecretReference struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// Key of the Secret that holds the shared secret.
+	// +kubebuilder:default=secret
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Key string `json:"key,omitempty"`
+}
+
+// PublicKeySecretReference selects the key of a Secret, in the EventStream's namespace, that
+// holds a PEM RS256 or ES256 public key.
+type PublicKeySecretReference struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// Key of the Secret that holds the PEM public key.
+	// +kubebuilder:default=key.pem
+	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	// +optional
 	Key string `json:"key,omitempty"`
@@ -166,6 +213,8 @@ type QueueSpec struct {
 
 // DeadLetterSpec switches dead-lettering.
 type DeadLetterSpec struct {
+	// Enabled creates the dead-letter exchange and queue and routes rejected, malformed and
+	// expired messages there; false drops them.
 	// +kubebuilder:default=true
 	// +optional
 	Enabled *bool `json:"enabled,omitempty"`
@@ -192,6 +241,7 @@ const (
 )
 
 // BridgeSpec configures the SSE bridge.
+// +kubebuilder:validation:XValidation:rule="!has(self.auth) || !has(self.auth.mode) || self.auth.mode != 'none' || !has(self.service) || !has(self.service.type) || self.service.type == 'ClusterIP'",message="bridge.auth.mode none lets anyone who reaches the bridge read every tenant's events, so it is refused with a NodePort or LoadBalancer Service: use auth.mode jwt, or service.type ClusterIP"
 // +kubebuilder:validation:XValidation:rule="!has(self.routingKeyTemplate) || !has(self.tenantPlaceholder) || self.routingKeyTemplate.contains('{' + self.tenantPlaceholder + '}')",message="tenantPlaceholder must name a placeholder of routingKeyTemplate"
 type BridgeSpec struct {
 	// Replicas of the bridge. More than one needs a stream queue.
@@ -228,8 +278,7 @@ type BridgeSpec struct {
 	// +optional
 	TenantPlaceholder string `json:"tenantPlaceholder,omitempty"`
 
-	// Auth says who may read which tenant.
-	// +kubebuilder:default={}
+	// Auth says who may read which tenant. Required: JWT settings, or mode none written out.
 	// +optional
 	Auth BridgeAuthSpec `json:"auth,omitempty"`
 
@@ -288,13 +337,17 @@ const (
 	AuthModeJWT  AuthMode = "jwt"
 )
 
-// BridgeAuthSpec configures authentication of SSE clients.
-// +kubebuilder:validation:XValidation:rule="!has(self.mode) || self.mode != 'jwt' || has(self.jwt)",message="auth.mode jwt needs auth.jwt"
+// BridgeAuthSpec configures authentication of SSE clients. Secure by default: without a
+// mode the bridge requires a JWT, so auth.jwt must name where its keys come from (the rule is
+// on EventStreamSpec, as the API server checks defaults of objects against their own rules).
 type BridgeAuthSpec struct {
-	// Mode none lets anyone read every tenant (development only); jwt requires a token.
-	// +kubebuilder:default=none
+	// Mode jwt (the default) requires a valid token naming the tenants it may read; none lets
+	// anyone who reaches the Service read every tenant (development only: the EventStream
+	// shows an InsecureAuth condition, and a NodePort or LoadBalancer Service is refused).
+	// +kubebuilder:default=jwt
 	// +optional
 	Mode AuthMode `json:"mode,omitempty"`
+	// JWT says how tokens are checked; required with mode jwt.
 	// +optional
 	JWT *JWTAuthSpec `json:"jwt,omitempty"`
 }
@@ -302,17 +355,18 @@ type BridgeAuthSpec struct {
 // JWTAuthSpec configures JWT validation. Exactly one key source must be set.
 // +kubebuilder:validation:XValidation:rule="(has(self.secretRef) ? 1 : 0) + (has(self.jwksURL) ? 1 : 0) + (has(self.publicKeySecretRef) ? 1 : 0) == 1",message="set exactly one of secretRef (HS256), jwksURL or publicKeySecretRef"
 type JWTAuthSpec struct {
-	// SecretRef holds the HS256 shared secret.
+	// SecretRef names the Secret holding the HS256 shared secret (key `secret` by default).
 	// +optional
-	SecretRef *SecretKeyReference `json:"secretRef,omitempty"`
+	SecretRef *HS256SecretReference `json:"secretRef,omitempty"`
 	// JWKSURL serves the RS256/ES256 public keys.
 	// +kubebuilder:validation:MaxLength=2048
 	// +kubebuilder:validation:Pattern=`^https?://`
 	// +optional
 	JWKSURL string `json:"jwksURL,omitempty"`
-	// PublicKeySecretRef holds a PEM RS256/ES256 public key.
+	// PublicKeySecretRef names the Secret holding a PEM RS256/ES256 public key (key
+	// `key.pem` by default).
 	// +optional
-	PublicKeySecretRef *SecretKeyReference `json:"publicKeySecretRef,omitempty"`
+	PublicKeySecretRef *PublicKeySecretReference `json:"publicKeySecretRef,omitempty"`
 	// Algorithms accepted; defaults follow the key source (HS256, or RS256 and ES256).
 	// +kubebuilder:validation:MaxItems=3
 	// +listType=set
@@ -348,6 +402,8 @@ type JWTAlgorithm string
 
 // BufferSpec bounds a subscriber's buffer.
 type BufferSpec struct {
+	// Size is the most events a subscriber's buffer holds before the overflow policy applies
+	// (the buffer is also bounded in bytes).
 	// +kubebuilder:default=256
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65536
@@ -361,6 +417,9 @@ type BufferSpec struct {
 
 // ReplaySpec sizes the in-memory replay ring.
 type ReplaySpec struct {
+	// Size is how many recent events the bridge keeps for Last-Event-ID resume on classic and
+	// quorum queues (also bounded in bytes); 0 turns resume off. Stream queues resume from
+	// the stream itself.
 	// +kubebuilder:default=1000
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=1000000
@@ -368,18 +427,29 @@ type ReplaySpec struct {
 	Size int32 `json:"size,omitempty"`
 }
 
-// LimitsSpec bounds connections.
+// LimitsSpec bounds connections. A browser refused by a limit retries by itself and gets in
+// once the limit frees.
 type LimitsSpec struct {
+	// MaxConnections is the most open streams per bridge replica.
 	// +kubebuilder:default=10000
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000000
 	// +optional
 	MaxConnections int32 `json:"maxConnections,omitempty"`
+	// MaxConnectionsPerTenant is the most open streams per tenant and bridge replica.
 	// +kubebuilder:default=1000
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000000
 	// +optional
 	MaxConnectionsPerTenant int32 `json:"maxConnectionsPerTenant,omitempty"`
+	// MaxConnectionsPerSubject is the most open streams per token subject (the JWT sub claim)
+	// and bridge replica, so that one user or one leaked token cannot take a whole tenant's
+	// share.
+	// +kubebuilder:default=100
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000
+	// +optional
+	MaxConnectionsPerSubject int32 `json:"maxConnectionsPerSubject,omitempty"`
 }
 
 // CORSSpec lists allowed origins.
@@ -395,15 +465,18 @@ type CORSSpec struct {
 
 // ServiceSpec configures the bridge Service.
 type ServiceSpec struct {
+	// Type of the Service. NodePort and LoadBalancer need auth mode jwt.
 	// +kubebuilder:default=ClusterIP
 	// +kubebuilder:validation:Enum=ClusterIP;NodePort;LoadBalancer
 	// +optional
 	Type corev1.ServiceType `json:"type,omitempty"`
+	// Port of the Service.
 	// +kubebuilder:default=80
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65535
 	// +optional
 	Port int32 `json:"port,omitempty"`
+	// Annotations are added to the Service (e.g. for a cloud load balancer).
 	// +optional
 	Annotations map[string]string `json:"annotations,omitempty"`
 }
@@ -414,7 +487,7 @@ type EventStreamStatus struct {
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
-	// Conditions: Ready, TopologyReady, BridgeReady.
+	// Conditions: Ready, TopologyReady, BridgeReady, and InsecureAuth while auth mode is none.
 	// +listType=map
 	// +listMapKey=type
 	// +optional
@@ -431,6 +504,7 @@ type EventStreamStatus struct {
 
 // QueueStatus is the queue as the broker reports it.
 type QueueStatus struct {
+	// Name of the queue.
 	Name string `json:"name"`
 	// MessagesReady waiting for a consumer.
 	MessagesReady int64 `json:"messagesReady"`
@@ -445,16 +519,24 @@ type QueueStatus struct {
 
 // BridgeStatus sums the bridge pods' metrics.
 type BridgeStatus struct {
-	Replicas      int32 `json:"replicas"`
+	// Replicas is the desired number of bridge pods.
+	Replicas int32 `json:"replicas"`
+	// ReadyReplicas is the number of bridge pods ready to serve streams.
 	ReadyReplicas int32 `json:"readyReplicas"`
 	// ReplicasText is "ready/desired", for the printer column.
 	// +optional
 	ReplicasText string `json:"replicasText,omitempty"`
-	Clients      int64  `json:"clients"`
-	Delivered    int64  `json:"delivered"`
-	Dropped      int64  `json:"dropped"`
-	Reconnects   int64  `json:"reconnects"`
-	LagMessages  int64  `json:"lagMessages"`
+	// Clients is the number of open SSE streams.
+	Clients int64 `json:"clients"`
+	// Delivered is the number of events written to clients since the pods started.
+	Delivered int64 `json:"delivered"`
+	// Dropped is the number of events a client did not get (full buffer, disconnect); each
+	// drop was signalled to its client with a gap event.
+	Dropped int64 `json:"dropped"`
+	// Reconnects is the number of times the bridges reconnected to the broker.
+	Reconnects int64 `json:"reconnects"`
+	// LagMessages is the number of messages the broker holds that no bridge has received yet.
+	LagMessages int64 `json:"lagMessages"`
 	// Endpoint is the in-cluster URL of the event stream.
 	// +optional
 	Endpoint string `json:"endpoint,omitempty"`
@@ -466,7 +548,7 @@ type BridgeStatus struct {
 // EventStream turns a RabbitMQ queue into filtered Server-Sent Events for browsers.
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
-// +kubebuilder:resource:shortName=evs,categories=all
+// +kubebuilder:resource:shortName=evs,categories=eventstream
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Queue",type=string,JSONPath=`.spec.queue.name`
 // +kubebuilder:printcolumn:name="Type",type=string,JSONPath=`.spec.queue.type`

@@ -68,7 +68,13 @@ func TestValidation(t *testing.T) {
 		{"unknown queue type", `queue: {type: lazy}`, `Unsupported value: "lazy"`},
 		{"maxLength on stream", `queue: {type: stream, maxLength: 10}`, "maxLength is not supported by stream queues"},
 		{"unknown overflow", `bridge: {buffer: {overflow: dropNewest}}`, `Unsupported value: "dropNewest"`},
-		{"jwt without settings", `bridge: {auth: {mode: jwt}}`, "auth.mode jwt needs auth.jwt"},
+		{"jwt without settings", `bridge: {auth: {mode: jwt}}`, "bridge.auth.mode is jwt by default and needs a key source"},
+		{"no key source (auth jwt by default)", `bridge: {auth: {}}`, "set bridge.auth.jwt.secretRef: {name: <Secret with key 'secret'>} (HS256) or bridge.auth.jwt.jwksURL"},
+		{"no key source, the message shows the way out for development", `bridge: {replicas: 1}`, "or write bridge.auth.mode: none"},
+		{"auth none on a NodePort Service", `bridge: {auth: {mode: none}, service: {type: NodePort}}`, "refused with a NodePort or LoadBalancer Service"},
+		{"auth none on a LoadBalancer Service", `bridge: {auth: {mode: none}, service: {type: LoadBalancer}}`, "refused with a NodePort or LoadBalancer Service"},
+		{"empty HS256 secret key", `bridge: {auth: {jwt: {secretRef: {name: jwt, key: ""}}}}`, "spec.bridge.auth.jwt.secretRef.key"},
+		{"per-subject limit 0", `bridge: {auth: {mode: none}, limits: {maxConnectionsPerSubject: 0}}`, "spec.bridge.limits.maxConnectionsPerSubject"},
 		{"jwt with two key sources", `bridge: {auth: {mode: jwt, jwt: {jwksURL: "https://idp/jwks", secretRef: {name: s}}}}`, "set exactly one of"},
 		{"heartbeat too short", `bridge: {heartbeat: 100ms}`, "heartbeat must be between 1s and 5m"},
 		{"wildcard CORS origin", `bridge: {cors: {allowedOrigins: ["*"]}}`, "spec.bridge.cors.allowedOrigins[0]"},
@@ -77,6 +83,9 @@ func TestValidation(t *testing.T) {
 	for _, tt := range invalid {
 		t.Run("rejects "+tt.name, func(t *testing.T) {
 			obj := manifest(t, "invalid", tt.spec, tt.name != "missing secret")
+			if !strings.Contains(tt.spec, "auth") && !strings.Contains(tt.message, "auth") {
+				withDevelopmentAuth(t, obj) // only the rule under test fails
+			}
 			err := c.Create(ctx, obj)
 			if err == nil {
 				_ = c.Delete(ctx, obj)
@@ -90,6 +99,7 @@ func TestValidation(t *testing.T) {
 
 	t.Run("immutable queue name and type", func(t *testing.T) {
 		obj := manifest(t, "immutable", `queue: {name: a}`, true)
+		withDevelopmentAuth(t, obj)
 		if err := c.Create(ctx, obj); err != nil {
 			t.Fatal(err)
 		}
@@ -103,7 +113,9 @@ func TestValidation(t *testing.T) {
 	})
 
 	t.Run("defaults match the design", func(t *testing.T) {
-		obj := manifest(t, "defaults", "", true)
+		// The smallest manifest a user can write: a connection Secret and an HS256 key Secret
+		// named without its key.
+		obj := manifest(t, "defaults", `bridge: {auth: {jwt: {secretRef: {name: jwt}}}}`, true)
 		if err := c.Create(ctx, obj); err != nil {
 			t.Fatal(err)
 		}
@@ -123,7 +135,13 @@ func TestValidation(t *testing.T) {
 			"replicas":     {*s.Bridge.Replicas, int32(1)},
 			"path":         {s.Bridge.Path, "/api/v1/events"},
 			"template":     {s.Bridge.RoutingKeyTemplate, "team.{team_id}.job.{job_id}.status"},
-			"auth":         {string(s.Bridge.Auth.Mode), "none"},
+			"auth":         {string(s.Bridge.Auth.Mode), "jwt"},
+			"hs256 key":    {s.Bridge.Auth.JWT.SecretRef.Key, "secret"},
+			"tenants":      {s.Bridge.Auth.JWT.TenantsClaim, "teams"},
+			"scope":        {s.Bridge.Auth.JWT.RequiredScope, "events:read"},
+			"per subject":  {s.Bridge.Limits.MaxConnectionsPerSubject, int32(100)},
+			"per tenant":   {s.Bridge.Limits.MaxConnectionsPerTenant, int32(1000)},
+			"service type": {string(s.Bridge.Service.Type), "ClusterIP"},
 			"heartbeat":    {s.Bridge.Heartbeat.Duration.String(), "15s"},
 			"buffer":       {s.Bridge.Buffer.Size, int32(256)},
 			"overflow":     {string(s.Bridge.Buffer.Overflow), "dropOldest"},
@@ -135,6 +153,42 @@ func TestValidation(t *testing.T) {
 			if c[0] != c[1] {
 				t.Errorf("default %s = %v, want %v", name, c[0], c[1])
 			}
+		}
+	})
+
+	t.Run("each Secret reference defaults to the key of what it holds", func(t *testing.T) {
+		for _, tt := range []struct{ spec, want string }{
+			{`bridge: {auth: {jwt: {secretRef: {name: jwt}}}}`, "secret"},
+			{`bridge: {auth: {jwt: {publicKeySecretRef: {name: jwt}}}}`, "key.pem"},
+			{"rabbitmq: {connectionSecret: {name: rabbitmq}, tls: {caSecret: {name: ca}}}\nbridge: {auth: {mode: none}}", "ca.crt"},
+		} {
+			obj := manifest(t, "keys", tt.spec, !strings.HasPrefix(tt.spec, "rabbitmq"))
+			if err := c.Create(ctx, obj); err != nil {
+				t.Fatal(err)
+			}
+			var es esv1.EventStream
+			if err := c.Get(ctx, client.ObjectKeyFromObject(obj), &es); err != nil {
+				t.Fatal(err)
+			}
+			var got string
+			switch jwt := es.Spec.Bridge.Auth.JWT; {
+			case jwt != nil && jwt.SecretRef != nil:
+				got = jwt.SecretRef.Key
+			case jwt != nil && jwt.PublicKeySecretRef != nil:
+				got = jwt.PublicKeySecretRef.Key
+			default:
+				got = es.Spec.RabbitMQ.TLS.CASecret.Key
+			}
+			if got != tt.want {
+				t.Errorf("%s: key defaults to %q, want %q", tt.spec, got, tt.want)
+			}
+		}
+	})
+
+	t.Run("auth none on a ClusterIP Service is accepted", func(t *testing.T) {
+		obj := manifest(t, "dev", `bridge: {auth: {mode: none}}`, true)
+		if err := c.Create(ctx, obj); err != nil {
+			t.Fatal(err)
 		}
 	})
 
@@ -166,6 +220,18 @@ func TestValidation(t *testing.T) {
 }
 
 var counter int
+
+// withDevelopmentAuth sets bridge.auth.mode none when the manifest says nothing of auth, so
+// that a case about another field is not also refused for its missing key source.
+func withDevelopmentAuth(t *testing.T, obj *unstructured.Unstructured) {
+	t.Helper()
+	if _, found, _ := unstructured.NestedFieldNoCopy(obj.Object, "spec", "bridge", "auth"); found {
+		return
+	}
+	if err := unstructured.SetNestedField(obj.Object, "none", "spec", "bridge", "auth", "mode"); err != nil {
+		t.Fatal(err)
+	}
+}
 
 // manifest builds an EventStream in namespace default from a YAML fragment of its spec.
 func manifest(t *testing.T, prefix, spec string, withSecret bool) *unstructured.Unstructured {

@@ -179,6 +179,7 @@ func runOperator(ctx context.Context, o operatorFlags) ([][]string, []string, er
 						RabbitMQ: esv1.RabbitMQConnection{ConnectionSecret: corev1.LocalObjectReference{Name: "rabbitmq"}},
 						Exchange: esv1.ExchangeSpec{Name: esv1.BrokerObjectName(name + ".topic")},
 						Queue:    esv1.QueueSpec{Name: esv1.BrokerObjectName(name)},
+						Bridge:   esv1.BridgeSpec{Auth: esv1.BridgeAuthSpec{Mode: esv1.AuthModeNone}},
 					},
 				}
 				if err := c.Create(ctx, es); err != nil {
