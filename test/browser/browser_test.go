@@ -99,6 +99,13 @@ func (f *frontend) requests() []string {
 
 func startBridge(t *testing.T, uri string, args ...string) *app.Bridge {
 	t.Helper()
+	return startBridgeWith(t, uri, auth.None(), args...)
+}
+
+// startBridgeWith starts a bridge in this process that authenticates clients with authn and
+// waits until it consumes.
+func startBridgeWith(t *testing.T, uri string, authn auth.Authenticator, args ...string) *app.Bridge {
+	t.Helper()
 	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
 	cfg := app.BindFlags(fs, func(k string) string {
 		if k == app.EnvURL {
@@ -109,7 +116,7 @@ func startBridge(t *testing.T, uri string, args ...string) *app.Bridge {
 	if err := fs.Parse(append([]string{"--listen=127.0.0.1:0", "--metrics-listen=127.0.0.1:0", "--declare-topology", "--retry=300ms", "--heartbeat=1s"}, args...)); err != nil {
 		t.Fatal(err)
 	}
-	cfg.Authenticator = auth.None()
+	cfg.Authenticator = authn
 	b, err := app.Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -220,6 +227,17 @@ func TestEventSourceReceivesAndResumesAcrossRestart(t *testing.T) {
 // that waits (30 s at most) until a condition on it holds.
 func openPage(t *testing.T, browserPath, url string) (read func() seen, waitFor func(string, func(seen) bool) seen) {
 	t.Helper()
+	ctx := browserContext(t, browserPath)
+	if _, err := chromedp.Run(ctx, chromedp.Navigate(url)); err != nil {
+		t.Fatal(err)
+	}
+	return readSeen(ctx, t)
+}
+
+// browserContext starts a headless Chromium for the test and returns a tab's context, valid
+// for 90 s at most.
+func browserContext(t *testing.T, browserPath string) context.Context {
+	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(browserPath),
 		chromedp.Flag("headless", true),
@@ -238,9 +256,12 @@ func openPage(t *testing.T, browserPath, url string) (read func() seen, waitFor 
 	t.Cleanup(cancel)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
 	t.Cleanup(cancelTimeout)
-	if _, err := chromedp.Run(ctx, chromedp.Navigate(url)); err != nil {
-		t.Fatal(err)
-	}
+	return ctx
+}
+
+// readSeen returns a reader of the tab's window.seen and a poller that waits (30 s at most)
+// until a condition on it holds.
+func readSeen(ctx context.Context, t *testing.T) (read func() seen, waitFor func(string, func(seen) bool) seen) {
 	read = func() seen {
 		s, err := chromedp.Run(ctx, chromedp.Evaluate[seen](`window.seen`))
 		if err != nil {
