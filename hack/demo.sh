@@ -128,11 +128,19 @@ stringData:
   uri: amqp://guest:guest@$EVENTSTREAM_CLUSTER_HOST_IP:$amqp_port/
   managementURI: http://$EVENTSTREAM_CLUSTER_HOST_IP:$mgmt_port
 SECRET
+  # The sample's JWT key Secret, made as the sample's comment says (random, key `secret`).
+  kubectl get secret jwt -n "$ns" >/dev/null 2>&1 ||
+    kubectl create secret generic jwt -n "$ns" --from-literal=secret="$(head -c 48 /dev/urandom | base64 -w0)" >/dev/null
   awk 'BEGIN{RS="\n---\n"; ORS="\n---\n"} !/\nkind: Secret\n/' config/samples/eventstream_classic.yaml |
     kubectl apply -n "$ns" -f -
   kubectl wait --for=condition=Ready "evs/$stream" -n "$ns" --timeout=180s
 
   local eventctl=$root/dist/eventctl   # built for this machine by hack/image.sh
+  # A token for the tenant shown, valid for a day, minted from the Secret (it never leaves
+  # this machine; the bridge refuses streams without a token).
+  local token
+  token=$(kubectl get secret jwt -n "$ns" -o jsonpath='{.data.secret}' | base64 -d |
+    "$eventctl" token --secret-file - --team "$tenant" --ttl 24h)
   say "publishing job-status events: team $tenant at ${rate}/s, team $other_tenant at 1/s (eventctl publish)"
   local publisher
   publisher="$(declare -f publish_jobs); publish_jobs \"\$@\""
@@ -141,7 +149,7 @@ SECRET
 
   local ip url
   ip=$(kubectl get service "$stream-bridge" -n "$ns" -o jsonpath='{.spec.clusterIP}')
-  url="http://$ip/api/v1/events?team_id=$tenant"
+  url="http://$ip/api/v1/events?team_id=$tenant&access_token=$token"
   background port-forward kubectl port-forward --address 127.0.0.1 -n "$ns" "service/$stream-bridge" "$port:80"
 
   say "kubectl get eventstreams -n $ns"
@@ -157,15 +165,18 @@ SECRET
   Open the events in a browser on this machine:
     $url
     or, through kubectl port-forward (also via ssh -L $port:127.0.0.1:$port):
-    http://127.0.0.1:$port/api/v1/events?team_id=$tenant
+    http://127.0.0.1:$port/api/v1/events?team_id=$tenant&access_token=$token
   As an app would: open http://127.0.0.1:$port/ and run in the DevTools console
-    new EventSource('/api/v1/events?team_id=$tenant').onmessage = (e) => console.log(JSON.parse(e.data))
+    new EventSource('/api/v1/events?team_id=$tenant&access_token=$token').onmessage = (e) => console.log(JSON.parse(e.data))
+  The token (team $tenant, 24 h) was minted with:
+    kubectl get secret jwt -n $ns -o jsonpath='{.data.secret}' | base64 -d | eventctl token --secret-file - --team $tenant --ttl 24h
+  Without a token the bridge answers 401; with it, only team $tenant's events.
   From a shell:  curl -N '$url'
   Watch the status:  KUBECONFIG=$KUBECONFIG kubectl get evs -n $ns -w
   Team $other_tenant's events are published too; the stream of team $tenant never shows them.
 EOF
 
-  say "eventctl tail $url   (Ctrl-C ends the demo and cleans up)"
+  say "eventctl tail http://$ip/api/v1/events?team_id=$tenant&access_token=…   (Ctrl-C ends the demo and cleans up)"
   setsid "$eventctl" tail "$url" </dev/null &
   local tail_pid=$!
   echo "$tail_pid tail" >>"$state/pids"
