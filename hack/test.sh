@@ -4,7 +4,8 @@
 #
 #   - kube-apiserver, etcd (built from Go modules, cached by version) for envtest
 #   - a private RabbitMQ node (Debian's rabbitmq-server, own ports and dirs)
-#   - Debian's chromium for the browser tests, helm for the chart tests
+#   - Debian's chromium for the browser tests, helm for the chart tests, promtool (Debian's
+#     prometheus package) for the alert rules
 #
 # Integration tests fail instead of skipping here (EVENTSTREAM_REQUIRE_INTEGRATION=1).
 set -euo pipefail
@@ -28,6 +29,13 @@ trap cleanup EXIT
 step "pinned tools (helm)"
 HELM=$(hack/tool.sh helm)
 export HELM
+
+step "promtool for the alert-rule tests (Debian's prometheus package)"
+if ! command -v promtool >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y --no-install-recommends prometheus >/dev/null 2>&1 ||
+    { apt-get update >/dev/null && apt-get install -y --no-install-recommends prometheus >/dev/null; }
+fi
 
 step "Chromium for the browser tests"
 CHROMIUM=$(hack/chromium.sh)

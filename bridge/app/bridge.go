@@ -58,6 +58,7 @@ func Start(cfg *Config, log *slog.Logger) (*Bridge, error) {
 	if m == nil {
 		m = metrics.New()
 	}
+	m.ConnectionLimit.Set(float64(cfg.MaxConnections))
 	ids := hub.EpochIDs
 	if queueType == bridgeamqp.Stream {
 		ids = hub.OffsetIDs

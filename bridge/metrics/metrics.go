@@ -23,6 +23,7 @@ const (
 	DeliveryLatency     = "eventstream_bridge_delivery_latency_seconds"
 	ConnectionsRejected = "eventstream_bridge_connections_rejected_total"
 	BrokerConnected     = "eventstream_bridge_broker_connected"
+	MaxConnections      = "eventstream_bridge_max_connections"
 )
 
 // Metrics holds the bridge's collectors and their registry.
@@ -50,6 +51,9 @@ type Metrics struct {
 	Latency prometheus.Histogram
 	// Rejected counts refused SSE connections by reason.
 	Rejected *prometheus.CounterVec
+	// ConnectionLimit is the bridge's limit of open streams (0: unlimited), so that alerts
+	// can compare Clients with it.
+	ConnectionLimit prometheus.Gauge
 }
 
 // New creates the metrics on a new registry that also carries the Go and process collectors.
@@ -70,10 +74,11 @@ func New() *Metrics {
 			Help:    "Time from publish (message timestamp) to the write to an SSE client.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
-		Rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: ConnectionsRejected, Help: "SSE connections refused, by reason."}, []string{"reason"}),
+		Rejected:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: ConnectionsRejected, Help: "SSE connections refused, by reason."}, []string{"reason"}),
+		ConnectionLimit: prometheus.NewGauge(prometheus.GaugeOpts{Name: MaxConnections, Help: "The bridge's limit of open SSE streams (0: unlimited)."}),
 	}
 	reg.MustRegister(m.Clients, m.Consumed, m.Delivered, m.Dropped, m.Malformed, m.Reconnects,
-		m.BrokerUp, m.Lag, m.Latency, m.Rejected,
+		m.BrokerUp, m.Lag, m.Latency, m.Rejected, m.ConnectionLimit,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{"overflow", "superseded", "disconnect"} {
 		m.Dropped.WithLabelValues(r)
