@@ -37,6 +37,8 @@ func (r *EventStreamReconciler) brokerConnection(ctx context.Context, es *esv1.E
 		return broker.Connection{}, newStepError(stalled, esv1.ReasonSecretInvalid, nil,
 			"Secret %s: %v", name, err)
 	}
+	// The Secret is written for the stream's namespace: a Service name there, like `rabbitmq`.
+	conn.ManagementURL = broker.QualifyServiceHost(conn.ManagementURL, es.Namespace)
 	if tls := es.Spec.RabbitMQ.TLS; tls != nil {
 		caSecret, err := r.secret(ctx, es.Namespace, tls.CASecret.Name)
 		if err != nil {

@@ -26,7 +26,9 @@
 # API server and kubelet listen there, so pods reach the API server through the `kubernetes`
 # Service (kube-proxy, iptables mode) and the host reaches pods by pod IP and Service ClusterIP
 # (10.96.0.0/16). Host services listening on 0.0.0.0 (the RabbitMQ test node) are reachable
-# from pods at 10.88.0.1. There is no cluster DNS: use IPs. Details: docs/local-cluster.md.
+# from pods at 10.88.0.1. Cluster DNS: CoreDNS (built from Go modules) on 10.88.0.1:53 behind
+# the Service kube-dns (10.96.0.10), so pods resolve Service names. Details:
+# docs/local-cluster.md.
 #
 # Settings (environment): EVENTSTREAM_CLUSTER_DIR (state, logs; default bin/cluster).
 # Ports (all below 32768): etcd 25379/25380, registry 25000, kube-apiserver 26443,
@@ -47,6 +49,7 @@ pod_cidr=10.88.0.0/16
 host_ip=10.88.0.1          # the host on the pod bridge: API server, kubelet, RabbitMQ for pods
 service_cidr=10.96.0.0/16
 kubernetes_service_ip=10.96.0.1
+dns_service_ip=10.96.0.10   # kube-dns: CoreDNS on the host
 etcd_port=25379
 etcd_peer_port=25380
 registry_port=25000
@@ -58,6 +61,8 @@ kcm_port=26257
 scheduler_port=26259
 proxy_healthz_port=26256
 proxy_metrics_port=26249
+coredns_health_port=26053
+coredns_ready_port=26181
 containerd_stream_port=26010
 pause_image=$registry/eventstream-local/pause:1
 
@@ -75,7 +80,7 @@ admin_kubeconfig=$dir/kubeconfig
 export PATH=$k8s_bin:$root/bin:$PATH:/usr/local/sbin:/usr/sbin:/sbin
 
 # Components in start order; down stops them in reverse.
-components=(registry etcd kube-apiserver containerd kube-controller-manager kube-scheduler kubelet kube-proxy)
+components=(registry etcd kube-apiserver coredns containerd kube-controller-manager kube-scheduler kubelet kube-proxy)
 
 log() { echo "cluster.sh: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -224,6 +229,10 @@ build_binaries() {
   build_kube_proxy
   ensure_crane > /dev/null || fail_with_log build "installing crane failed"
   ensure_crictl > /dev/null || fail_with_log build "installing crictl failed"
+  if [ ! -x "$tools_cache/coredns-$coredns_version" ]; then
+    log "building coredns $coredns_version (cold: about 5 minutes; log: $logs/build.log)"
+  fi
+  ensure_coredns >> "$logs/build.log" 2>&1 || fail_with_log build "installing coredns failed"
 }
 
 # ---------------------------------------------------------------- certificates and credentials
@@ -404,6 +413,59 @@ start_apiserver() {
     fail_with_log kube-apiserver "kube-apiserver did not become ready"
 }
 
+# start_coredns: cluster DNS. CoreDNS runs on the host, listens on the pod bridge's host address
+# (port 53), answers for cluster.local from the API server (kubernetes plugin) and forwards
+# the rest to the host's resolvers. The Service kube-dns (kube-system, $dns_service_ip) points
+# at it through an EndpointSlice; kubelet gives pods that address as their nameserver, so pods
+# resolve <svc>.<ns>.svc.cluster.local and short names.
+start_coredns() {
+  cat > "$dir/Corefile" <<COREFILE
+.:53 {
+    bind $host_ip
+    errors
+    health 127.0.0.1:$coredns_health_port
+    ready 127.0.0.1:$coredns_ready_port
+    kubernetes cluster.local in-addr.arpa ip6.arpa {
+        kubeconfig $admin_kubeconfig
+        pods insecure
+        fallthrough in-addr.arpa ip6.arpa
+    }
+    forward . /etc/resolv.conf
+    cache 30
+    loop
+}
+COREFILE
+  start_daemon coredns "$root/bin/coredns" -conf "$dir/Corefile"
+  wait_for --process coredns 60 "coredns ready (kubernetes plugin synced)" curl -fsS --max-time 2 "http://127.0.0.1:$coredns_ready_port/ready" ||
+    fail_with_log coredns "coredns did not become ready"
+  k apply -f - > /dev/null <<YAML || fail_with_log kube-apiserver "creating the kube-dns Service failed"
+apiVersion: v1
+kind: Service
+metadata:
+  name: kube-dns
+  namespace: kube-system
+  labels: {k8s-app: kube-dns}
+spec:
+  clusterIP: $dns_service_ip
+  ports:
+    - {name: dns, port: 53, protocol: UDP}
+    - {name: dns-tcp, port: 53, protocol: TCP}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: kube-dns-host
+  namespace: kube-system
+  labels: {kubernetes.io/service-name: kube-dns}
+addressType: IPv4
+ports:
+  - {name: dns, port: 53, protocol: UDP}
+  - {name: dns-tcp, port: 53, protocol: TCP}
+endpoints:
+  - addresses: ["$host_ip"]
+YAML
+}
+
 write_containerd_config() {
   mkdir -p "$containerd_dir/root" "$containerd_dir/state" "$runc_root"
   cat > "$containerd_dir/config.toml" <<TOML
@@ -535,6 +597,8 @@ failCgroupV1: false
 # No CAP_SYS_RESOURCE: the kubelet cannot lower its own oom_score_adj.
 oomScoreAdj: 0
 resolvConf: /etc/resolv.conf
+clusterDNS: [$dns_service_ip]
+clusterDomain: cluster.local
 serializeImagePulls: false
 # A test node: never evict or garbage-collect images because of a busy shared disk.
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%", nodefs.inodesFree: "1%"}
@@ -612,6 +676,7 @@ cmd_up() {
   start_registry
   start_etcd
   start_apiserver
+  start_coredns
   start_containerd
   push_pause_image
   start_controller_manager

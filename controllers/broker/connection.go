@@ -57,3 +57,26 @@ func ConnectionFromURIs(amqpURI, managementURI string) (Connection, error) {
 	conn.ManagementURL = strings.TrimSuffix(m.String(), "/")
 	return conn, nil
 }
+
+// QualifyServiceHost makes a management URL with a short host name (a Kubernetes Service name
+// such as "rabbitmq", no dot) resolve in the stream's namespace, as it does for the stream's
+// bridge pods: http://rabbitmq:15672 becomes http://rabbitmq.<namespace>.svc:15672. The
+// operator runs in a namespace of its own, where the short name would resolve to another
+// Service or to nothing. IP addresses, localhost and names with a dot are left alone. With
+// https the broker's certificate must name the qualified host.
+func QualifyServiceHost(managementURL, namespace string) string {
+	u, err := url.Parse(managementURL)
+	if err != nil || namespace == "" {
+		return managementURL
+	}
+	host := u.Hostname()
+	if host == "" || strings.Contains(host, ".") || host == "localhost" || net.ParseIP(host) != nil {
+		return managementURL
+	}
+	qualified := host + "." + namespace + ".svc"
+	if port := u.Port(); port != "" {
+		qualified = net.JoinHostPort(qualified, port)
+	}
+	u.Host = qualified
+	return u.String()
+}

@@ -44,3 +44,20 @@ func TestConnectionFromURIs(t *testing.T) {
 		})
 	}
 }
+
+func TestQualifyServiceHost(t *testing.T) {
+	for _, tt := range []struct{ in, want string }{
+		{"http://rabbitmq:15672", "http://rabbitmq.shop.svc:15672"},
+		{"https://rabbitmq", "https://rabbitmq.shop.svc"},
+		{"http://rabbitmq.broker:15672", "http://rabbitmq.broker:15672"},
+		{"http://rabbitmq.broker.svc.cluster.local:15672", "http://rabbitmq.broker.svc.cluster.local:15672"},
+		{"http://10.88.0.1:21772", "http://10.88.0.1:21772"},
+		{"http://[::1]:15672", "http://[::1]:15672"},
+		{"http://localhost:15672", "http://localhost:15672"},
+		{"http://rabbitmq:15672/prefix", "http://rabbitmq.shop.svc:15672/prefix"},
+	} {
+		if got := QualifyServiceHost(tt.in, "shop"); got != tt.want {
+			t.Errorf("QualifyServiceHost(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

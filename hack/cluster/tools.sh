@@ -36,6 +36,10 @@ ensure_go_tool() {
 ensure_crane() { ensure_go_tool crane "$crane_version" github.com/google/go-containerregistry/cmd/crane; }
 ensure_crictl() { ensure_go_tool crictl "$crictl_version" sigs.k8s.io/cri-tools/cmd/crictl; }
 
+# Cluster DNS (about 5 minutes cold): CoreDNS with its kubernetes plugin.
+coredns_version=v1.15.0
+ensure_coredns() { ensure_go_tool coredns "$coredns_version" github.com/coredns/coredns; }
+
 helm_version=v3.22.0
 controller_gen_version=v0.23.0
 ensure_helm() { ensure_go_tool helm "$helm_version" helm.sh/helm/v3/cmd/helm; }
