@@ -28,6 +28,7 @@ const (
 	RejectForbidden       = "forbidden"
 	RejectMaxConnections  = "max_connections"
 	RejectTenantLimit     = "max_connections_per_tenant"
+	RejectRequestBody     = "request_body"
 	RejectDraining        = "draining"
 	RejectMethod          = "method_not_allowed"
 )
@@ -224,8 +225,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		go h.serve(sink, st)
 		return
 	}
+	// Admitted: the request phase's read deadline (http.Server.ReadTimeout) no longer applies;
+	// left in place it would end the stream (net/http cancels the request on a read error).
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
 	writeStreamHeaders(w)
-	h.serve(&responseSink{w: w, rc: http.NewResponseController(w), ctx: r.Context(), timeout: h.cfg.WriteTimeout}, st)
+	h.serve(&responseSink{w: w, rc: rc, ctx: r.Context(), timeout: h.cfg.WriteTimeout}, st)
 }
 
 // streamStart is what an admitted stream needs from its request.
