@@ -101,20 +101,21 @@ func Start(cfg *Config, log *slog.Logger) (*Bridge, error) {
 		streamReader = consumer.ReadStream
 	}
 	handler, err := server.NewHandler(server.Config{
-		StreamReader:            streamReader,
-		MaxStreamReaders:        cfg.MaxStreamReaders,
-		Hub:                     h,
-		Template:                tmpl,
-		TenantParam:             cfg.TenantParam,
-		Authenticator:           cfg.Authenticator,
-		AuthMetrics:             cfg.AuthMetrics,
-		Metrics:                 m,
-		Logger:                  log,
-		Heartbeat:               cfg.Heartbeat,
-		Retry:                   cfg.Retry,
-		MaxFilterValues:         cfg.MaxFilterValues,
-		MaxConnections:          cfg.MaxConnections,
-		MaxConnectionsPerTenant: cfg.MaxConnectionsPerTenant,
+		StreamReader:             streamReader,
+		MaxStreamReaders:         cfg.MaxStreamReaders,
+		Hub:                      h,
+		Template:                 tmpl,
+		TenantParam:              cfg.TenantParam,
+		Authenticator:            cfg.Authenticator,
+		AuthMetrics:              cfg.AuthMetrics,
+		Metrics:                  m,
+		Logger:                   log,
+		Heartbeat:                cfg.Heartbeat,
+		Retry:                    cfg.Retry,
+		MaxFilterValues:          cfg.MaxFilterValues,
+		MaxConnections:           cfg.MaxConnections,
+		MaxConnectionsPerTenant:  cfg.MaxConnectionsPerTenant,
+		MaxConnectionsPerSubject: cfg.MaxConnectionsPerSubject,
 	})
 	if err != nil {
 		return nil, err
