@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	bridgeamqp "github.com/eventstream-operator/eventstream-operator/bridge/amqp"
@@ -16,6 +17,10 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/bridge/metrics"
 	"github.com/eventstream-operator/eventstream-operator/bridge/server"
 )
+
+// opsWriteTimeout bounds writing one response of the operations listener (a /metrics
+// scrape), longer than any scrape timeout.
+const opsWriteTimeout = 30 * time.Second
 
 // Bridge is a running bridge: consumer, hub, SSE server and operations server.
 type Bridge struct {
@@ -97,20 +102,21 @@ func Start(cfg *Config, log *slog.Logger) (*Bridge, error) {
 		streamReader = consumer.ReadStream
 	}
 	handler, err := server.NewHandler(server.Config{
-		StreamReader:            streamReader,
-		MaxStreamReaders:        cfg.MaxStreamReaders,
-		Hub:                     h,
-		Template:                tmpl,
-		TenantParam:             cfg.TenantParam,
-		Authenticator:           cfg.Authenticator,
-		AuthMetrics:             cfg.AuthMetrics,
-		Metrics:                 m,
-		Logger:                  log,
-		Heartbeat:               cfg.Heartbeat,
-		Retry:                   cfg.Retry,
-		MaxFilterValues:         cfg.MaxFilterValues,
-		MaxConnections:          cfg.MaxConnections,
-		MaxConnectionsPerTenant: cfg.MaxConnectionsPerTenant,
+		StreamReader:             streamReader,
+		MaxStreamReaders:         cfg.MaxStreamReaders,
+		Hub:                      h,
+		Template:                 tmpl,
+		TenantParam:              cfg.TenantParam,
+		Authenticator:            cfg.Authenticator,
+		AuthMetrics:              cfg.AuthMetrics,
+		Metrics:                  m,
+		Logger:                   log,
+		Heartbeat:                cfg.Heartbeat,
+		Retry:                    cfg.Retry,
+		MaxFilterValues:          cfg.MaxFilterValues,
+		MaxConnections:           cfg.MaxConnections,
+		MaxConnectionsPerTenant:  cfg.MaxConnectionsPerTenant,
+		MaxConnectionsPerSubject: cfg.MaxConnectionsPerSubject,
 	})
 	if err != nil {
 		return nil, err
@@ -123,18 +129,28 @@ func Start(cfg *Config, log *slog.Logger) (*Bridge, error) {
 	if cfg.Middleware != nil {
 		sseHandler = cfg.Middleware(sseHandler)
 	}
-	mux := http.NewServeMux()
-	mux.Handle(cfg.Path, sseHandler)
+	// The request phase — headers, and a body no request here may have — is bounded by
+	// --read-header-timeout on both listeners, so no client holds a socket without sending a
+	// complete request. An admitted stream clears the deadline (server.Handler) and lives on.
+	errorLog := slog.NewLogLogger(log.Handler(), slog.LevelDebug) // client-caused noise
 	b.sseServer = &http.Server{
-		Handler:           mux,
+		Handler: server.RefuseRequestBodies(server.ExactPath(cfg.Path, sseHandler), func(*http.Request) {
+			m.Rejected.WithLabelValues(server.RejectRequestBody).Inc()
+		}),
 		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadHeaderTimeout,
 		IdleTimeout:       2 * cfg.ReadHeaderTimeout,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ErrorLog:          errorLog,
 	}
 	b.opsServer = &http.Server{
-		Handler:           server.OpsHandler(m, b.Ready),
+		Handler:           server.RefuseRequestBodies(server.OpsHandler(m, b.Ready), nil),
+		MaxHeaderBytes:    cfg.MaxHeaderBytes,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadHeaderTimeout,
+		WriteTimeout:      opsWriteTimeout,
+		IdleTimeout:       2 * cfg.ReadHeaderTimeout,
+		ErrorLog:          errorLog,
 	}
 	if b.sseListener, err = net.Listen("tcp", cfg.Listen); err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", cfg.Listen, err)
@@ -143,6 +159,8 @@ func Start(cfg *Config, log *slog.Logger) (*Bridge, error) {
 		_ = b.sseListener.Close()
 		return nil, fmt.Errorf("listen on %s: %w", cfg.MetricsListen, err)
 	}
+	b.sseListener = server.LogAcceptErrors(b.sseListener, "sse", log)
+	b.opsListener = server.LogAcceptErrors(b.opsListener, "ops", log)
 
 	consumerCtx, stop := context.WithCancel(context.Background())
 	b.stopConsumer = stop

@@ -59,10 +59,13 @@ type Config struct {
 
 	MaxConnections          int
 	MaxConnectionsPerTenant int
-	MaxHeaderBytes          int
-	ReadHeaderTimeout       time.Duration
-	MaxFilterValues         int
-	MaxStreamReaders        int
+	// MaxConnectionsPerSubject caps one caller's streams (the token's sub; a token without sub
+	// is a subject of its own; not applied in auth mode none).
+	MaxConnectionsPerSubject int
+	MaxHeaderBytes           int
+	ReadHeaderTimeout        time.Duration
+	MaxFilterValues          int
+	MaxStreamReaders         int
 
 	LogLevel  string
 	LogFormat string
@@ -124,6 +127,7 @@ func BindFlags(fs *flag.FlagSet, getenv func(string) string) *Config {
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 10*time.Second, "time to end streams and stop consuming on SIGTERM")
 	fs.IntVar(&c.MaxConnections, "max-connections", 10000, "open streams in total (0: unlimited)")
 	fs.IntVar(&c.MaxConnectionsPerTenant, "max-connections-per-tenant", 1000, "open streams per tenant (0: unlimited)")
+	fs.IntVar(&c.MaxConnectionsPerSubject, "max-connections-per-subject", 100, "open streams per subject, the token's sub; a token without sub counts as a subject of its own (0: unlimited)")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", 8<<10, "largest request header block")
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", 5*time.Second, "time a client has to send its request headers")
 	fs.IntVar(&c.MaxFilterValues, "max-filter-values", 16, "filter values allowed in one request, over all parameters")
@@ -170,7 +174,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	for name, v := range map[string]int{"--replay-size": c.ReplaySize, "--max-connections": c.MaxConnections,
-		"--max-connections-per-tenant": c.MaxConnectionsPerTenant} {
+		"--max-connections-per-tenant": c.MaxConnectionsPerTenant, "--max-connections-per-subject": c.MaxConnectionsPerSubject} {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative", name))
 		}

@@ -39,7 +39,8 @@ func TestFlagsWinOverEnvironment(t *testing.T) {
 	}
 	cfg, _ = parse(t, map[string]string{EnvURL: "amqp://x/"})
 	if cfg.Exchange != "events.topic" || cfg.Queue != "events.sse" || cfg.Prefetch != 100 || cfg.Listen != ":8080" ||
-		cfg.MetricsListen != ":9090" || cfg.Path != "/api/v1/events" || cfg.RoutingKeyTemplate != "team.{team_id}.job.{job_id}.status" {
+		cfg.MetricsListen != ":9090" || cfg.Path != "/api/v1/events" || cfg.RoutingKeyTemplate != "team.{team_id}.job.{job_id}.status" ||
+		cfg.MaxConnectionsPerSubject != 100 || cfg.MaxConnectionsPerSubject >= cfg.MaxConnectionsPerTenant {
 		t.Fatalf("defaults: %+v", cfg)
 	}
 }
@@ -56,12 +57,14 @@ func TestCredentialsHaveNoFlag(t *testing.T) {
 
 func TestValidateNamesEveryProblem(t *testing.T) {
 	_, err := parse(t, nil, "--queue-type=lazy", "--overflow=block", "--routing-key-template=a.{x}y",
-		"--prefetch=0", "--path=events", "--log-format=xml", "--binding-key=a..b", "--heartbeat=0s")
+		"--prefetch=0", "--path=events", "--log-format=xml", "--binding-key=a..b", "--heartbeat=0s",
+		"--max-connections-per-subject=-1")
 	if err == nil {
 		t.Fatal("no error")
 	}
 	for _, want := range []string{"RABBITMQ_URL is not set", `queue type "lazy"`, `overflow policy "block"`,
-		"whole segment", "--prefetch 0", "--path", "--log-format", "binding key", "--heartbeat"} {
+		"whole segment", "--prefetch 0", "--path", "--log-format", "binding key", "--heartbeat",
+		"--max-connections-per-subject must not be negative"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/eventstream-operator/eventstream-operator/bridge/auth"
+	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
 // startWithoutBroker starts a bridge whose broker is unreachable: the HTTP side serves (not
@@ -103,4 +104,20 @@ func TestNotReadyWithoutBroker(t *testing.T) {
 	c := connect(t, b, "team_id=1", "")
 	eventually(t, 5*time.Second, "subscriber", func() bool { return b.Hub.Len() == 1 })
 	c.close()
+}
+
+// TestStreamOutlivesTheRequestPhaseDeadline: --read-header-timeout bounds the whole request
+// phase (http.Server.ReadTimeout), but an admitted stream clears it and lives on: heartbeats
+// and events arrive long after the deadline.
+func TestStreamOutlivesTheRequestPhaseDeadline(t *testing.T) {
+	t.Parallel()
+	node := rabbitmqtest.Shared(t)
+	queue, exchange := uniqueName(t, "q"), uniqueName(t, "x")
+	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
+	b := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange, "--read-header-timeout=200ms")
+	c := connect(t, b, "team_id=1", "")
+	defer c.close()
+	eventually(t, 5*time.Second, "heartbeats well past the deadline", func() bool { return c.dec.Comments() >= 6 })
+	publishEvents(t, publisher(t, node.URI, exchange), "1", "1", 1, 1)
+	c.take(1, 10*time.Second)
 }

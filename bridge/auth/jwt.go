@@ -2,6 +2,8 @@ package auth
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -108,8 +110,9 @@ func (a *jwtAuthenticator) Authenticate(r *http.Request) (Principal, error) {
 		return Principal{}, unauthorized(ReasonMissingExpiry, "the token has no valid exp claim")
 	}
 	subject, _ := claims.GetSubject()
+	subjectKey := "sub:" + subject
 	if subject == "" {
-		subject = "unknown"
+		subject, subjectKey = "unknown", tokenSubjectKey(raw)
 	}
 	if a.cfg.RequiredScope != "" {
 		scopes, ok := scopesOf(claims)
@@ -130,7 +133,15 @@ func (a *jwtAuthenticator) Authenticate(r *http.Request) (Principal, error) {
 	// The stream ends when this bridge would stop accepting the token (exp plus the leeway), so
 	// the reconnect after the end is refused instead of accepted again within the leeway, which
 	// would make a reconnect loop.
-	return Principal{Subject: subject, Tenants: tenants, ExpiresAt: expiresAt.Add(a.cfg.Leeway)}, nil
+	return Principal{Subject: subject, SubjectKey: subjectKey, Tenants: tenants, ExpiresAt: expiresAt.Add(a.cfg.Leeway)}, nil
+}
+
+// tokenSubjectKey is the per-subject limit key of a token without sub: a digest of the token,
+// so one such token (leaked, or shared by a runaway page) is capped like one subject. The token
+// itself is never kept.
+func tokenSubjectKey(raw string) string {
+	sum := sha256.Sum256([]byte(raw))
+	return "token:" + hex.EncodeToString(sum[:16])
 }
 
 // classify maps a parse error to an *Error with a bounded reason. The algorithm is checked first

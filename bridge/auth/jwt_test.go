@@ -280,3 +280,36 @@ func TestAuthorize(t *testing.T) {
 		t.Fatalf("Authorize with AllTenants: %v", err)
 	}
 }
+
+// TestSubjectKey: the per-subject limit key is the token's sub; a token without sub is a
+// subject of its own, keyed by a digest that never contains the token.
+func TestSubjectKey(t *testing.T) {
+	testKeys(t)
+	t.Setenv("TEST_AUTH_SECRET", testSecret)
+	a := newAuthenticator(t, Config{Mode: ModeJWT, HS256SecretEnv: "TEST_AUTH_SECRET", TenantsClaim: "teams", RequiredScope: "events:read"})
+	secret := []byte(testSecret)
+	key := func(claims jwt.MapClaims) (string, string) {
+		t.Helper()
+		token := sign(t, jwt.SigningMethodHS256, secret, "", claims)
+		p, err := a.Authenticate(requestWithBearer(token))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p.SubjectKey, token
+	}
+	withSub, _ := key(validClaims())
+	withSubAgain, _ := key(with(validClaims(), func(c jwt.MapClaims) { c["exp"] = time.Now().Add(2 * time.Hour).Unix() }))
+	if withSub != "sub:user-1" || withSubAgain != withSub {
+		t.Fatalf("keys of two tokens of sub user-1: %q, %q", withSub, withSubAgain)
+	}
+	noSub := func(c jwt.MapClaims) { delete(c, "sub") }
+	first, token := key(with(validClaims(), noSub))
+	p, _ := a.Authenticate(requestWithBearer(token))
+	second, _ := key(with(validClaims(), func(c jwt.MapClaims) { noSub(c); c["iat"] = time.Now().Add(-time.Minute).Unix() }))
+	if !strings.HasPrefix(first, "token:") || p.SubjectKey != first || second == first || strings.Contains(first, token) {
+		t.Fatalf("keys of tokens without sub: %q (again %q), another token %q", first, p.SubjectKey, second)
+	}
+	if p.Subject != "unknown" {
+		t.Fatalf("subject for logs %q", p.Subject)
+	}
+}

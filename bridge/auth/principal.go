@@ -15,6 +15,10 @@ import (
 type Principal struct {
 	// Subject identifies the caller in logs (the token's sub); never a credential.
 	Subject string
+	// SubjectKey identifies the caller for the per-subject connection limit: "sub:" and the
+	// token's sub, or for a token without sub "token:" and a digest of the token itself (each
+	// such token is a subject of its own). Empty: no per-subject limit (auth mode none).
+	SubjectKey string
 	// AllTenants is true when the caller may read every tenant (auth mode none).
 	AllTenants bool
 	// Tenants the caller may read when AllTenants is false.

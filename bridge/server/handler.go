@@ -28,6 +28,8 @@ const (
 	RejectForbidden       = "forbidden"
 	RejectMaxConnections  = "max_connections"
 	RejectTenantLimit     = "max_connections_per_tenant"
+	RejectSubjectLimit    = "max_connections_per_subject"
+	RejectRequestBody     = "request_body"
 	RejectDraining        = "draining"
 	RejectMethod          = "method_not_allowed"
 )
@@ -56,6 +58,9 @@ type Config struct {
 	MaxFilterValues         int // default 16
 	MaxConnections          int // 0: unlimited
 	MaxConnectionsPerTenant int // 0: unlimited
+	// MaxConnectionsPerSubject caps the streams of one caller (auth.Principal.SubjectKey);
+	// 0: unlimited.
+	MaxConnectionsPerSubject int
 
 	// StreamReader, when set (stream queues), serves a client whose Last-Event-ID is older than
 	// the replay window by reading the stream from its offset on; nil: such clients get a gap.
@@ -113,7 +118,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 	return &Handler{
 		cfg:         cfg,
 		tenantIndex: idx,
-		limiter:     newConnectionLimiter(cfg.MaxConnections, cfg.MaxConnectionsPerTenant),
+		limiter:     newConnectionLimiter(cfg.MaxConnections, cfg.MaxConnectionsPerTenant, cfg.MaxConnectionsPerSubject),
 		drain:       make(chan struct{}),
 		readers:     make(chan struct{}, cfg.MaxStreamReaders),
 	}, nil
@@ -196,20 +201,20 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	h.cfg.AuthMetrics.Observe(nil)
 	if h.draining() {
-		h.cfg.Metrics.Rejected.WithLabelValues(RejectDraining).Inc()
-		h.retryAndEnd(w, "draining")
+		h.refuseForNow(w, r, RejectDraining, "draining")
 		return
 	}
-	switch h.limiter.acquire(tenants) {
+	// Every limit is temporary: the browser is told to come back later (possibly to another
+	// replica) and does so by itself until a slot is free; a status would stop it for good.
+	switch h.limiter.acquire(tenants, principal.SubjectKey) {
 	case limitTotal:
-		// Full here is temporary and local: tell the browser to come back (possibly to another
-		// replica) later; a status would stop it for good.
-		h.cfg.Metrics.Rejected.WithLabelValues(RejectMaxConnections).Inc()
-		h.retryAndEnd(w, "server full")
+		h.refuseForNow(w, r, RejectMaxConnections, "server full")
+		return
+	case limitSubject:
+		h.refuseForNow(w, r, RejectSubjectLimit, "too many open streams for this subject; retry later")
 		return
 	case limitTenant:
-		h.reject(w, r, http.StatusTooManyRequests, RejectTenantLimit,
-			"too many open streams for this "+h.cfg.TenantParam+"; close some and reconnect")
+		h.refuseForNow(w, r, RejectTenantLimit, "too many open streams for this "+h.cfg.TenantParam+"; retry later")
 		return
 	}
 	h.active.Add(1)
@@ -217,21 +222,26 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if cursorID == "" {
 		cursorID = sub.LastEventID
 	}
-	st := streamStart{filter: sub.Filter, tenants: tenants, cursorID: cursorID, path: r.URL.Path, expiresAt: principal.ExpiresAt}
+	st := streamStart{filter: sub.Filter, tenants: tenants, subject: principal.SubjectKey, cursorID: cursorID, path: r.URL.Path, expiresAt: principal.ExpiresAt}
 	// An HTTP/1 stream leaves net/http once admitted (detached.go): it continues in a fresh
 	// goroutine with a small stack, and net/http's goroutine, buffers and request are released.
 	if sink, ok := h.detach(w, r); ok {
 		go h.serve(sink, st)
 		return
 	}
+	// Admitted: the request phase's read deadline (http.Server.ReadTimeout) no longer applies;
+	// left in place it would end the stream (net/http cancels the request on a read error).
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
 	writeStreamHeaders(w)
-	h.serve(&responseSink{w: w, rc: http.NewResponseController(w), ctx: r.Context(), timeout: h.cfg.WriteTimeout}, st)
+	h.serve(&responseSink{w: w, rc: rc, ctx: r.Context(), timeout: h.cfg.WriteTimeout}, st)
 }
 
 // streamStart is what an admitted stream needs from its request.
 type streamStart struct {
 	filter    hub.Filter
 	tenants   []string
+	subject   string // the limiter's subject key
 	cursorID  string
 	path      string
 	expiresAt time.Time
@@ -241,7 +251,7 @@ type streamStart struct {
 // here) and streams to sink until the stream ends.
 func (h *Handler) serve(sink streamSink, st streamStart) {
 	defer h.active.Done()
-	defer h.limiter.release(st.tenants)
+	defer h.limiter.release(st.tenants, st.subject)
 	defer sink.close()
 
 	cursor := hub.ParseCursor(h.cfg.Hub.Scheme(), st.cursorID)
@@ -339,8 +349,16 @@ func writeStreamHeaders(w http.ResponseWriter) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// retryAndEnd answers with an empty stream holding a jittered retry: hint: the browser
-// reconnects later instead of giving up.
+// refuseForNow counts a refusal that is temporary (draining, a connection limit) and answers
+// it with retryAndEnd.
+func (h *Handler) refuseForNow(w http.ResponseWriter, r *http.Request, reason, comment string) {
+	h.cfg.Metrics.Rejected.WithLabelValues(reason).Inc()
+	h.cfg.Logger.Debug("stream refused for now", "path", r.URL.Path, "reason", reason)
+	h.retryAndEnd(w, comment)
+}
+
+// retryAndEnd answers with an empty stream holding a comment and a jittered retry: hint: the
+// browser reconnects later, by itself, instead of giving up.
 func (h *Handler) retryAndEnd(w http.ResponseWriter, comment string) {
 	writeStreamHeaders(w)
 	b := sse.AppendComment(nil, comment)

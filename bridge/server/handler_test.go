@@ -243,39 +243,96 @@ func TestAuthErrorsAnswerStatusAndMessage(t *testing.T) {
 	}
 }
 
+// principalAuth authenticates each request as the subject named by its "sub" header, reading
+// every tenant.
+type principalAuth struct{}
+
+func (principalAuth) Authenticate(r *http.Request) (auth.Principal, error) {
+	return auth.Principal{Subject: r.Header.Get("sub"), SubjectKey: "sub:" + r.Header.Get("sub"), AllTenants: true}, nil
+}
+
+// refusedForNow opens a stream as subject and returns its whole body, failing unless it is a
+// 200 event stream that ends at once (a refusal the browser retries by itself).
+func (h *harness) refusedForNow(t *testing.T, query, subject string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, h.server.URL+"/?"+query, nil)
+	req.Header.Set("sub", subject)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body) // ends: the server closed the stream
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		t.Fatalf("refused stream %q of %s: %d %s %q", query, subject, resp.StatusCode, resp.Header.Get("Content-Type"), body)
+	}
+	return string(body)
+}
+
+// TestConnectionLimits: every limit answers a 200 stream holding only a comment and a jittered
+// retry: hint, so a browser comes back by itself once the limit frees; 429 would stop it for
+// good. A subject at its cap does not keep another subject of the same tenant out.
 func TestConnectionLimits(t *testing.T) {
-	h := newHarness(t, func(c *Config) { c.MaxConnections = 3; c.MaxConnectionsPerTenant = 2 })
-	h.open(t, "team_id=1", nil)
-	h.open(t, "team_id=1&job_id=9", nil)
+	h := newHarness(t, func(c *Config) {
+		c.MaxConnections, c.MaxConnectionsPerTenant, c.MaxConnectionsPerSubject = 4, 3, 2
+		c.Authenticator = principalAuth{}
+	})
+	as := func(subject string) http.Header { return http.Header{"Sub": {subject}} }
+	h.open(t, "team_id=1", as("alice"))
+	h.open(t, "team_id=1&job_id=9", as("alice"))
 	h.waitClients(t, 2)
 
-	// Per tenant: 429, final for a browser: a runaway page stops instead of hammering.
-	resp, err := http.Get(h.server.URL + "/?team_id=1")
-	if err != nil {
-		t.Fatal(err)
+	// Per subject: alice is at her cap, in any tenant; bob of the same tenant still connects.
+	if body := h.refusedForNow(t, "team_id=2", "alice"); body != ": too many open streams for this subject; retry later\n\nretry: 2000\n\n" {
+		t.Fatalf("alice's third stream: %q", body)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusTooManyRequests || !strings.Contains(string(body), "too many open streams") {
-		t.Fatalf("third stream of tenant 1: %d %q", resp.StatusCode, body)
+	h.open(t, "team_id=1", as("bob"))
+	h.waitClients(t, 3)
+
+	// Per tenant: tenant 1 is at its cap, for every subject.
+	if body := h.refusedForNow(t, "team_id=1", "carol"); body != ": too many open streams for this team_id; retry later\n\nretry: 2000\n\n" {
+		t.Fatalf("fourth stream of tenant 1: %q", body)
 	}
 
-	h.open(t, "team_id=2", nil)
-	h.waitClients(t, 3)
-	// Total: a 200 stream with only a jittered retry hint, so the browser comes back later.
-	resp, err = http.Get(h.server.URL + "/?team_id=3")
+	h.open(t, "team_id=2", as("carol"))
+	h.waitClients(t, 4)
+	// Total.
+	if body := h.refusedForNow(t, "team_id=3", "dave"); body != ": server full\n\nretry: 2000\n\n" {
+		t.Fatalf("over the total: %q", body)
+	}
+	for _, reason := range []string{RejectSubjectLimit, RejectTenantLimit, RejectMaxConnections} {
+		if n := testutil.ToFloat64(h.metrics.Rejected.WithLabelValues(reason)); n != 1 {
+			t.Errorf("rejections %s = %v, want 1", reason, n)
+		}
+	}
+}
+
+// TestSubjectLimitReleasedWhenStreamEnds: a subject's slot frees with its stream; a principal
+// without a subject key (auth mode none) is never limited per subject.
+func TestSubjectLimitReleasedWhenStreamEnds(t *testing.T) {
+	h := newHarness(t, func(c *Config) {
+		c.MaxConnectionsPerSubject = 1
+		c.Authenticator = principalAuth{}
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, h.server.URL+"/?team_id=1", nil)
+	req.Header.Set("sub", "alice")
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ = io.ReadAll(resp.Body) // ends: the server closed the stream
+	h.waitClients(t, 1)
+	h.refusedForNow(t, "team_id=1", "alice")
+	cancel()
 	resp.Body.Close()
-	if resp.StatusCode != 200 || !strings.Contains(string(body), ": server full\n\nretry: 2000\n\n") {
-		t.Fatalf("over the total: %d %q", resp.StatusCode, body)
-	}
-	if testutil.ToFloat64(h.metrics.Rejected.WithLabelValues(RejectTenantLimit)) != 1 ||
-		testutil.ToFloat64(h.metrics.Rejected.WithLabelValues(RejectMaxConnections)) != 1 {
-		t.Error("rejections not counted")
-	}
+	h.waitClients(t, 0)
+	h.open(t, "team_id=1", http.Header{"Sub": {"alice"}})
+	h.waitClients(t, 1)
+
+	anonymous := newHarness(t, func(c *Config) { c.MaxConnectionsPerSubject = 1 })
+	anonymous.open(t, "team_id=1", nil)
+	anonymous.open(t, "team_id=1", nil)
+	anonymous.waitClients(t, 2)
 }
 
 func TestLimitReleasedWhenClientLeaves(t *testing.T) {

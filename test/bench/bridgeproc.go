@@ -49,7 +49,7 @@ func FreePort() (int, error) {
 
 // StartBridge starts the bridge with JWT (HS256) auth on, declaring its own topology on
 // Exchange/Queue, without connection limits (the benchmark opens 10,000 streams, all of one
-// tenant in the broadcast scenario), and waits until /readyz is true.
+// subject, and of one tenant in the broadcast scenario), and waits until /readyz is true.
 func StartBridge(ctx context.Context, o BridgeOptions) (*BridgeProcess, error) {
 	ssePort, err := FreePort()
 	if err != nil {
@@ -68,7 +68,7 @@ func StartBridge(ctx context.Context, o BridgeOptions) (*BridgeProcess, error) {
 	args := []string{
 		"--listen", b.Addr, "--metrics-listen", b.OpsAddr, "--path", b.Path,
 		"--exchange", o.Exchange, "--queue", o.Queue, "--declare-topology",
-		"--max-connections", "0", "--max-connections-per-tenant", "0",
+		"--max-connections", "0", "--max-connections-per-tenant", "0", "--max-connections-per-subject", "0",
 		"--auth-mode", "jwt", "--auth-hs256-secret-env", "BENCH_JWT_SECRET",
 		"--log-level", "warn",
 	}

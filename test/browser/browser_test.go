@@ -227,41 +227,7 @@ func TestEventSourceReceivesAndResumesAcrossRestart(t *testing.T) {
 // that waits (30 s at most) until a condition on it holds.
 func openPage(t *testing.T, browserPath, url string) (read func() seen, waitFor func(string, func(seen) bool) seen) {
 	t.Helper()
-	ctx := browserContext(t, browserPath)
-	if _, err := chromedp.Run(ctx, chromedp.Navigate(url)); err != nil {
-		t.Fatal(err)
-	}
-	return readSeen(ctx, t)
-}
-
-// browserContext starts a headless Chromium for the test and returns a tab's context, valid
-// for 90 s at most.
-func browserContext(t *testing.T, browserPath string) context.Context {
-	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(browserPath),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.NoFirstRun,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancelAlloc)
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	t.Cleanup(cancel)
-	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
-	t.Cleanup(cancelTimeout)
-	return ctx
-}
-
-// readSeen returns a reader of the tab's window.seen and a poller that waits (30 s at most)
-// until a condition on it holds.
-func readSeen(ctx context.Context, t *testing.T) (read func() seen, waitFor func(string, func(seen) bool) seen) {
+	ctx := startBrowser(t, browserPath, url)
 	read = func() seen {
 		s, err := chromedp.Run(ctx, chromedp.Evaluate[seen](`window.seen`))
 		if err != nil {
@@ -284,6 +250,34 @@ func readSeen(ctx context.Context, t *testing.T) (read func() seen, waitFor func
 		}
 	}
 	return read, waitFor
+}
+
+// startBrowser starts a headless Chromium (a profile of its own, stopped with the test), loads
+// url and returns the page's context, bounded to 90 s.
+func startBrowser(t *testing.T, browserPath, url string) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browserPath),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.NoFirstRun,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	t.Cleanup(cancel)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(cancelTimeout)
+	if _, err := chromedp.Run(ctx, chromedp.Navigate(url)); err != nil {
+		t.Fatal(err)
+	}
+	return ctx
 }
 
 // TestEventSourceGetsGapAfterClassicRestart: with a classic queue the replay ring does not

@@ -109,10 +109,7 @@ openEvents({
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 
-	ctx := browserContext(t, browserPath)
-	if _, err := chromedp.Run(ctx, chromedp.Navigate(srv.URL+"/")); err != nil {
-		t.Fatal(err)
-	}
+	ctx := startBrowser(t, browserPath, srv.URL+"/")
 	type pageSeen struct {
 		Messages []int `json:"messages"`
 		Gaps     []any `json:"gaps"`
