@@ -224,8 +224,13 @@ build_kube_proxy() {
 }
 
 build_binaries() {
-  "$root/hack/build-k8s.sh" etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl \
-    >> "$logs/build.log" 2>&1 || fail_with_log build "hack/build-k8s.sh failed"
+  # A cold machine builds Kubernetes for many minutes: say which component and since when.
+  local started=$SECONDS line
+  "$root/hack/build-k8s.sh" etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kubectl 2>&1 |
+    tee -a "$logs/build.log" | { grep --line-buffered '^build-k8s: building' || true; } |
+    while IFS= read -r line; do
+      log "${line#build-k8s: } — $((SECONDS - started))s so far; log: $logs/build.log"
+    done || fail_with_log build "hack/build-k8s.sh failed"
   build_kube_proxy
   ensure_crane > /dev/null || fail_with_log build "installing crane failed"
   ensure_crictl > /dev/null || fail_with_log build "installing crictl failed"

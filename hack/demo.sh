@@ -117,22 +117,35 @@ up() {
 
   say "the sample EventStream (config/samples/eventstream_classic.yaml)"
   kubectl create namespace "$ns" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
-  # The sample's Secret points at a broker Service named rabbitmq; here the broker runs on the
-  # host, which pods reach at $EVENTSTREAM_CLUSTER_HOST_IP. Only the Secret is replaced.
-  kubectl apply -n "$ns" -f - <<SECRET
+  # The sample's Secret reaches the broker as amqp://…@rabbitmq:5672/, a Service name. Here
+  # the broker runs on the host, which pods reach at $EVENTSTREAM_CLUSTER_HOST_IP: a Service
+  # rabbitmq without selector points there (the cluster's DNS resolves its name).
+  kubectl apply -n "$ns" -f - >/dev/null <<SERVICE
 apiVersion: v1
-kind: Secret
+kind: Service
 metadata:
   name: rabbitmq
-stringData:
-  uri: amqp://guest:guest@$EVENTSTREAM_CLUSTER_HOST_IP:$amqp_port/
-  managementURI: http://$EVENTSTREAM_CLUSTER_HOST_IP:$mgmt_port
-SECRET
+spec:
+  ports:
+    - {name: amqp, port: 5672, targetPort: $amqp_port}
+    - {name: management, port: 15672, targetPort: $mgmt_port}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: rabbitmq-host
+  labels: {kubernetes.io/service-name: rabbitmq}
+addressType: IPv4
+ports:
+  - {name: amqp, port: $amqp_port}
+  - {name: management, port: $mgmt_port}
+endpoints:
+  - addresses: ["$EVENTSTREAM_CLUSTER_HOST_IP"]
+SERVICE
   # The sample's JWT key Secret, made as the sample's comment says (random, key `secret`).
   kubectl get secret jwt -n "$ns" >/dev/null 2>&1 ||
     kubectl create secret generic jwt -n "$ns" --from-literal=secret="$(head -c 48 /dev/urandom | base64 -w0)" >/dev/null
-  awk 'BEGIN{RS="\n---\n"; ORS="\n---\n"} !/\nkind: Secret\n/' config/samples/eventstream_classic.yaml |
-    kubectl apply -n "$ns" -f -
+  kubectl apply -n "$ns" -f config/samples/eventstream_classic.yaml
   kubectl wait --for=condition=Ready "evs/$stream" -n "$ns" --timeout=180s
 
   local eventctl=$root/dist/eventctl   # built for this machine by hack/image.sh

@@ -5,6 +5,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -83,6 +85,36 @@ func helm(args ...string) string {
 
 // randomSuffix is five lowercase hex digits for names of this run.
 func randomSuffix() string { return fmt.Sprintf("%05x", rand.Uint32()&0xfffff) }
+
+// getObject reads one object with kubectl into obj.
+func getObject(namespace, kind, name string, obj any) error {
+	out, err := command{name: cfg.Kubectl, args: []string{"get", kind, name, "-n", namespace, "-o", "json"}}.run()
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal([]byte(out), obj)
+}
+
+// randomSecret is an HS256 key as a user would make it (48 random bytes, base64).
+func randomSecret() string {
+	key := make([]byte, 48)
+	_, _ = crand.Read(key) // never fails (crypto/rand)
+	return base64.StdEncoding.EncodeToString(key)
+}
+
+// mintToken mints a token for team with `eventctl token`, reading the key from the sample's
+// JWT Secret the way the sample's comment shows (kubectl get secret … | eventctl token).
+func mintToken(namespace, team string) string {
+	GinkgoHelper()
+	encoded := kubectl("get", "secret", jwtSecretName, "-n", namespace, "-o", "jsonpath={.data.secret}")
+	key, err := base64.StdEncoding.DecodeString(encoded)
+	Expect(err).NotTo(HaveOccurred())
+	out, err := command{name: cfg.Eventctl, args: []string{"token", "--secret-file", "-", "--team", team, "--ttl", "2h"}, stdin: string(key)}.run()
+	Expect(err).NotTo(HaveOccurred())
+	token := strings.TrimSpace(out)
+	Expect(strings.Count(token, ".")).To(Equal(2), "eventctl token prints only a JWT")
+	return token
+}
 
 // getEventStream reads an EventStream with kubectl.
 func getEventStream(namespace, name string) (*esv1.EventStream, error) {

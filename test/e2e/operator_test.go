@@ -4,9 +4,10 @@ package e2e
 
 import (
 	"fmt"
+	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -14,6 +15,8 @@ import (
 	rabbithole "github.com/michaelklishin/rabbit-hole/v2"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 
 	esv1 "github.com/eventstream-operator/eventstream-operator/api/v1alpha1"
@@ -27,6 +30,8 @@ const (
 	sampleName  = "job-status" // the EventStream of sampleFile
 	sampleQueue = "events.sse"
 	exchange    = "events.topic"
+	// jwtSecretName is the HS256 key Secret the classic sample references (key `secret`).
+	jwtSecretName = "jwt"
 )
 
 // The specs run in order and build on each other, like a user's session: install, apply,
@@ -45,6 +50,7 @@ var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
 		mgmt         *rabbithole.Client
 		chromium     *browser
 		sampleURL    string
+		tenantToken  string // minted by eventctl token from the sample's HS256 Secret
 		sampleTail   *tailProcess
 		sampleTab    *browserTab
 		operatorPods = "app.kubernetes.io/name=eventstream-operator,app.kubernetes.io/instance=" + release
@@ -101,8 +107,27 @@ var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
 
 	It("reconciles the sample: kubectl wait Ready, kubectl get evs shows real values", func() {
 		kubectl("create", "namespace", ns)
-		kubectlApply(ns, sampleWithSecret(cfg.PodRabbitMQURI, cfg.PodManagementURI))
+		// As the sample's comment tells a user: the HS256 key Secret first, key `secret`.
+		kubectl("create", "secret", "generic", jwtSecretName, "-n", ns, "--from-literal=secret="+randomSecret())
+		kubectlApply(ns, rabbitmqService(cfg.PodRabbitMQURI, cfg.PodManagementURI))
+		kubectlApply(ns, sample())
 		kubectl("wait", "--for=condition=Ready", "evs/"+sampleName, "-n", ns, "--timeout=180s")
+
+		// The sample names only the Secret: the pod reads the key an HS256 reference defaults to.
+		dep := &appsv1.Deployment{}
+		Expect(getObject(ns, "deployment", sampleName+"-bridge", dep)).To(Succeed())
+		var ref *corev1.SecretKeySelector
+		for _, e := range dep.Spec.Template.Spec.Containers[0].Env {
+			if e.ValueFrom != nil && e.ValueFrom.SecretKeyRef != nil && e.ValueFrom.SecretKeyRef.Name == jwtSecretName {
+				ref = e.ValueFrom.SecretKeyRef
+			}
+		}
+		Expect(ref).NotTo(BeNil(), "the bridge reads the sample's JWT Secret")
+		Expect(ref.Key).To(Equal("secret"))
+		es, err := getEventStream(ns, sampleName)
+		Expect(err).NotTo(HaveOccurred())
+		Expect(es.Spec.Bridge.Auth.Mode).To(Equal(esv1.AuthModeJWT), "JWT is the default")
+		Expect(apimeta.FindStatusCondition(es.Status.Conditions, esv1.ConditionInsecureAuth)).To(BeNil())
 
 		Eventually(func(g Gomega) {
 			cols, err := printedColumns(ns, sampleName)
@@ -122,7 +147,7 @@ var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
 			g.Expect(es.Status.Queue.Consumers).To(BeEquivalentTo(1), "the bridge consumes the queue")
 		}).Should(Succeed())
 
-		es, err := getEventStream(ns, sampleName)
+		es, err = getEventStream(ns, sampleName)
 		Expect(err).NotTo(HaveOccurred())
 		Expect(es.Status.ObservedGeneration).To(Equal(es.Generation))
 		Expect(es.Status.Bridge.Endpoint).To(Equal("http://" + sampleName + "-bridge." + ns + ".svc:80/api/v1/events"))
@@ -136,10 +161,17 @@ var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
 
 	It("delivers events published on the host through the Service ClusterIP to eventctl tail and Chromium, filtered by tenant", func() {
 		sampleURL = serviceURL(ns, sampleName)
-		path := "/api/v1/events?team_id=" + tenant
+		// Without a token the bridge refuses, with a reason.
+		resp, err := http.Get(sampleURL + "/api/v1/events?team_id=" + tenant)
+		Expect(err).NotTo(HaveOccurred())
+		_ = resp.Body.Close()
+		Expect(resp.StatusCode).To(Equal(http.StatusUnauthorized))
+
+		tenantToken = mintToken(ns, tenant)
+		path := "/api/v1/events?team_id=" + tenant + "&access_token=" + tenantToken
 		// The tenant's clients live on into the fault specs; the other tenant's ends here.
 		sampleTail = startTail(sampleURL + path)
-		otherTail := startTail(sampleURL + "/api/v1/events?team_id=" + other)
+		otherTail := startTail(sampleURL + "/api/v1/events?team_id=" + other + "&access_token=" + mintToken(ns, other))
 		DeferCleanup(otherTail.stop)
 		sampleTab = chromium.openEventSource(sampleURL, path)
 
@@ -213,6 +245,11 @@ var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
 	It("on a stream queue with two replicas, clients resuming with Last-Event-ID miss nothing while every bridge pod is replaced", func() {
 		kubectlApply(ns, streamEventStream(haName, haQueue))
 		kubectl("wait", "--for=condition=Ready", "evs/"+haName, "-n", ns, "--timeout=180s")
+		// Written out, auth mode none works and is flagged.
+		kubectl("wait", "--for=condition=InsecureAuth", "evs/"+haName, "-n", ns, "--timeout=60s")
+		Eventually(func() string {
+			return kubectl("get", "events", "-n", ns, "--field-selector", "reason=InsecureAuth,type=Warning", "-o", "name")
+		}).ShouldNot(BeEmpty())
 		Eventually(func(g Gomega) {
 			cols, err := printedColumns(ns, haName)
 			g.Expect(err).NotTo(HaveOccurred())
@@ -370,6 +407,13 @@ var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
 	})
 
 	It("deletes the EventStreams: topology gone, no finalizer left, bridge objects collected", func() {
+		// `kubectl delete all` does not reach EventStreams (their category is eventstream), so
+		// it deletes no broker queue.
+		kubectl("delete", "all", "--all", "-n", ns, "--wait=false")
+		Expect(strings.Fields(kubectl("get", "eventstreams", "-n", ns, "-o", "name"))).To(HaveLen(2))
+		_, err := mgmt.GetQueue("/", sampleQueue)
+		Expect(err).NotTo(HaveOccurred())
+
 		kubectl("delete", "eventstreams", sampleName, haName, "-n", ns, "--timeout=120s")
 		out := kubectl("get", "eventstreams", "-n", ns, "-o", "name")
 		Expect(strings.TrimSpace(out)).To(BeEmpty(), "no EventStream is held by a finalizer")
@@ -386,7 +430,7 @@ var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
 			_, err := mgmt.GetPolicy("/", "eventstream."+ns+"."+name)
 			Expect(isNotFound(err)).To(BeTrue(), "policy of %s: %v", name, err)
 		}
-		_, err := mgmt.GetExchange("/", exchange)
+		_, err = mgmt.GetExchange("/", exchange)
 		Expect(err).NotTo(HaveOccurred(), "the shared exchange stays: publishers use it (deleteWhenUnused is off)")
 
 		Eventually(func() string {
@@ -432,35 +476,50 @@ func splitImage(ref string) (repository, tag, digest string) {
 	return named[:i], named[i+1:], digest
 }
 
-// sampleWithSecret is config/samples/eventstream_classic.yaml with only its Secret replaced
-// by one that reaches the test node from pods; the EventStream document is unchanged.
-func sampleWithSecret(uri, managementURI string) string {
+// sample is config/samples/eventstream_classic.yaml as written: its Secret reaches the broker
+// as amqp://…@rabbitmq:5672/, a Service name resolved by the cluster's DNS (see
+// rabbitmqService).
+func sample() string {
 	GinkgoHelper()
 	raw, err := os.ReadFile(filepath.Join(kubetest.ProjectRoot(), sampleFile))
 	Expect(err).NotTo(HaveOccurred())
-	docs := strings.Split(string(raw), "\n---\n")
-	replaced := 0
-	for i, doc := range docs {
-		if strings.Contains(doc, "\nkind: Secret\n") {
-			docs[i] = connectionSecret(uri, managementURI)
-			replaced++
-		}
-	}
-	Expect(replaced).To(Equal(1), "%s should hold exactly one Secret", sampleFile)
-	Expect(slices.ContainsFunc(docs, func(d string) bool { return strings.Contains(d, "name: "+sampleName+"\n") })).To(BeTrue())
-	return strings.Join(docs, "\n---\n")
+	Expect(string(raw)).To(ContainSubstring("uri: amqp://guest:guest@rabbitmq:5672/"), "the sample reaches the broker by its Service name")
+	Expect(string(raw)).To(ContainSubstring("name: " + sampleName + "\n"))
+	return string(raw)
 }
 
-// connectionSecret is the Secret named "rabbitmq" the samples reference.
-func connectionSecret(uri, managementURI string) string {
+// rabbitmqService is what a user's cluster has and this one lacks: a Service named rabbitmq
+// in the stream's namespace, with the usual ports (AMQP 5672, management 15672). It has no
+// selector: an EndpointSlice points it at the run's RabbitMQ node on the host, whose address
+// and ports are those of the pods' URIs.
+func rabbitmqService(podURI, podManagementURI string) string {
+	GinkgoHelper()
+	amqp, err := url.Parse(podURI)
+	Expect(err).NotTo(HaveOccurred())
+	mgmt, err := url.Parse(podManagementURI)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(mgmt.Hostname()).To(Equal(amqp.Hostname()))
 	return fmt.Sprintf(`apiVersion: v1
-kind: Secret
+kind: Service
 metadata:
   name: rabbitmq
-stringData:
-  uri: %q
-  managementURI: %q
-`, uri, managementURI)
+spec:
+  ports:
+    - {name: amqp, port: 5672, targetPort: %[2]s}
+    - {name: management, port: 15672, targetPort: %[3]s}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: rabbitmq-host
+  labels: {kubernetes.io/service-name: rabbitmq}
+addressType: IPv4
+ports:
+  - {name: amqp, port: %[2]s}
+  - {name: management, port: %[3]s}
+endpoints:
+  - addresses: [%[1]q]
+`, amqp.Hostname(), amqp.Port(), mgmt.Port())
 }
 
 // sampleEventStream is the sample's EventStream with a TTL, binding keys and bridge replicas.
@@ -477,10 +536,14 @@ spec:
   bindingKeys: [%s]
   bridge:
     replicas: %d
-`, sampleName, ttl, quoted(bindingKeys), replicas)
+    auth:
+      jwt:
+        secretRef: {name: %s}
+`, sampleName, ttl, quoted(bindingKeys), replicas, jwtSecretName)
 }
 
-// streamEventStream is a stream queue read by two bridge replicas, without auth.
+// streamEventStream is a stream queue read by two bridge replicas, with auth mode none written
+// out (development).
 func streamEventStream(name, queue string) string {
 	return fmt.Sprintf(`apiVersion: sse.eventstream.dev/v1alpha1
 kind: EventStream
@@ -497,6 +560,7 @@ spec:
   bridge:
     replicas: 2
     heartbeat: 2s
+    auth: {mode: none}
 `, name, queue)
 }
 
