@@ -60,3 +60,19 @@ func BenchmarkPublishAndTake(b *testing.B) {
 		dst, _, _ = s.Take(dst)
 	}
 }
+
+// BenchmarkPublishAndTakeLarge is BenchmarkPublishAndTake with 64 KiB events: the cost of
+// encoding and allocating a large frame (and collecting the ones the ring lets go).
+func BenchmarkPublishAndTakeLarge(b *testing.B) {
+	h := New(Config{Placeholders: 2, Epoch: "0000abcd", BufferSize: 256, ReplaySize: 1000})
+	s, _ := h.Subscribe(Filter{{"0"}, nil}, Cursor{})
+	data := jsonEvent(64 << 10)
+	dst := make([]*Frame, 0, 256)
+	values := []string{"0", "7"}
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		h.Publish(Message{RoutingKey: "team.0.job.7.status", Values: values, Data: data})
+		dst, _, _ = s.Take(dst)
+	}
+}

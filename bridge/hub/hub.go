@@ -11,8 +11,10 @@
 package hub
 
 import (
+	"slices"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/eventstream-operator/eventstream-operator/bridge/sse"
 )
@@ -31,7 +33,8 @@ type Config struct {
 	Overflow OverflowPolicy
 	// ReplaySize is how many recent events the replay ring keeps; 0 disables replay.
 	ReplaySize int
-	// ReplayMaxBytes bounds the ring's encoded bytes too; default 64 MiB.
+	// ReplayMaxBytes bounds the memory the ring's frames hold (encoded bytes as allocated, plus
+	// each frame's bookkeeping); default 64 MiB.
 	ReplayMaxBytes int
 	// OnDrop is called (outside the hub's locks) for dropped events; may be nil.
 	OnDrop func(reason string, n int)
@@ -57,22 +60,36 @@ type Frame struct {
 	ID         string
 	RoutingKey string
 	Values     []string
-	// Bytes is the complete SSE event (id, data lines, blank line).
+	// Bytes is the complete SSE event (id, data lines, blank line), in an allocation of its own
+	// that holds nothing more: cap(Bytes) is what the allocator handed out for len(Bytes).
 	Bytes     []byte
 	Published time.Time
+	// heldBytes is the memory the frame keeps alive: Bytes as allocated, the frame itself, its
+	// id, routing key and values. The replay ring's byte bound counts it.
+	heldBytes int
 }
+
+// frameOverhead is the memory a frame holds beside its encoded bytes and strings.
+const frameOverhead = int(unsafe.Sizeof(Frame{}))
 
 func newFrame(scheme IDScheme, epoch string, pos int64, m Message) *Frame {
 	id := formatID(scheme, epoch, pos)
 	ev := sse.Event{ID: id, Data: m.Data}
-	return &Frame{
+	// Exactly the encoded size, rounded up to the allocator's size class (slices.Grow reports
+	// it as the capacity): a worst-case guess would keep up to 3x the event alive for as long
+	// as the frame lives in the ring and in buffers.
+	b := sse.AppendEvent(slices.Grow([]byte(nil), sse.EncodedLen(ev)), ev)
+	f := &Frame{
 		Pos:        pos,
 		ID:         id,
 		RoutingKey: m.RoutingKey,
 		Values:     m.Values,
-		Bytes:      sse.AppendEvent(make([]byte, 0, sse.EncodedLen(ev)), ev),
+		Bytes:      b,
 		Published:  m.Published,
 	}
+	f.heldBytes = cap(b) + frameOverhead + len(id) + len(m.RoutingKey) +
+		cap(m.Values)*int(unsafe.Sizeof(""))
+	return f
 }
 
 // Hub is safe for concurrent use. Publish is meant to be called by one consumer goroutine at a
@@ -218,21 +235,21 @@ func (h *Hub) appendRing(f *Frame) {
 		h.floor = f.Pos
 		return
 	}
-	for h.ringLen > 0 && (h.ringLen == len(h.ring) || h.ringBytes+len(f.Bytes) > h.cfg.ReplayMaxBytes) {
+	for h.ringLen > 0 && (h.ringLen == len(h.ring) || h.ringBytes+f.heldBytes > h.cfg.ReplayMaxBytes) {
 		old := h.ring[h.ringHead]
 		h.ring[h.ringHead] = nil
 		h.ringHead = (h.ringHead + 1) % len(h.ring)
 		h.ringLen--
-		h.ringBytes -= len(old.Bytes)
+		h.ringBytes -= old.heldBytes
 		h.floor = old.Pos
 	}
-	if len(f.Bytes) > h.cfg.ReplayMaxBytes {
+	if f.heldBytes > h.cfg.ReplayMaxBytes {
 		h.floor = f.Pos
 		return
 	}
 	h.ring[(h.ringHead+h.ringLen)%len(h.ring)] = f
 	h.ringLen++
-	h.ringBytes += len(f.Bytes)
+	h.ringBytes += f.heldBytes
 }
 
 // Subscribe registers a subscriber with filter (one entry per placeholder) resuming after

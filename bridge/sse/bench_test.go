@@ -27,3 +27,25 @@ func BenchmarkAppendEventMultiline(b *testing.B) {
 		buf = AppendEvent(buf[:0], ev)
 	}
 }
+
+// BenchmarkEncodeFrame64KiB sizes and encodes a 64 KiB event into a buffer of its own, as the
+// hub does once per event.
+func BenchmarkEncodeFrame64KiB(b *testing.B) {
+	data := []byte(`{"payload":"` + strings.Repeat("x", 64<<10-len(`{"payload":""}`)) + `"}`)
+	ev := Event{ID: "0a1b2c3d-123456", Data: data}
+	b.SetBytes(int64(len(data)))
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = AppendEvent(make([]byte, 0, EncodedLen(ev)), ev)
+	}
+}
+
+// BenchmarkEncodedLen is the sizing pass the hub runs before encoding each event.
+func BenchmarkEncodedLen(b *testing.B) {
+	ev := Event{ID: "0a1b2c3d-123456", Data: benchData}
+	b.SetBytes(int64(len(benchData)))
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = EncodedLen(ev)
+	}
+}

@@ -7,6 +7,7 @@
 package sse
 
 import (
+	"bytes"
 	"strconv"
 	"unicode/utf8"
 )
@@ -41,17 +42,73 @@ func AppendEvent(dst []byte, ev Event) []byte {
 	return append(dst, '\n')
 }
 
-// EncodedLen returns an upper bound of len(AppendEvent(nil, ev)) for preallocation.
+// EncodedLen returns len(AppendEvent(nil, ev)) exactly, so a caller can give an event a buffer
+// of its own that holds nothing beyond its encoding. It reads the data a few times at memchr
+// speed (line breaks, UTF-8 validity); invalid data is decoded once more.
 func EncodedLen(ev Event) int {
-	n := len("id: \nevent: \n\n") + 3*(len(ev.ID)+len(ev.Name))
-	lines := 1
-	for _, c := range ev.Data {
-		if c == '\n' || c == '\r' {
-			lines++
-		}
+	n := 0
+	if ev.ID != "" {
+		n += len("id: \n") + fieldLen(ev.ID, true)
 	}
-	// Each replaced invalid byte may grow from 1 to 3 bytes.
-	return n + lines*len("data: \n") + len(ev.Data)*3
+	if ev.Name != "" {
+		n += len("event: \n") + fieldLen(ev.Name, true)
+	}
+	return n + dataLen(ev.Data) + len("\n")
+}
+
+// dataLen returns len(appendData(nil, data)).
+func dataLen(data []byte) int {
+	// Each line break becomes "\ndata: " in place of its own bytes: LF and a lone CR are one
+	// byte, CRLF two.
+	n := len("data: ") + len(data) + len("\n")
+	n += bytes.Count(data, lineFeed) * (len("\ndata: ") - 1)
+	if crs := bytes.Count(data, carriageReturn); crs > 0 {
+		n += crs*(len("\ndata: ")-1) - bytes.Count(data, crlf)*len("\ndata: ")
+	}
+	if utf8.Valid(data) {
+		return n
+	}
+	for i := 0; i < len(data); {
+		if data[i] < utf8.RuneSelf {
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(data[i:])
+		if r == utf8.RuneError && size == 1 {
+			n += utf8.RuneLen(utf8.RuneError) - 1
+		}
+		i += size
+	}
+	return n
+}
+
+var (
+	lineFeed       = []byte{'\n'}
+	carriageReturn = []byte{'\r'}
+	crlf           = []byte{'\r', '\n'}
+)
+
+// fieldLen returns len(appendField(nil, s, dropNUL)).
+func fieldLen(s string, dropNUL bool) int {
+	n := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c != '\r' && c != '\n' && !(dropNUL && c == 0) {
+				n++
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			n += utf8.RuneLen(utf8.RuneError)
+		} else {
+			n += size
+		}
+		i += size
+	}
+	return n
 }
 
 // AppendComment appends a comment line (":" text), used for the opening flush and heartbeats.

@@ -27,6 +27,9 @@ func TestAppendEvent(t *testing.T) {
 		{"invalid UTF-8 replaced", Event{Data: []byte("a\xffb")}, "data: a\uFFFDb\n\n"},
 		{"UTF-8 kept", Event{ID: "é", Data: []byte("日本\n語")}, "id: é\ndata: 日本\ndata: 語\n\n"},
 		{"NUL in data kept", Event{Data: []byte("a\x00b")}, "data: a\x00b\n\n"},
+		{"mixed breaks", Event{Data: []byte("a\r\r\nb\n\rc\r")}, "data: a\ndata: \ndata: b\ndata: \ndata: c\ndata: \n\n"},
+		{"invalid UTF-8 around breaks", Event{ID: "\xff", Name: "\xe6\x97", Data: []byte("\xe6\x97\n\xef\xbf\xbd\xc3")}, "id: \uFFFD\nevent: \uFFFD\uFFFD\ndata: \uFFFD\uFFFD\ndata: \uFFFD\uFFFD\n\n"},
+		{"id of line breaks only", Event{ID: "\r\n", Data: []byte("x")}, "id: \ndata: x\n\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -34,8 +37,8 @@ func TestAppendEvent(t *testing.T) {
 			if string(got) != tt.want {
 				t.Fatalf("AppendEvent = %q, want %q", got, tt.want)
 			}
-			if n := EncodedLen(tt.ev); n < len(got) {
-				t.Fatalf("EncodedLen = %d < %d", n, len(got))
+			if n := EncodedLen(tt.ev); n != len(got) {
+				t.Fatalf("EncodedLen = %d, encoded %d bytes", n, len(got))
 			}
 		})
 	}
@@ -113,8 +116,8 @@ func FuzzEncodeDecode(f *testing.F) {
 	f.Add("id", ":", []byte(":not a comment\n\n\ndata: injected"))
 	f.Fuzz(func(t *testing.T, id, name string, data []byte) {
 		frame := AppendEvent(nil, Event{ID: id, Name: name, Data: data})
-		if len(frame) > EncodedLen(Event{ID: id, Name: name, Data: data}) {
-			t.Fatalf("EncodedLen too small")
+		if n := EncodedLen(Event{ID: id, Name: name, Data: data}); n != len(frame) {
+			t.Fatalf("EncodedLen = %d, encoded %d bytes: %q", n, len(frame), frame)
 		}
 		if !utf8.Valid(frame) {
 			t.Fatalf("frame is not UTF-8: %q", frame)
