@@ -147,7 +147,7 @@ func (h *Handler) Drain(ctx context.Context) error {
 }
 
 // EndStreams ends the streams open now, after writing what was already handed to them, with
-// comment and a short jittered retry: hint (in [Retry/3, 2·Retry/3)), so their clients
+// comment and a short jittered retry: hint (in [Retry/6, Retry/2)), so their clients
 // reconnect soon, through the Service, to a ready replica and resume with Last-Event-ID. New
 // streams are served as usual. The bridge calls it when a stream replica lost the broker.
 func (h *Handler) EndStreams(comment string) {
@@ -415,7 +415,7 @@ func (h *Handler) stream(sink streamSink, path string, s *hub.Subscriber, gap *h
 		case <-ended:
 			if h.flush(sink, s, frames, time.Now().Add(h.cfg.WriteTimeout)) {
 				out = sse.AppendComment(out[:0], "broker unreachable from this replica; reconnect with Last-Event-ID")
-				retry := h.cfg.Retry/3 + time.Duration(h.cfg.Rand()*float64(h.cfg.Retry/3))
+				retry := h.cfg.Retry/6 + time.Duration(h.cfg.Rand()*float64(h.cfg.Retry/3))
 				out = sse.AppendRetry(out, retry.Milliseconds())
 				sink.write(out)
 			}
