@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
+	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
@@ -270,4 +271,82 @@ func TestDisconnectPolicyDoesNotCountResumableEventsAsDropped(t *testing.T) {
 			t.Fatalf("resumed event %d: %s %.40s", i+1, m.Name, m.Data)
 		}
 	}
+}
+
+// TestStreamDeadLetterSurvivesConnectionResets: the broker closes every bridge connection
+// while the dead-letter leader is copying a burst of malformed messages (an uncommitted
+// transaction is rolled back with its channel). A leader takes over from the recorded
+// progress: each malformed message is in the DLQ exactly once.
+func TestStreamDeadLetterSurvivesConnectionResets(t *testing.T) {
+	t.Parallel()
+	node := rabbitmqtest.Shared(t)
+	queue, exchange := uniqueName(t, "q"), uniqueName(t, "x")
+	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
+	args := []string{"--queue=" + queue, "--exchange=" + exchange, "--queue-type=stream"}
+	a := startBridge(t, node.URI, args...)
+	b := startBridge(t, node.URI, args...)
+	p := publisher(t, node.URI, exchange)
+	const n = 1500
+	published := make(chan error, 1)
+	go func() { // a steady flow, so the leader is copying when the connections go
+		var confirms []*amqp091.DeferredConfirmation
+		for i := 1; i <= n; i++ {
+			dc, err := p.PublishDeferred(context.Background(), "team.1.job.1.status", []byte(fmt.Sprintf("{broken %d", i)), events.PublishOptions{})
+			if err != nil {
+				published <- err
+				return
+			}
+			confirms = append(confirms, dc)
+			time.Sleep(2 * time.Millisecond)
+		}
+		for _, dc := range confirms {
+			if err := events.WaitConfirm(context.Background(), dc); err != nil {
+				published <- err
+				return
+			}
+		}
+		published <- nil
+	}()
+	eventually(t, 20*time.Second, "copying under way", func() bool { return queueMessages(t, node.URI, queue+".dlq") >= 50 })
+	closeConnectionsNamed(t, node, "eventstream-bridge "+queue)
+	atReset := queueMessages(t, node.URI, queue+".dlq")
+	if err := <-published; err != nil {
+		t.Fatal(err)
+	}
+	if atReset >= n {
+		t.Logf("all %d copied before the reset: the reset did not hit the leader mid-way", n)
+	}
+	// The management API may not list a connection yet: reset again until both replicas had one.
+	bothReconnected := func() bool {
+		return testutil.ToFloat64(a.Metrics.Reconnects) >= 1 && testutil.ToFloat64(b.Metrics.Reconnects) >= 1
+	}
+	for attempt := 1; !bothReconnected(); attempt++ {
+		if attempt > 5 {
+			t.Fatal("the replicas' connections were not all reset")
+		}
+		for deadline := time.Now().Add(3 * time.Second); !bothReconnected() && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if !bothReconnected() {
+			closeConnectionsNamed(t, node, "eventstream-bridge "+queue)
+		}
+	}
+	publishRaw(t, p, "team.1.job.1.status", []byte(fmt.Sprintf("{broken %d", n+1))) // the last one: copied after all before it
+	eventually(t, 60*time.Second, "every malformed message copied", func() bool {
+		return queueMessages(t, node.URI, queue+".dlq") >= n+1
+	})
+	bodies := drainQueue(t, node.URI, queue+".dlq")
+	seen := map[string]int{}
+	for _, body := range bodies {
+		seen[body]++
+	}
+	for i := 1; i <= n+1; i++ {
+		if c := seen[fmt.Sprintf("{broken %d", i)]; c != 1 {
+			t.Errorf("malformed message %d is %d times in the DLQ", i, c)
+		}
+	}
+	if len(bodies) != n+1 {
+		t.Fatalf("%d copies for %d malformed messages", len(bodies), n+1)
+	}
+	t.Logf("connections reset with %d of %d copied; %d copies in the end, each once", atReset, n, len(bodies))
 }
