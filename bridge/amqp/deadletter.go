@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
@@ -91,13 +92,17 @@ func (c *Consumer) leadDeadLettering(ctx context.Context, conn *amqp091.Connecti
 	if _, err := ch.QueueDeclare(l.queue, true, false, false, false, amqp091.Table{"x-queue-type": string(Classic)}); err != nil {
 		return fmt.Errorf("declare dead-letter progress queue %q: %w", l.queue, err)
 	}
-	if err := ch.Qos(16, 0, false); err != nil {
+	// No prefetch limit: the queue holds one progress message (plus a marker), and a limit
+	// could hold back the marker behind unexpected extra messages.
+	if err := ch.Qos(0, 0, false); err != nil {
 		return fmt.Errorf("set dead-letter progress prefetch: %w", err)
 	}
 	l.progress, err = ch.Consume(l.queue, c.tag+"-dead-letter", false, true, false, false, nil)
 	if err != nil {
+		// "in exclusive use": another replica leads. Any other refusal (permissions) is an
+		// error to report, not a silent follower.
 		var amqpErr *amqp091.Error
-		if errors.As(err, &amqpErr) && amqpErr.Code == amqp091.AccessRefused {
+		if errors.As(err, &amqpErr) && amqpErr.Code == amqp091.AccessRefused && strings.Contains(amqpErr.Reason, "exclusive use") {
 			return errNotLeader
 		}
 		return fmt.Errorf("consume dead-letter progress queue %q: %w", l.queue, err)
