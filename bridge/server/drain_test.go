@@ -82,3 +82,74 @@ func TestDrainWritesEverythingHandedToTheStream(t *testing.T) {
 		}
 	}
 }
+
+// output returns what the sink got so far.
+func (s *recordingSink) output() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.out.String()
+}
+
+// TestEndStreamsEndsOnlyTheOpenOnes: EndStreams (a stream replica that lost the broker) ends
+// the streams open at that moment, after what was handed to them, with a short retry: hint;
+// a stream opened afterwards is served as usual.
+func TestEndStreamsEndsOnlyTheOpenOnes(t *testing.T) {
+	h := hub.New(hub.Config{Placeholders: 2, IDs: hub.OffsetIDs, ReplaySize: 10})
+	handler, err := NewHandler(Config{Hub: h, Template: template, TenantParam: "team_id", Authenticator: auth.None(),
+		Metrics: metrics.New(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Heartbeat: time.Hour,
+		Retry: 3 * time.Second, Rand: func() float64 { return 0.5 }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	publish := func(offset int64) {
+		h.Publish(hub.Message{RoutingKey: "team.1.job.1.status", Values: []string{"1", "1"}, Data: []byte("{}"), Offset: offset})
+	}
+	run := func(s *hub.Subscriber) (*recordingSink, chan struct{}) {
+		sink, done := &recordingSink{}, make(chan struct{})
+		go func() {
+			defer close(done)
+			handler.stream(sink, "/", s, nil, time.Time{})
+		}()
+		return sink, done
+	}
+	waitOutput := func(sink *recordingSink, want string) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); !strings.Contains(sink.output(), want); time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("stream output lacks %q:\n%s", want, sink.output())
+			}
+		}
+	}
+
+	before, _ := h.Subscribe(hub.Filter{nil, nil}, hub.Cursor{})
+	defer h.Unsubscribe(before)
+	beforeOut, beforeDone := run(before)
+	waitOutput(beforeOut, ": ok")
+	publish(1)
+	handler.EndStreams("broker unreachable")
+	select {
+	case <-beforeDone:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the open stream was not ended")
+	}
+	out := beforeOut.output()
+	if !strings.Contains(out, "id: 1\n") || !strings.Contains(out, ": broker unreachable") || !strings.Contains(out, "retry: 1000\n") {
+		t.Fatalf("ended stream: want event 1, the comment and retry 1000 (retry/6 + 0.5·retry/3):\n%s", out)
+	}
+
+	after, _ := h.Subscribe(hub.Filter{nil, nil}, hub.Cursor{})
+	defer h.Unsubscribe(after)
+	afterOut, afterDone := run(after)
+	waitOutput(afterOut, ": ok")
+	publish(2)
+	waitOutput(afterOut, "id: 2\n")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := handler.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	<-afterDone
+	if strings.Contains(afterOut.output(), "broker unreachable") {
+		t.Fatalf("a stream opened after EndStreams was ended by it:\n%s", afterOut.output())
+	}
+}
