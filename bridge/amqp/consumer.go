@@ -3,7 +3,8 @@
 // The Consumer owns the broker connection: it reconnects by itself with jittered, capped
 // exponential backoff (amqp091-go does not), re-establishing channel, QoS and consumer, and
 // reports readiness. A delivery is acked only after the hub handed it to every matching
-// subscriber; malformed messages are dead-lettered, counted and logged, never fatal.
+// subscriber; malformed messages are dead-lettered (stream mode: exactly once over all
+// replicas, deadletter.go), counted and logged, never fatal.
 package amqp
 
 import (
@@ -32,6 +33,12 @@ const (
 	ReasonOversize   = "oversize"
 )
 
+// Connection defaults (see Config.Heartbeat and Config.DialTimeout).
+const (
+	DefaultHeartbeat   = 2 * time.Second
+	DefaultDialTimeout = 5 * time.Second
+)
+
 // MalformedReasonHeader is set on messages the bridge republishes to the dead-letter exchange
 // (stream mode).
 const MalformedReasonHeader = "x-eventstream-malformed-reason"
@@ -39,6 +46,8 @@ const MalformedReasonHeader = "x-eventstream-malformed-reason"
 // Sink receives valid events; *hub.Hub implements it.
 type Sink interface {
 	Publish(hub.Message) (*hub.Frame, int)
+	// Advance tells the sink a stream offset was consumed without an event (malformed).
+	Advance(offset int64)
 }
 
 // DeliveryObserver is called for every delivery before it is handled and returns a function
@@ -75,6 +84,18 @@ type Config struct {
 	LagInterval time.Duration
 	// Backoff shapes reconnect delays.
 	Backoff Backoff
+	// Heartbeat is the AMQP heartbeat proposed to the broker; default DefaultHeartbeat. A
+	// heartbeat parameter in URL wins. amqp091-go declares the connection dead when nothing
+	// arrived for 1.5 heartbeats (3 s at the default), so a blackholed broker is noticed
+	// within about 3 s; the broker drops a silent bridge after 2 missed heartbeats.
+	Heartbeat time.Duration
+	// LeaderRetry is how often a stream replica that is not the dead-letter leader tries to
+	// become it; default DefaultLeaderRetry. ProgressInterval is how often the leader records
+	// how far it examined the stream; default DefaultProgressInterval (deadletter.go).
+	LeaderRetry      time.Duration
+	ProgressInterval time.Duration
+	// DialTimeout bounds the TCP connect and the AMQP handshake; default DefaultDialTimeout.
+	DialTimeout time.Duration
 	// After is the clock for backoff waits and lag sampling; default time.After.
 	After func(time.Duration) <-chan time.Time
 	// Observe, when set, is called for every delivery (tracing).
@@ -123,6 +144,18 @@ func New(cfg Config, sink Sink) *Consumer {
 	if cfg.After == nil {
 		cfg.After = time.After
 	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = DefaultHeartbeat
+	}
+	if cfg.LeaderRetry <= 0 {
+		cfg.LeaderRetry = DefaultLeaderRetry
+	}
+	if cfg.ProgressInterval <= 0 {
+		cfg.ProgressInterval = DefaultProgressInterval
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
 	if cfg.QueueType == "" {
 		cfg.QueueType = Classic
 	}
@@ -143,6 +176,10 @@ func New(cfg Config, sink Sink) *Consumer {
 func (c *Consumer) Ready() bool {
 	return c.ready.Load() && c.lastOffset.Load() >= c.startupTail.Load()
 }
+
+// Consuming reports whether the consumer has a broker connection and a consumer on it now
+// (Ready adds the stream start-up condition).
+func (c *Consumer) Consuming() bool { return c.ready.Load() }
 
 // Connected is closed the first time the consumer is consuming (for tests and start-up).
 func (c *Consumer) Connected() <-chan struct{} { return c.connected }
@@ -187,9 +224,9 @@ func (c *Consumer) Run(ctx context.Context) error {
 func (c *Consumer) dial() (*amqp091.Connection, error) {
 	conn, err := amqp091.DialConfig(c.cfg.URL, amqp091.Config{
 		TLSClientConfig: c.cfg.TLS,
-		Heartbeat:       10 * time.Second,
+		Heartbeat:       c.cfg.Heartbeat,
 		Properties:      amqp091.Table{"connection_name": "eventstream-bridge " + c.cfg.Queue},
-		Dial:            amqp091.DefaultDial(15 * time.Second),
+		Dial:            amqp091.DefaultDial(c.cfg.DialTimeout),
 	})
 	if err != nil {
 		// amqp091 errors quote at most the address, never the URI's credentials.
@@ -247,8 +284,13 @@ func (c *Consumer) session(ctx context.Context, connected func()) error {
 		wg.Wait()
 	}()
 
-	dlx := &deadLetterPublisher{conn: conn, exchange: c.cfg.DeadLetterExchange}
-	defer dlx.close()
+	if c.cfg.QueueType == Stream {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.runDeadLetterLeader(sessionCtx, conn)
+		}()
+	}
 
 	connected()
 	for {
@@ -267,7 +309,7 @@ func (c *Consumer) session(ctx context.Context, connected func()) error {
 			if !ok {
 				return errors.New("delivery channel closed")
 			}
-			if err := c.handle(ctx, &d, dlx); err != nil {
+			if err := c.handle(ctx, &d); err != nil {
 				return err
 			}
 		}
@@ -300,8 +342,11 @@ func closeErr(e *amqp091.Error) error {
 
 // handle processes one delivery. An error ends the session (the delivery stays unacked and
 // returns to the queue with the channel).
-func (c *Consumer) handle(ctx context.Context, d *amqp091.Delivery, dlx *deadLetterPublisher) error {
+func (c *Consumer) handle(ctx context.Context, d *amqp091.Delivery) error {
 	c.cfg.Metrics.Consumed.Inc()
+	if d.Redelivered && c.cfg.QueueType != Stream {
+		c.cfg.Metrics.Redelivered.Inc()
+	}
 	end := func(string) {}
 	if c.cfg.Observe != nil {
 		end = c.cfg.Observe(ctx, d)
@@ -315,25 +360,10 @@ func (c *Consumer) handle(ctx context.Context, d *amqp091.Delivery, dlx *deadLet
 		}
 	}
 
-	reason := ""
-	var values []string
-	switch {
-	case len(d.Body) > c.cfg.MaxMessageBytes:
-		reason = ReasonOversize
-	default:
-		var ok bool
-		if values, ok = c.cfg.Template.Match(d.RoutingKey); !ok {
-			reason = ReasonRoutingKey
-		} else if !json.Valid(d.Body) {
-			reason = ReasonNotJSON
-		}
-	}
+	values, reason := c.classify(d)
 	if reason != "" {
-		err := c.deadLetter(ctx, d, reason, dlx)
+		err := c.skipMalformed(d, reason, offset)
 		end("malformed:" + reason)
-		if err == nil && offset >= 0 {
-			c.lastOffset.Store(offset)
-		}
 		return err
 	}
 
@@ -355,40 +385,50 @@ func (c *Consumer) handle(ctx context.Context, d *amqp091.Delivery, dlx *deadLet
 	return nil
 }
 
-// deadLetter rejects a malformed delivery without requeue (classic/quorum: the broker
-// dead-letters it) or, on a stream, republishes it to the DLX with confirms and acks it.
-func (c *Consumer) deadLetter(ctx context.Context, d *amqp091.Delivery, reason string, dlx *deadLetterPublisher) error {
+// classify returns the routing key's placeholder values, or the reason the message is
+// malformed: body over MaxMessageBytes, routing key outside the template, body not JSON.
+func (c *Consumer) classify(d *amqp091.Delivery) (values []string, reason string) {
+	if len(d.Body) > c.cfg.MaxMessageBytes {
+		return nil, ReasonOversize
+	}
+	values, ok := c.cfg.Template.Match(d.RoutingKey)
+	if !ok {
+		return nil, ReasonRoutingKey
+	}
+	if !json.Valid(d.Body) {
+		return nil, ReasonNotJSON
+	}
+	return values, ""
+}
+
+// skipMalformed takes a malformed delivery out of the consumer's way. Classic/quorum: rejected
+// without requeue, so the broker dead-letters it; counted and logged here. Stream: acked and
+// skipped (the hub's position moves past it); the dead-letter leader (deadletter.go), which
+// reads the stream on its own, republishes it to the DLX exactly once over all replicas.
+func (c *Consumer) skipMalformed(d *amqp091.Delivery, reason string, offset int64) error {
+	if c.cfg.QueueType != Stream {
+		c.countMalformed(d, reason)
+		if err := d.Reject(false); err != nil {
+			return fmt.Errorf("reject delivery %d: %w", d.DeliveryTag, err)
+		}
+		return nil
+	}
+	c.sink.Advance(offset)
+	if err := d.Ack(false); err != nil {
+		return fmt.Errorf("ack malformed stream delivery %d: %w", d.DeliveryTag, err)
+	}
+	c.lastOffset.Store(offset)
+	return nil
+}
+
+// countMalformed counts a dead-lettered message and logs it (rate-limited per reason).
+func (c *Consumer) countMalformed(d *amqp091.Delivery, reason string) {
 	c.cfg.Metrics.Malformed.WithLabelValues(reason).Inc()
 	if c.logLimiter.allow(reason) {
 		c.cfg.Logger.Warn("malformed message dead-lettered", "reason", reason,
 			"routingKey", truncate(d.RoutingKey, 255), "messageId", truncate(d.MessageId, 128),
 			"bytes", len(d.Body), "suppressedSinceLast", c.logLimiter.takeSuppressed(reason))
 	}
-	if c.cfg.QueueType != Stream {
-		if err := d.Reject(false); err != nil {
-			return fmt.Errorf("reject delivery %d: %w", d.DeliveryTag, err)
-		}
-		return nil
-	}
-	headers := amqp091.Table{}
-	for k, v := range d.Headers {
-		headers[k] = v
-	}
-	headers[MalformedReasonHeader] = reason
-	if err := dlx.publish(ctx, d.RoutingKey, amqp091.Publishing{
-		Headers:      headers,
-		ContentType:  d.ContentType,
-		DeliveryMode: amqp091.Persistent,
-		MessageId:    d.MessageId,
-		Timestamp:    d.Timestamp,
-		Body:         d.Body,
-	}); err != nil {
-		return err
-	}
-	if err := d.Ack(false); err != nil {
-		return fmt.Errorf("ack dead-lettered delivery %d: %w", d.DeliveryTag, err)
-	}
-	return nil
 }
 
 func truncate(s string, n int) string {
@@ -421,48 +461,6 @@ func publishedAt(d *amqp091.Delivery) time.Time {
 		return time.UnixMilli(int64(v))
 	}
 	return d.Timestamp
-}
-
-// deadLetterPublisher publishes malformed stream messages to the DLX on a confirm-mode
-// channel opened on first use.
-type deadLetterPublisher struct {
-	conn     *amqp091.Connection
-	exchange string
-	ch       *amqp091.Channel
-}
-
-func (p *deadLetterPublisher) publish(ctx context.Context, key string, msg amqp091.Publishing) error {
-	if p.ch == nil {
-		ch, err := p.conn.Channel()
-		if err != nil {
-			return fmt.Errorf("open dead-letter channel: %w", err)
-		}
-		if err := ch.Confirm(false); err != nil {
-			_ = ch.Close()
-			return fmt.Errorf("confirm mode on dead-letter channel: %w", err)
-		}
-		p.ch = ch
-	}
-	confirm, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, p.exchange, key, false, false, msg)
-	if err != nil {
-		return fmt.Errorf("republish to dead-letter exchange %q: %w", p.exchange, err)
-	}
-	waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	acked, err := confirm.WaitContext(waitCtx)
-	if err != nil {
-		return fmt.Errorf("confirm from dead-letter exchange %q: %w", p.exchange, err)
-	}
-	if !acked {
-		return fmt.Errorf("dead-letter exchange %q: %w", p.exchange, events.ErrNacked)
-	}
-	return nil
-}
-
-func (p *deadLetterPublisher) close() {
-	if p.ch != nil {
-		_ = p.ch.Close()
-	}
 }
 
 // malformedLogLimiter logs at most one malformed message per reason per second, counting the

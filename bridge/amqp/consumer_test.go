@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
@@ -28,8 +29,9 @@ func TestBackoffIsJitteredExponentialAndCapped(t *testing.T) {
 	if got := b.Delay(10); got >= time.Second || got < 999*time.Millisecond {
 		t.Errorf("Delay(10) with rand→1 = %v, want just under the 1s cap", got)
 	}
-	if got := (Backoff{}).Delay(100); got > 30*time.Second || got < 15*time.Second {
-		t.Errorf("default cap: %v", got)
+	// The default cap keeps the bridge within 1 s of a broker that is back (issue 14).
+	if got := (Backoff{}).Delay(100); got > time.Second || got < 500*time.Millisecond {
+		t.Errorf("default cap: %v, want in [500ms, 1s)", got)
 	}
 }
 
@@ -40,6 +42,8 @@ func (s blockingSink) Publish(hub.Message) (*hub.Frame, int) {
 	<-s.release
 	return nil, 0
 }
+
+func (s blockingSink) Advance(int64) {}
 
 // TestConsumerLag checks the lag gauge on a real broker for classic and stream queues: while
 // the bridge is stuck on one message the backlog shows, and it returns to 0 once it catches up.
@@ -104,4 +108,101 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// countingSink counts published messages.
+type countingSink struct{ n chan struct{} }
+
+func (s countingSink) Publish(hub.Message) (*hub.Frame, int) {
+	s.n <- struct{}{}
+	return nil, 0
+}
+
+func (s countingSink) Advance(int64) {}
+
+// TestRedeliveriesAreCounted: messages a previous consumer received but did not ack (a bridge
+// that stopped or lost its connection) come back from the queue; the bridge counts them as
+// redelivered, since clients may already have them.
+func TestRedeliveriesAreCounted(t *testing.T) {
+	node := rabbitmqtest.Shared(t)
+	queue := "redelivered-" + events.NewID()[:8]
+	exchange := queue + "-x"
+	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
+	m := metrics.New()
+	seen := countingSink{n: make(chan struct{}, 10)}
+	c := New(Config{
+		URL: node.URI, Exchange: exchange, Queue: queue, QueueType: Classic, DeclareTopology: true, Prefetch: 10,
+		Template: events.MustParseTemplate(events.DefaultRoutingKeyTemplate),
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: m,
+	}, seen)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = c.Run(ctx)
+	}()
+	select {
+	case <-c.Connected():
+	case <-time.After(10 * time.Second):
+		cancel()
+		t.Fatal("consumer did not connect")
+	}
+	cancel() // the bridge declared the topology; stop it while a "previous bridge" takes over
+	<-done
+
+	conn, err := amqp091.Dial(node.URI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := events.Dial(node.URI, nil, events.PublisherConfig{Exchange: exchange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for i := 0; i < 5; i++ {
+		if err := p.Publish(context.Background(), "team.1.job.1.status", []byte(`{}`), events.PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 5; i++ { // the previous bridge receives them and stops without acking
+		if _, ok, err := ch.Get(queue, false); err != nil || !ok {
+			t.Fatalf("get %d: %v %v", i, ok, err)
+		}
+	}
+	_ = ch.Close()
+
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	done2 := make(chan struct{})
+	go func() {
+		defer close(done2)
+		_ = c.Run(ctx2)
+	}()
+	defer func() { cancel2(); <-done2 }()
+	waitFor(t, "the 5 returned messages consumed", func() bool { return len(seen.n) == 5 })
+	if r := testutil.ToFloat64(m.Redelivered); r != 5 {
+		t.Fatalf("redelivered = %v, want 5", r)
+	}
+}
+
+func queueReady(t *testing.T, uri, queue string) int {
+	t.Helper()
+	conn, err := amqp091.Dial(uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	if err != nil {
+		return -1
+	}
+	return q.Messages
 }

@@ -2,7 +2,6 @@ package amqp
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync/atomic"
@@ -20,11 +19,13 @@ var readerSeq atomic.Uint64
 
 // ReadStream reads the stream queue from offset from on a channel of its own (on the
 // consumer's current connection) and calls deliver for every valid message in offset order,
-// until ctx ends, deliver returns an error, or the channel closes. Messages the consumer would
-// dead-letter are skipped (the consumer already dead-letters them). deliver may block: the
-// reader's prefetch bounds what the broker sends meanwhile. It serves clients resuming from
-// before the hub's replay window, exactly, within the stream's retention.
-func (c *Consumer) ReadStream(ctx context.Context, from int64, deliver func(hub.Message) error) error {
+// until ctx ends, deliver returns an error, or the channel closes. Malformed messages are
+// skipped (the dead-letter leader handles them). When the first message read, valid or not,
+// is after from, the stream no longer holds from (retention): expired is called once before
+// anything is delivered. deliver may block: the reader's prefetch bounds what the broker sends
+// meanwhile. It serves clients resuming from before the hub's replay window, exactly, within
+// the stream's retention.
+func (c *Consumer) ReadStream(ctx context.Context, from int64, expired func(), deliver func(hub.Message) error) error {
 	if c.cfg.QueueType != Stream {
 		return errors.New("ReadStream needs a stream queue")
 	}
@@ -45,6 +46,7 @@ func (c *Consumer) ReadStream(ctx context.Context, from int64, deliver func(hub.
 	if err != nil {
 		return fmt.Errorf("read stream %q from offset %d: %w", c.cfg.Queue, from, err)
 	}
+	first := true
 	for {
 		select {
 		case <-ctx.Done():
@@ -57,8 +59,12 @@ func (c *Consumer) ReadStream(ctx context.Context, from int64, deliver func(hub.
 			if !ok {
 				return errors.New("stream delivery without x-stream-offset header")
 			}
-			if offset >= from && len(d.Body) <= c.cfg.MaxMessageBytes && json.Valid(d.Body) {
-				if values, ok := c.cfg.Template.Match(d.RoutingKey); ok {
+			if first && offset > from {
+				expired()
+			}
+			first = false
+			if offset >= from {
+				if values, reason := c.classify(&d); reason == "" {
 					if err := deliver(hub.Message{RoutingKey: d.RoutingKey, Values: values, Data: d.Body, Offset: offset, Published: publishedAt(&d)}); err != nil {
 						return err
 					}

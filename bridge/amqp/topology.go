@@ -27,6 +27,11 @@ func ParseQueueType(s string) (QueueType, error) {
 // DeadLetterQueueName is the dead-letter queue of queue: "<queue>.dlq".
 func DeadLetterQueueName(queue string) string { return queue + ".dlq" }
 
+// DeadLetterProgressQueueName is the queue where the dead-letter leader of a stream records
+// how far it dead-lettered (deadletter.go): "<queue>.dlq-progress". The operator's policy
+// pattern is anchored to the queue's own name, so it never applies TTL or limits to it.
+func DeadLetterProgressQueueName(queue string) string { return queue + ".dlq-progress" }
+
 // declareTopology declares what the operator normally owns, for running the bridge by hand
 // and for tests: the topic exchange, a fanout dead-letter exchange with its "<queue>.dlq",
 // the queue and its binding. Classic and quorum queues get x-dead-letter-exchange as a queue

@@ -77,6 +77,7 @@ func Start(cfg *Config, log *slog.Logger) (*Bridge, error) {
 		OnDrop: func(reason string, n int) {
 			m.Dropped.WithLabelValues(reason).Add(float64(n))
 		},
+		OnDisconnect: m.SlowClientDisconnects.Inc,
 	})
 	consumer := bridgeamqp.New(bridgeamqp.Config{
 		URL:                cfg.URL,
@@ -97,7 +98,7 @@ func Start(cfg *Config, log *slog.Logger) (*Bridge, error) {
 		Logger:             log,
 		Metrics:            m,
 	}, h)
-	var streamReader func(context.Context, int64, func(hub.Message) error) error
+	var streamReader func(context.Context, int64, func(), func(hub.Message) error) error
 	if queueType == bridgeamqp.Stream {
 		streamReader = consumer.ReadStream
 	}
@@ -168,6 +169,9 @@ func Start(cfg *Config, log *slog.Logger) (*Bridge, error) {
 		defer close(b.consumerDone)
 		_ = consumer.Run(consumerCtx)
 	}()
+	if queueType == bridgeamqp.Stream && cfg.BrokerLostGrace > 0 {
+		go b.endStreamsWhenCutOff(consumerCtx, cfg.BrokerLostGrace, brokerWatchInterval)
+	}
 	go b.serve(b.sseServer, b.sseListener)
 	go b.serve(b.opsServer, b.opsListener)
 	log.Info("bridge started", "listen", b.sseListener.Addr().String(), "metricsListen", b.opsListener.Addr().String(),

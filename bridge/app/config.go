@@ -56,6 +56,7 @@ type Config struct {
 	ReplaySize         int
 	MaxMessageBytes    int
 	DrainTimeout       time.Duration
+	BrokerLostGrace    time.Duration
 
 	MaxConnections          int
 	MaxConnectionsPerTenant int
@@ -125,6 +126,7 @@ func BindFlags(fs *flag.FlagSet, getenv func(string) string) *Config {
 	fs.IntVar(&c.ReplaySize, "replay-size", 1000, "events kept in memory for Last-Event-ID resume (0: none)")
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", 1<<20, "larger messages are dead-lettered as oversize")
 	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 10*time.Second, "time to end streams and stop consuming on SIGTERM")
+	fs.DurationVar(&c.BrokerLostGrace, "broker-lost-grace", 2*time.Second, "stream queues: after this long without the broker, end the open streams with a short retry: so clients resume on a replica that has it (0: never)")
 	fs.IntVar(&c.MaxConnections, "max-connections", 10000, "open streams in total (0: unlimited)")
 	fs.IntVar(&c.MaxConnectionsPerTenant, "max-connections-per-tenant", 1000, "open streams per tenant (0: unlimited)")
 	fs.IntVar(&c.MaxConnectionsPerSubject, "max-connections-per-subject", 100, "open streams per subject, the token's sub; a token without sub counts as a subject of its own (0: unlimited)")
@@ -178,6 +180,9 @@ func (c *Config) Validate() error {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative", name))
 		}
+	}
+	if c.BrokerLostGrace < 0 {
+		errs = append(errs, errors.New("--broker-lost-grace must not be negative"))
 	}
 	for name, v := range map[string]time.Duration{"--heartbeat": c.Heartbeat, "--retry": c.Retry,
 		"--drain-timeout": c.DrainTimeout, "--read-header-timeout": c.ReadHeaderTimeout} {

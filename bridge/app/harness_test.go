@@ -15,7 +15,6 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
-	bridgeamqp "github.com/eventstream-operator/eventstream-operator/bridge/amqp"
 	"github.com/eventstream-operator/eventstream-operator/bridge/auth"
 	"github.com/eventstream-operator/eventstream-operator/bridge/sse"
 )
@@ -51,7 +50,6 @@ func startUnconnected(t testing.TB, uri string, args ...string) (*Bridge, error)
 		return nil, err
 	}
 	cfg.Authenticator = auth.None()
-	cfg.Backoff = bridgeamqp.Backoff{Initial: 50 * time.Millisecond, Max: 500 * time.Millisecond}
 	cfg.LagInterval = 100 * time.Millisecond
 	level := slog.LevelWarn
 	var w io.Writer = io.Discard

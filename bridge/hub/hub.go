@@ -38,6 +38,11 @@ type Config struct {
 	ReplayMaxBytes int
 	// OnDrop is called (outside the hub's locks) for dropped events; may be nil.
 	OnDrop func(reason string, n int)
+	// OnDisconnect is called (outside the hub's locks) when the Disconnect policy ends a slow
+	// subscription; may be nil. Its buffered events are not dropped events: they are in the
+	// replay ring (or the stream), where the client resumes them with Last-Event-ID, and a
+	// client that comes back too late is told by a gap.
+	OnDisconnect func()
 }
 
 // Message is a consumed event handed to Publish.
@@ -131,6 +136,9 @@ func New(cfg Config) *Hub {
 	if cfg.OnDrop == nil {
 		cfg.OnDrop = func(string, int) {}
 	}
+	if cfg.OnDisconnect == nil {
+		cfg.OnDisconnect = func() {}
+	}
 	h := &Hub{
 		cfg:        cfg,
 		byValue:    make([]map[string]map[*Subscriber]struct{}, cfg.Placeholders),
@@ -206,6 +214,30 @@ func (h *Hub) Publish(m Message) (*Frame, int) {
 	}
 	h.mu.RUnlock()
 	return f, matched
+}
+
+// Advance records that stream offset pos was consumed without an event (a malformed message
+// the consumer dead-letters): the hub's position moves on, so a client whose cursor is just
+// before pos is not told about a gap that is none. OffsetIDs only; positions at or below the
+// last one are ignored.
+func (h *Hub) Advance(pos int64) {
+	if h.cfg.IDs != OffsetIDs {
+		return
+	}
+	h.publishMu.Lock()
+	defer h.publishMu.Unlock()
+	if h.known && pos <= h.last {
+		return
+	}
+	if !h.known {
+		h.settle(pos)
+	}
+	h.mu.RLock()
+	h.last = pos
+	if len(h.ring) == 0 {
+		h.floor = pos
+	}
+	h.mu.RUnlock()
 }
 
 // settle runs once in stream mode when the first position becomes known: subscribers that
@@ -299,7 +331,18 @@ func (h *Hub) resume(s *Subscriber, c Cursor) *Gap {
 	if !c.Present {
 		return nil
 	}
-	if !c.Valid || (h.cfg.IDs == EpochIDs && c.Epoch != h.cfg.Epoch) {
+	if !c.Valid {
+		return &Gap{Reason: "unknown_id"}
+	}
+	if h.cfg.IDs == EpochIDs && c.Epoch != h.cfg.Epoch {
+		// An id of another bridge process, usually the previous one: what happened between
+		// cannot be placed, so a gap; then this process's events from its first one while the
+		// ring still holds it (floor 0), which includes the backlog that waited in the durable
+		// queue while no bridge ran. Events the previous process handed out but had not acked
+		// come again (at-least-once; counted as redeliveries by the consumer).
+		if h.floor == 0 {
+			h.replayAfter(s, 0)
+		}
 		return &Gap{Reason: "unknown_id"}
 	}
 	if h.cfg.IDs == OffsetIDs {
@@ -322,13 +365,19 @@ func (h *Hub) resume(s *Subscriber, c Cursor) *Gap {
 	if c.Pos < h.floor {
 		return &Gap{Reason: "expired"}
 	}
+	h.replayAfter(s, c.Pos)
+	return nil
+}
+
+// replayAfter queues the ring's frames after pos that match s's filter as s's backlog;
+// called with mu held exclusively.
+func (h *Hub) replayAfter(s *Subscriber, pos int64) {
 	for i := 0; i < h.ringLen; i++ {
 		f := h.ring[(h.ringHead+i)%len(h.ring)]
-		if f.Pos > c.Pos && s.filter.Matches(f.Values) {
+		if f.Pos > pos && s.filter.Matches(f.Values) {
 			s.backlog = append(s.backlog, f)
 		}
 	}
-	return nil
 }
 
 // Unsubscribe removes s; it is idempotent. Its buffered frames are released.
@@ -360,8 +409,10 @@ func (h *Hub) Unsubscribe(s *Subscriber) {
 	s.close()
 }
 
-// NeedsStreamRead reports whether a stream-mode cursor points before the replay window, so
-// the events after it can only come from reading the stream itself (see NewStreamSubscriber).
+// NeedsStreamRead reports whether a stream-mode cursor points before the replay window, or
+// the hub has no position yet (a replica that just started and has not read its first
+// message), so the events after it can only come reliably from reading the stream itself (see
+// NewStreamSubscriber).
 func (h *Hub) NeedsStreamRead(c Cursor) bool {
 	if h.cfg.IDs != OffsetIDs || !c.Present || !c.Valid {
 		return false
@@ -369,7 +420,7 @@ func (h *Hub) NeedsStreamRead(c Cursor) bool {
 	// Exclusive: Publish updates the ring state under the read lock.
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.known && c.Pos < h.floor
+	return !h.known || c.Pos < h.floor
 }
 
 // NewStreamSubscriber returns a subscriber that the hub does not feed: a reader of the stream

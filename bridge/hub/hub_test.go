@@ -11,8 +11,15 @@ import (
 
 // drops records OnDrop calls.
 type drops struct {
-	mu sync.Mutex
-	n  map[string]int
+	mu          sync.Mutex
+	n           map[string]int
+	disconnects int
+}
+
+func (d *drops) disconnect() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.disconnects++
 }
 
 func (d *drops) record(reason string, n int) {
@@ -38,6 +45,7 @@ func newTestHub(t *testing.T, cfg Config) (*Hub, *drops) {
 		cfg.Epoch = "0000abcd"
 	}
 	cfg.OnDrop = d.record
+	cfg.OnDisconnect = d.disconnect
 	return New(cfg), d
 }
 
@@ -204,8 +212,12 @@ func TestOverflowDisconnect(t *testing.T) {
 	if _, _, closed := slow.Take(nil); !closed {
 		t.Fatal("slow subscriber not disconnected")
 	}
-	if d.get(DropReasonDisconnect) != 3 {
-		t.Errorf("disconnect drops = %d, want 3 (2 buffered + 1)", d.get(DropReasonDisconnect))
+	// The buffered events are in the replay ring: the client resumes them, nothing is dropped.
+	if d.get("disconnect") != 0 || len(d.n) != 0 {
+		t.Errorf("drops counted for a disconnected subscriber: %v", d.n)
+	}
+	if d.disconnects != 1 {
+		t.Errorf("disconnects = %d, want 1", d.disconnects)
 	}
 	select {
 	case <-slow.Notify():
@@ -232,7 +244,7 @@ func TestResumeEpochIDs(t *testing.T) {
 		{"filtered replay", "0000abcd-2", Filter{{"1"}, nil}, []string{"0000abcd-3", "0000abcd-5"}, ""},
 		{"latest: nothing to replay", "0000abcd-5", Filter{nil, nil}, nil, ""},
 		{"expired", "0000abcd-1", Filter{nil, nil}, nil, "expired"},
-		{"foreign epoch", "ffffffff-4", Filter{nil, nil}, nil, "unknown_id"},
+		{"foreign epoch, first event left the ring", "ffffffff-4", Filter{nil, nil}, nil, "unknown_id"},
 		{"future", "0000abcd-9", Filter{nil, nil}, nil, "unknown_id"},
 		{"garbage", "hello", Filter{nil, nil}, nil, "unknown_id"},
 	}
@@ -248,6 +260,56 @@ func TestResumeEpochIDs(t *testing.T) {
 				t.Fatalf("replayed %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestForeignEpochReplaysFromTheFirstEvent: an id of an earlier bridge process gets a gap and
+// then every event of this process from its first one, while the ring still holds it (the
+// backlog that waited in the durable queue while no bridge ran), filtered, then live events.
+func TestForeignEpochReplaysFromTheFirstEvent(t *testing.T) {
+	h, _ := newTestHub(t, Config{ReplaySize: 4})
+	publish(h, "1", "7", "a")
+	publish(h, "2", "7", "b")
+	publish(h, "1", "7", "c")
+	s, gap := h.Subscribe(Filter{{"1"}, nil}, ParseCursor(EpochIDs, "ffffffff-900"))
+	if gap == nil || gap.Reason != "unknown_id" {
+		t.Fatalf("gap = %+v, want unknown_id", gap)
+	}
+	publish(h, "1", "7", "d")
+	first, _ := take(t, s)
+	second, _ := take(t, s)
+	if got := append(first, second...); !slices.Equal(got, []string{"0000abcd-1", "0000abcd-3", "0000abcd-4"}) {
+		t.Fatalf("after a foreign id: %v, want this process's events from the first", got)
+	}
+	h.Unsubscribe(s)
+
+	publish(h, "1", "7", "e") // seq 5: the ring (4) no longer holds seq 1
+	late, gap := h.Subscribe(Filter{nil, nil}, ParseCursor(EpochIDs, "ffffffff-900"))
+	defer h.Unsubscribe(late)
+	if ids, _ := take(t, late); gap == nil || len(ids) != 0 {
+		t.Fatalf("foreign id after the first event left the ring: gap %+v, replayed %v; want a gap and live only", gap, ids)
+	}
+}
+
+// TestAdvanceOverMalformedIsNoGap: offsets consumed without an event (malformed messages)
+// move the hub's position, so a cursor just before them is not "expired".
+func TestAdvanceOverMalformedIsNoGap(t *testing.T) {
+	h, _ := newTestHub(t, Config{IDs: OffsetIDs, ReplaySize: 3})
+	early, _ := h.Subscribe(Filter{nil, nil}, ParseCursor(OffsetIDs, "9"))
+	h.Advance(10) // the first offset this replica reads is malformed
+	h.Publish(Message{RoutingKey: "team.1.job.7.status", Values: []string{"1", "7"}, Offset: 11})
+	if ids, gap := take(t, early); gap != nil || !slices.Equal(ids, []string{"11"}) {
+		t.Fatalf("cursor 9, malformed 10, event 11: ids %v gap %+v", ids, gap)
+	}
+	h.Advance(12)
+	late, gap := h.Subscribe(Filter{nil, nil}, ParseCursor(OffsetIDs, "12"))
+	defer h.Unsubscribe(late)
+	h.Publish(Message{RoutingKey: "team.1.job.7.status", Values: []string{"1", "7"}, Offset: 13})
+	if ids, _ := take(t, late); gap != nil || !slices.Equal(ids, []string{"13"}) {
+		t.Fatalf("cursor at a malformed offset: ids %v gap %+v", ids, gap)
+	}
+	if f, _ := h.Publish(Message{RoutingKey: "team.1.job.7.status", Values: []string{"1", "7"}, Offset: 12}); f != nil {
+		t.Fatal("an offset at or below an advanced position was published")
 	}
 }
 

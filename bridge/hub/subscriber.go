@@ -47,7 +47,6 @@ func (p OverflowPolicy) String() string {
 const (
 	DropReasonOverflow   = "overflow"   // dropOldest, or lastValue without an older event of the key
 	DropReasonSuperseded = "superseded" // lastValue replaced an older event of the same key
-	DropReasonDisconnect = "disconnect" // the disconnect policy ended a slow subscriber
 )
 
 // Filter holds, per template placeholder, the values a subscriber accepts; a nil entry
@@ -209,11 +208,10 @@ func (s *Subscriber) offer(f *Frame, policy OverflowPolicy, onDrop func(string, 
 	if s.n == s.limit {
 		switch policy {
 		case Disconnect:
-			dropped := s.n + 1
 			s.closed = true
 			s.buf, s.backlog, s.head, s.n = nil, nil, 0, 0
 			s.mu.Unlock()
-			onDrop(DropReasonDisconnect, dropped)
+			s.hub.cfg.OnDisconnect()
 			s.signal()
 			return
 		case LastValue:

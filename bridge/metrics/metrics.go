@@ -24,6 +24,8 @@ const (
 	ConnectionsRejected = "eventstream_bridge_connections_rejected_total"
 	BrokerConnected     = "eventstream_bridge_broker_connected"
 	MaxConnections      = "eventstream_bridge_max_connections"
+	EventsRedelivered   = "eventstream_bridge_events_redelivered_total"
+	SlowClientsEnded    = "eventstream_bridge_slow_client_disconnects_total"
 )
 
 // Metrics holds the bridge's collectors and their registry.
@@ -36,9 +38,14 @@ type Metrics struct {
 	Consumed prometheus.Counter
 	// Delivered counts events written to clients (one per client per event).
 	Delivered prometheus.Counter
-	// Dropped counts events not delivered to a client, by reason (overflow, superseded,
-	// disconnect).
+	// Dropped counts events not delivered to a client, by reason (overflow, superseded).
 	Dropped *prometheus.CounterVec
+	// SlowClientDisconnects counts subscriptions ended by the disconnect overflow policy; their
+	// buffered events are not counted as dropped (the client resumes them with Last-Event-ID).
+	SlowClientDisconnects prometheus.Counter
+	// Redelivered counts messages the broker delivered again because an earlier delivery was
+	// not acked (a bridge stopped or lost its connection first): clients may see them twice.
+	Redelivered prometheus.Counter
 	// Malformed counts rejected messages by reason (not_json, routing_key, oversize).
 	Malformed *prometheus.CounterVec
 	// Reconnects counts re-established broker connections after a loss.
@@ -60,15 +67,17 @@ type Metrics struct {
 func New() *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
-		Registry:   reg,
-		Clients:    prometheus.NewGauge(prometheus.GaugeOpts{Name: Clients, Help: "Open SSE streams."}),
-		Consumed:   prometheus.NewCounter(prometheus.CounterOpts{Name: EventsConsumed, Help: "Messages consumed from the queue, valid or not."}),
-		Delivered:  prometheus.NewCounter(prometheus.CounterOpts{Name: EventsDelivered, Help: "Events written to SSE clients (one per client per event)."}),
-		Dropped:    prometheus.NewCounterVec(prometheus.CounterOpts{Name: EventsDropped, Help: "Events not delivered to a client, by reason."}, []string{"reason"}),
-		Malformed:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: MessagesMalformed, Help: "Messages rejected to the dead-letter exchange, by reason."}, []string{"reason"}),
-		Reconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: BrokerReconnects, Help: "Broker connections re-established after a loss."}),
-		BrokerUp:   prometheus.NewGauge(prometheus.GaugeOpts{Name: BrokerConnected, Help: "1 while the bridge is connected to the broker and consuming."}),
-		Lag:        prometheus.NewGauge(prometheus.GaugeOpts{Name: ConsumerLagMessages, Help: "Messages in the queue not yet delivered to this bridge (estimate in stream mode)."}),
+		Registry:              reg,
+		Clients:               prometheus.NewGauge(prometheus.GaugeOpts{Name: Clients, Help: "Open SSE streams."}),
+		Consumed:              prometheus.NewCounter(prometheus.CounterOpts{Name: EventsConsumed, Help: "Messages consumed from the queue, valid or not."}),
+		Delivered:             prometheus.NewCounter(prometheus.CounterOpts{Name: EventsDelivered, Help: "Events written to SSE clients (one per client per event)."}),
+		Dropped:               prometheus.NewCounterVec(prometheus.CounterOpts{Name: EventsDropped, Help: "Events not delivered to a client, by reason."}, []string{"reason"}),
+		SlowClientDisconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: SlowClientsEnded, Help: "Streams ended by the disconnect overflow policy (the client resumes with Last-Event-ID)."}),
+		Redelivered:           prometheus.NewCounter(prometheus.CounterOpts{Name: EventsRedelivered, Help: "Messages delivered again by the broker after an unacked earlier delivery: possible duplicates for clients."}),
+		Malformed:             prometheus.NewCounterVec(prometheus.CounterOpts{Name: MessagesMalformed, Help: "Messages rejected to the dead-letter exchange, by reason."}, []string{"reason"}),
+		Reconnects:            prometheus.NewCounter(prometheus.CounterOpts{Name: BrokerReconnects, Help: "Broker connections re-established after a loss."}),
+		BrokerUp:              prometheus.NewGauge(prometheus.GaugeOpts{Name: BrokerConnected, Help: "1 while the bridge is connected to the broker and consuming."}),
+		Lag:                   prometheus.NewGauge(prometheus.GaugeOpts{Name: ConsumerLagMessages, Help: "Messages in the queue not yet delivered to this bridge (estimate in stream mode)."}),
 		Latency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    DeliveryLatency,
 			Help:    "Time from publish (message timestamp) to the write to an SSE client.",
@@ -77,10 +86,10 @@ func New() *Metrics {
 		Rejected:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: ConnectionsRejected, Help: "SSE connections refused, by reason."}, []string{"reason"}),
 		ConnectionLimit: prometheus.NewGauge(prometheus.GaugeOpts{Name: MaxConnections, Help: "The bridge's limit of open SSE streams (0: unlimited)."}),
 	}
-	reg.MustRegister(m.Clients, m.Consumed, m.Delivered, m.Dropped, m.Malformed, m.Reconnects,
+	reg.MustRegister(m.Clients, m.Consumed, m.Delivered, m.Dropped, m.SlowClientDisconnects, m.Redelivered, m.Malformed, m.Reconnects,
 		m.BrokerUp, m.Lag, m.Latency, m.Rejected, m.ConnectionLimit,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, r := range []string{"overflow", "superseded", "disconnect"} {
+	for _, r := range []string{"overflow", "superseded"} {
 		m.Dropped.WithLabelValues(r)
 	}
 	for _, r := range []string{"not_json", "routing_key", "oversize"} {

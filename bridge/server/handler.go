@@ -64,7 +64,8 @@ type Config struct {
 
 	// StreamReader, when set (stream queues), serves a client whose Last-Event-ID is older than
 	// the replay window by reading the stream from its offset on; nil: such clients get a gap.
-	StreamReader func(ctx context.Context, from int64, deliver func(hub.Message) error) error
+	// It calls expired first when the stream no longer holds from (amqp.Consumer.ReadStream).
+	StreamReader func(ctx context.Context, from int64, expired func(), deliver func(hub.Message) error) error
 	// MaxStreamReaders bounds concurrent stream readers (default 100); beyond it: a gap.
 	MaxStreamReaders int
 
@@ -78,9 +79,13 @@ type Handler struct {
 	tenantIndex int
 	limiter     *connectionLimiter
 
-	drainOnce sync.Once
-	drain     chan struct{}
-	active    sync.WaitGroup
+	drainOnce     sync.Once
+	drain         chan struct{}
+	drainDeadline time.Time // set before drain is closed
+	active        sync.WaitGroup
+
+	endMu  sync.Mutex
+	endNow chan struct{} // closed by EndStreams; streams take the current one when they start
 
 	readers chan struct{} // semaphore of stream readers
 
@@ -120,14 +125,19 @@ func NewHandler(cfg Config) (*Handler, error) {
 		tenantIndex: idx,
 		limiter:     newConnectionLimiter(cfg.MaxConnections, cfg.MaxConnectionsPerTenant, cfg.MaxConnectionsPerSubject),
 		drain:       make(chan struct{}),
+		endNow:      make(chan struct{}),
 		readers:     make(chan struct{}, cfg.MaxStreamReaders),
 	}, nil
 }
 
-// Drain makes every open stream send a jittered retry: hint and end, and every new request
-// get the same; it returns when all streams ended or ctx is done.
+// Drain makes every open stream write what was already handed to it (until ctx's deadline),
+// then a jittered retry: hint, and end; every new request gets the hint at once. It returns when
+// all streams ended or ctx is done.
 func (h *Handler) Drain(ctx context.Context) error {
-	h.drainOnce.Do(func() { close(h.drain) })
+	h.drainOnce.Do(func() {
+		h.drainDeadline, _ = ctx.Deadline()
+		close(h.drain)
+	})
 	done := make(chan struct{})
 	go func() {
 		h.active.Wait()
@@ -139,6 +149,24 @@ func (h *Handler) Drain(ctx context.Context) error {
 	case <-ctx.Done():
 		return fmt.Errorf("drain SSE streams: %w", ctx.Err())
 	}
+}
+
+// EndStreams ends the streams open now, after writing what was already handed to them, with
+// comment and a short jittered retry: hint (in [Retry/6, Retry/2)), so their clients
+// reconnect soon, through the Service, to a ready replica and resume with Last-Event-ID. New
+// streams are served as usual. The bridge calls it when a stream replica lost the broker.
+func (h *Handler) EndStreams(comment string) {
+	h.endMu.Lock()
+	close(h.endNow)
+	h.endNow = make(chan struct{})
+	h.endMu.Unlock()
+	h.cfg.Logger.Info("ending open streams", "reason", comment)
+}
+
+func (h *Handler) endSignal() <-chan struct{} {
+	h.endMu.Lock()
+	defer h.endMu.Unlock()
+	return h.endNow
 }
 
 func (h *Handler) draining() bool {
@@ -298,14 +326,8 @@ func (h *Handler) releaseReader() { <-h.readers }
 // longer holds the offset after the cursor (retention), the client gets a gap first. When the
 // reader fails (broker gone), s is closed: the stream ends with retry: and the client resumes.
 func (h *Handler) readStream(ctx context.Context, path string, s *hub.Subscriber, cursor int64) {
-	first := true
-	err := h.cfg.StreamReader(ctx, cursor+1, func(m hub.Message) error {
-		if first {
-			first = false
-			if m.Offset > cursor+1 {
-				s.MarkGap("expired")
-			}
-		}
+	expired := func() { s.MarkGap("expired") }
+	err := h.cfg.StreamReader(ctx, cursor+1, expired, func(m hub.Message) error {
 		if !s.Filter().Matches(m.Values) {
 			return nil
 		}
@@ -373,6 +395,7 @@ func (h *Handler) stream(sink streamSink, path string, s *hub.Subscriber, gap *h
 	log := h.cfg.Logger
 	ctx := sink.context()
 
+	ended := h.endSignal()
 	out := sse.AppendComment(make([]byte, 0, 128), "ok")
 	out = sse.AppendRetry(out, h.cfg.Retry.Milliseconds())
 	if gap != nil {
@@ -397,13 +420,23 @@ func (h *Handler) stream(sink streamSink, path string, s *hub.Subscriber, gap *h
 		case <-ctx.Done():
 			return
 		case <-h.drain:
-			// Events already handed to this stream (and acked) are written first.
-			if frames, gap, closed := s.Take(frames); !closed && !h.writeFrames(sink, gap, frames) {
-				return
+			deadline := h.drainDeadline
+			if deadline.IsZero() {
+				deadline = time.Now().Add(h.cfg.WriteTimeout)
 			}
-			out = sse.AppendComment(out[:0], "draining")
-			out = sse.AppendRetry(out, h.jitteredRetry().Milliseconds())
-			sink.write(out)
+			if h.flush(sink, s, frames, deadline) {
+				out = sse.AppendComment(out[:0], "draining")
+				out = sse.AppendRetry(out, h.jitteredRetry().Milliseconds())
+				sink.write(out)
+			}
+			return
+		case <-ended:
+			if h.flush(sink, s, frames, time.Now().Add(h.cfg.WriteTimeout)) {
+				out = sse.AppendComment(out[:0], "broker unreachable from this replica; reconnect with Last-Event-ID")
+				retry := h.cfg.Retry/6 + time.Duration(h.cfg.Rand()*float64(h.cfg.Retry/3))
+				out = sse.AppendRetry(out, retry.Milliseconds())
+				sink.write(out)
+			}
 			return
 		case <-expired:
 			// The client reconnects after the hint with fresh credentials, or gets 401.
@@ -431,6 +464,27 @@ func (h *Handler) stream(sink streamSink, path string, s *hub.Subscriber, gap *h
 			clear(frames) // release frame references while waiting
 		}
 	}
+}
+
+// flush writes everything already handed to s — replayed backlog, buffered events, a pending
+// gap — batch after batch until s is empty or deadline passes (these events were acked: cut
+// here, a classic/quorum client could only get them back from the replay ring). It returns
+// false when the client is gone.
+func (h *Handler) flush(sink streamSink, s *hub.Subscriber, frames []*hub.Frame, deadline time.Time) bool {
+	for time.Now().Before(deadline) {
+		var (
+			gap    *hub.Gap
+			closed bool
+		)
+		frames, gap, closed = s.Take(frames)
+		if closed || (len(frames) == 0 && gap == nil) {
+			return true
+		}
+		if !h.writeFrames(sink, gap, frames) {
+			return false
+		}
+	}
+	return true
 }
 
 // writeFrames writes a gap notice (when gap is set) and frames as one batch, then counts them.

@@ -23,6 +23,8 @@ func (s sinkChannel) Publish(m hub.Message) (*hub.Frame, int) {
 	return nil, 0
 }
 
+func (s sinkChannel) Advance(int64) {}
+
 // TestBridgeConsumerContinuesThePublishersTrace runs the bridge's own consumer against the real
 // broker with DeliveryObserver as its hook: a message published inside a span yields a consume
 // span that is the publish span's child; a malformed message's span is marked as an error.

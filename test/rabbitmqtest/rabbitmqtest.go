@@ -158,7 +158,7 @@ func projectRoot() string {
 }
 
 // DeleteTopology removes, best effort, what a bridge or the operator declares for queue and
-// exchange: the queue, <queue>.dlq, the exchange and <queue>.dlx. Tests call it in a cleanup
+// exchange: the queue, <queue>.dlq, <queue>.dlq-progress, the exchange and <queue>.dlx. Tests call it in a cleanup
 // so the shared node does not accumulate their objects.
 func DeleteTopology(uri, queue, exchange string) {
 	conn, err := amqp091.Dial(uri)
@@ -172,6 +172,7 @@ func DeleteTopology(uri, queue, exchange string) {
 	}
 	_, _ = ch.QueueDelete(queue, false, false, false)
 	_, _ = ch.QueueDelete(queue+".dlq", false, false, false)
+	_, _ = ch.QueueDelete(queue+".dlq-progress", false, false, false) // stream mode's dead-letter progress
 	_ = ch.ExchangeDelete(exchange, false, false)
 	_ = ch.ExchangeDelete(queue+".dlx", false, false)
 }
