@@ -1,6 +1,9 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/eventstream-operator/eventstream-operator/test/clitest"
@@ -20,6 +23,14 @@ func eventctlBinary(t *testing.T) (bin, version string) {
 // connecting would show up as "connection refused" instead of the expected message).
 func TestCommandLine(t *testing.T) {
 	bin, version := eventctlBinary(t)
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte(strings.Repeat("k", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	short := filepath.Join(t.TempDir(), "short")
+	if err := os.WriteFile(short, []byte("too-short\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	broker := []string{"RABBITMQ_URL=amqp://user:s3cret@127.0.0.1:1/"}
 	usageError := func(name string, env []string, want string, args ...string) clitest.Case {
 		return clitest.Case{Name: name, Args: args, Env: env, Exit: 2, Stderr: []string{"eventctl: ", want},
@@ -31,10 +42,11 @@ func TestCommandLine(t *testing.T) {
 	clitest.RunCases(t, bin, []clitest.Case{
 		{Name: "version", Args: []string{"--version"}, Exit: 0, Stdout: []string{version + "\n"}},
 		help("help", `"eventctl --version"`, "-h"),
-		help("long help", "Exit status: 0 success", "--help"),
+		help("long help", "token     mint", "--help"),
 		help("publish help", "-progress", "publish", "-h"),
 		help("tail help", "usage: eventctl tail [flags] URL", "tail", "--help"),
 		help("inspect help", "-queue", "inspect", "-h"),
+		help("token help", "-secret-file", "token", "-h"),
 		{Name: "no command", Exit: 2, Stderr: []string{"usage: eventctl", "eventctl: no command"}, EmptyStdout: true},
 		usageError("unknown command", nil, `unknown command "pubish"`, "pubish"),
 
@@ -62,5 +74,16 @@ func TestCommandLine(t *testing.T) {
 		usageError("tail retry", nil, "--retry 0s must be positive", "tail", "--retry=0s", "http://127.0.0.1:1/"),
 		usageError("tail max reconnects", nil, "--max-reconnects -2", "tail", "--max-reconnects=-2", "http://127.0.0.1:1/"),
 		usageError("tail header", nil, `--header "Authorization Bearer x"`, "tail", "--header", "Authorization Bearer x", "http://127.0.0.1:1/"),
+
+		usageError("token no secret", nil, "--secret-file is required", "token", "--team", "42"),
+		usageError("token no team", nil, "--team is required", "token", "--secret-file", secret),
+		usageError("token bad team", nil, `--team: value "42.*" contains`, "token", "--secret-file", secret, "--team", "42.*"),
+		usageError("token empty team", nil, "empty value in list", "token", "--secret-file", secret, "--team", "42,"),
+		usageError("token ttl", nil, "--ttl 0s must be positive", "token", "--secret-file", secret, "--team", "42", "--ttl", "0"),
+		usageError("token claim", nil, `--tenants-claim "sub" is a registered or scope claim`, "token", "--secret-file", secret, "--team", "42", "--tenants-claim", "sub"),
+		usageError("token missing file", nil, "read secret: open /nonexistent/secret", "token", "--secret-file", "/nonexistent/secret", "--team", "42"),
+		usageError("token short secret", nil, "shorter than 32 bytes", "token", "--secret-file", short, "--team", "42"),
+		usageError("token empty stdin", nil, "HS256 secret in --secret-file - (stdin): empty", "token", "--secret-file", "-", "--team", "42"),
+		usageError("token argument", nil, `unexpected argument "42"`, "token", "--secret-file", secret, "42"),
 	})
 }

@@ -1,11 +1,12 @@
 // Command eventctl publishes events to an EventStream's exchange, tails a bridge's SSE
-// stream, and inspects a queue.
+// stream, inspects a queue, and mints tokens for a bridge in JWT mode.
 //
 //	eventctl publish --team 42 --job 7 --status running --progress 50
 //	eventctl publish --team 42 --job 7 --count 10000 --rate 500
 //	eventctl publish --stdin < events.jsonl
 //	eventctl tail 'http://localhost:8080/api/v1/events?team_id=42'
 //	eventctl inspect --queue events.sse
+//	eventctl token --secret-file jwt-secret --team 42
 //
 // The AMQP URI with credentials comes only from RABBITMQ_URL; a bearer token for tail from
 // EVENTCTL_TOKEN.
@@ -30,6 +31,7 @@ commands:
   publish   publish events (JSON contract of docs/events.md) with publisher confirms
   tail      print the events of a bridge's SSE stream, reconnecting with Last-Event-ID
   inspect   show a queue's message and consumer counts
+  token     mint an HS256 JWT for tenants from the bridge's secret, to try JWT mode
 
 Run "eventctl <command> -h" for the command's flags; "eventctl --version" for the version.
 Environment: RABBITMQ_URL (publish, inspect), EVENTCTL_TOKEN (tail: bearer token).
@@ -55,6 +57,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return runTail(ctx, args[1:], os.Getenv, stdout, stderr)
 	case "inspect":
 		return runInspect(ctx, args[1:], os.Getenv, stdout, stderr)
+	case "token":
+		return runToken(args[1:], stdin, stdout)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
@@ -62,7 +66,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		fmt.Fprintln(stdout, version.Version)
 		return nil
 	}
-	return cli.Usagef("unknown command %q (commands: publish, tail, inspect; see eventctl -h)", args[0])
+	return cli.Usagef("unknown command %q (commands: publish, tail, inspect, token; see eventctl -h)", args[0])
 }
 
 // usageFunc returns a FlagSet usage that shows the command's synopsis, then its flags.
