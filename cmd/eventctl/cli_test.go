@@ -73,6 +73,7 @@ func TestCommandLine(t *testing.T) {
 		usageError("tail no host", nil, "URL has no host", "tail", "http:///api/v1/events"),
 		usageError("tail retry", nil, "--retry 0s must be positive", "tail", "--retry=0s", "http://127.0.0.1:1/"),
 		usageError("tail max reconnects", nil, "--max-reconnects -2", "tail", "--max-reconnects=-2", "http://127.0.0.1:1/"),
+		usageError("tail token", []string{"EVENTCTL_TOKEN=a.b\nc"}, "EVENTCTL_TOKEN contains a control character", "tail", "http://127.0.0.1:1/"),
 		usageError("tail header", nil, `--header "Authorization Bearer x"`, "tail", "--header", "Authorization Bearer x", "http://127.0.0.1:1/"),
 
 		usageError("token no secret", nil, "--secret-file is required", "token", "--team", "42"),

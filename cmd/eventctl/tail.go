@@ -51,7 +51,10 @@ func runTail(ctx context.Context, args []string, getenv func(string) string, std
 	if err := checkTailArgs(fs, &o, headers); err != nil {
 		return cli.Usage(err)
 	}
-	if token := getenv("EVENTCTL_TOKEN"); token != "" {
+	if token := strings.TrimSpace(getenv("EVENTCTL_TOKEN")); token != "" {
+		if strings.ContainsFunc(token, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+			return cli.Usagef("EVENTCTL_TOKEN contains a control character or line break")
+		}
 		o.headers.Set("Authorization", "Bearer "+token)
 	}
 	o.client = &http.Client{} // no timeout: the stream is long-lived
