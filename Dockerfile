@@ -11,20 +11,25 @@
 #   USER 65532:65532   ENTRYPOINT ["/operator"]   WORKDIR /home/nonroot
 # The bridge Deployment runs the same image with command ["/bridge"].
 #
-# Build: docker build -t REGISTRY/eventstream-operator:TAG .
+# Build: docker build --build-arg VERSION=TAG -t REGISTRY/eventstream-operator:TAG .
+#        (VERSION is what --version prints; give the image tag, as hack/image.sh does)
 #        (multi-platform: docker buildx build --platform linux/amd64,linux/arm64 ...)
 
 FROM --platform=$BUILDPLATFORM golang:1.26 AS build
 # Set by BuildKit from --platform; the build step defaults to linux/amd64 without them.
 ARG TARGETOS
 ARG TARGETARCH
+# Printed by --version of the three binaries: the image tag.
+ARG VERSION=dev
 WORKDIR /src
 COPY go.mod go.sum ./
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
     CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH:-amd64} \
-    go build -trimpath -ldflags=-s -o /out/ ./cmd/operator ./cmd/bridge ./cmd/eventctl
+    go build -trimpath \
+      -ldflags="-s -X github.com/eventstream-operator/eventstream-operator/internal/version.Version=${VERSION}" \
+      -o /out/ ./cmd/operator ./cmd/bridge ./cmd/eventctl
 
 FROM gcr.io/distroless/static:nonroot
 COPY --from=build --chown=65532:65532 /out/operator /out/bridge /out/eventctl /

@@ -47,9 +47,14 @@ verify: manifests generate ## Regenerate and fail if the tree changed; tidy go.m
 
 ##@ Build
 
+# VERSION is what `operator|bridge|eventctl --version` print (internal/version). hack/image.sh
+# sets it to the image tag instead, so a binary in an image names the tag it was published as.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+VERSION_LDFLAGS = -X github.com/eventstream-operator/eventstream-operator/internal/version.Version=$(VERSION)
+
 .PHONY: build
-build: ## Build operator, bridge and eventctl into bin/.
-	CGO_ENABLED=0 go build -trimpath -o $(BIN)/ ./cmd/...
+build: ## Build operator, bridge and eventctl into bin/ (version: VERSION, default git describe).
+	CGO_ENABLED=0 go build -trimpath -ldflags "$(VERSION_LDFLAGS)" -o $(BIN)/ ./cmd/...
 
 # IMAGE names the image `make image` pushes; by default a new tag in the local cluster's registry.
 IMAGE ?= 127.0.0.1:25000/eventstream-operator:dev-$(shell date +%s)

@@ -12,8 +12,9 @@
 # The bridge Deployment runs the same image with command ["/bridge"].
 #
 # Usage: hack/image.sh REGISTRY/NAME:TAG
-#   Builds dist/{operator,bridge,eventctl} with
-#     CGO_ENABLED=0 go build -trimpath -ldflags=-s -o dist/ ./cmd/operator ./cmd/bridge ./cmd/eventctl
+#   Builds dist/{operator,bridge,eventctl} with the version set to TAG (what --version prints):
+#     CGO_ENABLED=0 go build -trimpath -ldflags="-s -X …/internal/version.Version=TAG" \
+#       -o dist/ ./cmd/operator ./cmd/bridge ./cmd/eventctl
 #   lays them out as above, and pushes with crane (no container engine needed). Loopback and
 #   localhost registries are used over plain HTTP. Prints the pushed reference with its digest
 #   (REGISTRY/NAME:TAG@sha256:...) on stdout; progress goes to stderr.
@@ -29,6 +30,12 @@ cd "$root"
 
 [ $# -eq 1 ] || { echo "usage: $0 REGISTRY/NAME:TAG" >&2; exit 2; }
 ref=$1
+# The tag: after the last ':' of the last path element (a registry's :port is not a tag).
+name_tag=${ref##*/}
+case $name_tag in
+  *:*) tag=${name_tag##*:} ;;
+  *) tag=latest ;;
+esac
 binaries=(operator bridge eventctl)
 arch=${GOARCH:-$(go env GOARCH)}
 log() { echo "image.sh: $*" >&2; }
@@ -47,9 +54,10 @@ if [ -n "${IMAGE_BINARIES:-}" ]; then
 else
   bin_dir=$root/dist
   mkdir -p "$bin_dir"
-  log "building ${binaries[*]} for linux/$arch"
-  CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath -ldflags=-s -o "$bin_dir/" \
-    ./cmd/operator ./cmd/bridge ./cmd/eventctl
+  log "building ${binaries[*]} $tag for linux/$arch"
+  CGO_ENABLED=0 GOOS=linux GOARCH=$arch go build -trimpath \
+    -ldflags="-s -X github.com/eventstream-operator/eventstream-operator/internal/version.Version=$tag" \
+    -o "$bin_dir/" ./cmd/operator ./cmd/bridge ./cmd/eventctl
 fi
 
 rootfs=$work/rootfs

@@ -144,6 +144,8 @@ func (c *Config) Validate() error {
 	var errs []error
 	if c.URL == "" {
 		errs = append(errs, errors.New(EnvURL+" is not set (the AMQP URI with credentials comes only from the environment)"))
+	} else if err := events.ValidateAMQPURI(c.URL); err != nil {
+		errs = append(errs, fmt.Errorf("%s %w", EnvURL, err))
 	}
 	if _, err := bridgeamqp.ParseQueueType(c.QueueType); err != nil {
 		errs = append(errs, err)

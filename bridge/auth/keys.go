@@ -67,24 +67,39 @@ func keyFitsMethod(key any, method jwt.SigningMethod) bool {
 	return false
 }
 
+// ParseHS256Secrets returns the HMAC secrets of text as the bridge reads its secret file or
+// variable: one secret per line (several during a rotation), trailing spaces, tabs and CRs of
+// each line ignored, empty lines skipped, each secret at least 32 bytes. Tools that sign tokens
+// for the bridge (eventctl token) read a secret the same way. Errors never contain a secret.
+func ParseHS256Secrets(text string) ([][]byte, error) {
+	var secrets [][]byte
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimRight(line, " \t\r")
+		if line == "" {
+			continue
+		}
+		if len(line) < minHMACSecretBytes {
+			return nil, fmt.Errorf("shorter than %d bytes", minHMACSecretBytes)
+		}
+		secrets = append(secrets, []byte(line))
+	}
+	if len(secrets) == 0 {
+		return nil, errors.New("empty")
+	}
+	return secrets, nil
+}
+
 // loadHMACSecrets reads secrets, one per line, from the file and/or environment variable named in
 // cfg. Errors name the source, never its contents.
 func loadHMACSecrets(cfg Config) (staticKeys, error) {
 	var keys staticKeys
 	add := func(source, text string) error {
-		before := len(keys.keys)
-		for _, line := range strings.Split(text, "\n") {
-			line = strings.TrimRight(line, " \t\r")
-			if line == "" {
-				continue
-			}
-			if len(line) < minHMACSecretBytes {
-				return fmt.Errorf("HS256 secret in %s: shorter than %d bytes", source, minHMACSecretBytes)
-			}
-			keys.keys = append(keys.keys, []byte(line))
+		secrets, err := ParseHS256Secrets(text)
+		if err != nil {
+			return fmt.Errorf("HS256 secret in %s: %w", source, err)
 		}
-		if len(keys.keys) == before {
-			return fmt.Errorf("HS256 secret in %s: empty", source)
+		for _, secret := range secrets {
+			keys.keys = append(keys.keys, secret)
 		}
 		return nil
 	}

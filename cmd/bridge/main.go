@@ -6,31 +6,36 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/eventstream-operator/eventstream-operator/bridge/app"
+	"github.com/eventstream-operator/eventstream-operator/internal/cli"
 )
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "bridge:", err)
-		os.Exit(1)
-	}
+	os.Exit(cli.Exit("bridge", run(os.Args[1:]), os.Stderr))
 }
 
+// run returns a *cli.UsageError for a command line or configuration the bridge refuses at start
+// (bad flags, RABBITMQ_URL missing or not amqp[s]://, …): it never retries those.
 func run(args []string) error {
 	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
 	cfg := app.BindFlags(fs, os.Getenv)
 	security := bindSecurityFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args, os.Stdout, true); err != nil {
 		return err
+	}
+	if err := cli.NoArgs(fs); err != nil {
+		return err
+	}
+	if err := cfg.Validate(); err != nil {
+		return cli.Usage(err)
 	}
 	log, err := app.NewLogger(os.Stderr, cfg.LogLevel, cfg.LogFormat)
 	if err != nil {
-		return err
+		return cli.Usage(err)
 	}
 	stopSecurity, err := setupSecurity(cfg, security, log)
 	if err != nil {

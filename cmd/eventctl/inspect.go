@@ -8,23 +8,31 @@ import (
 	"io"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/eventstream-operator/eventstream-operator/internal/cli"
 )
 
-func runInspect(_ context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+func runInspect(_ context.Context, args []string, getenv func(string) string, stdout, _ io.Writer) error {
 	fs := flag.NewFlagSet("eventctl inspect", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	queueDefault := getenv("RABBITMQ_EVENTS_QUEUE")
 	if queueDefault == "" {
 		queueDefault = "events.sse"
 	}
 	queue := fs.String("queue", queueDefault, "queue to inspect (env RABBITMQ_EVENTS_QUEUE)")
-	if err := fs.Parse(args); err != nil {
+	fs.Usage = usageFunc(fs, "eventctl inspect [flags]")
+	if err := cli.Parse(fs, args, stdout, false); err != nil {
 		return err
 	}
-	url := getenv("RABBITMQ_URL")
-	if url == "" {
-		return errors.New("RABBITMQ_URL is not set")
+	if err := cli.NoArgs(fs); err != nil {
+		return err
 	}
+	if *queue == "" {
+		return cli.Usagef("--queue must not be empty")
+	}
+	if err := checkRabbitMQURL(getenv); err != nil {
+		return cli.Usage(err)
+	}
+	url := getenv("RABBITMQ_URL")
 	conn, err := amqp.Dial(url)
 	if err != nil {
 		return fmt.Errorf("connect to RabbitMQ: %w", err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/tracing"
+	"github.com/eventstream-operator/eventstream-operator/internal/cli"
 )
 
 // maxInFlight bounds the confirms a load run waits for at once.
@@ -51,7 +52,11 @@ func runPublish(ctx context.Context, args []string, getenv func(string) string, 
 	fs.IntVar(&f.count, "count", 1, "number of events to publish (load); progress runs from 0 to 100")
 	fs.Float64Var(&f.rate, "rate", 0, "events per second (0: as fast as confirms allow)")
 	fs.BoolVar(&f.stdin, "stdin", false, "read events from stdin, one JSON event per line; --team/--job ignored")
-	if err := fs.Parse(args); err != nil {
+	fs.Usage = usageFunc(fs, "eventctl publish [flags]")
+	if err := cli.Parse(fs, args, stdout, false); err != nil {
+		return err
+	}
+	if err := checkPublishFlags(fs, f, getenv); err != nil {
 		return err
 	}
 	url := getenv("RABBITMQ_URL")

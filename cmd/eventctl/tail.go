@@ -9,10 +9,12 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
 	"github.com/eventstream-operator/eventstream-operator/bridge/sse"
+	"github.com/eventstream-operator/eventstream-operator/internal/cli"
 )
 
 // headerList collects repeated --header "Name: value" flags.
@@ -33,7 +35,6 @@ type tailOptions struct {
 
 func runTail(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("eventctl tail", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	var (
 		o       tailOptions
 		headers headerList
@@ -43,26 +44,84 @@ func runTail(ctx context.Context, args []string, getenv func(string) string, std
 	fs.DurationVar(&o.retry, "retry", 3*time.Second, "reconnect delay until the server sends retry:")
 	fs.IntVar(&o.maxRetries, "max-reconnects", -1, "give up after this many reconnects in a row without an event (-1: never)")
 	fs.BoolVar(&o.jsonOutput, "json", false, "print one JSON object per event")
-	if err := fs.Parse(args); err != nil {
+	fs.Usage = usageFunc(fs, "eventctl tail [flags] URL")
+	if err := cli.Parse(fs, args, stdout, false); err != nil {
 		return err
 	}
-	if fs.NArg() != 1 {
-		return errors.New("tail needs exactly one URL")
+	if err := checkTailArgs(fs, &o, headers); err != nil {
+		return cli.Usage(err)
 	}
-	o.url = fs.Arg(0)
-	o.headers = http.Header{}
-	for _, h := range headers {
-		name, value, ok := strings.Cut(h, ":")
-		if !ok {
-			return fmt.Errorf("--header %q: want \"Name: value\"", h)
+	if token := strings.TrimSpace(getenv("EVENTCTL_TOKEN")); token != "" {
+		if strings.ContainsFunc(token, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+			return cli.Usagef("EVENTCTL_TOKEN contains a control character or line break")
 		}
-		o.headers.Add(strings.TrimSpace(name), strings.TrimSpace(value))
-	}
-	if token := getenv("EVENTCTL_TOKEN"); token != "" {
 		o.headers.Set("Authorization", "Bearer "+token)
 	}
 	o.client = &http.Client{} // no timeout: the stream is long-lived
 	return tail(ctx, o, stdout, stderr)
+}
+
+// checkTailArgs checks the command line before the first request and fills o.url and
+// o.headers: a URL that can never work is reported at once, not retried forever.
+func checkTailArgs(fs *flag.FlagSet, o *tailOptions, headers headerList) error {
+	if fs.NArg() != 1 {
+		return fmt.Errorf("tail needs exactly one URL, got %d arguments (see %s -h)", fs.NArg(), fs.Name())
+	}
+	if err := checkStreamURL(fs.Arg(0)); err != nil {
+		return err
+	}
+	o.url = fs.Arg(0)
+	if o.retry <= 0 {
+		return fmt.Errorf("--retry %v must be positive", o.retry)
+	}
+	if o.maxRetries < -1 {
+		return fmt.Errorf("--max-reconnects %d: want -1 (never give up) or more", o.maxRetries)
+	}
+	o.headers = http.Header{}
+	for _, h := range headers {
+		name, value, ok := strings.Cut(h, ":")
+		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
+		if !ok || !validHeaderName(name) || strings.ContainsAny(value, "\r\n") {
+			return fmt.Errorf("--header %q: want \"Name: value\"", h)
+		}
+		o.headers.Add(name, value)
+	}
+	return nil
+}
+
+// checkStreamURL accepts an absolute http:// or https:// URL with a host.
+func checkStreamURL(raw string) error {
+	const want = "want http[s]://HOST[:PORT]/PATH?QUERY, e.g. http://localhost:8080/api/v1/events?team_id=42"
+	u, err := url.Parse(raw)
+	if err != nil {
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			err = urlErr.Err // without the URL, which may hold a token
+		}
+		return fmt.Errorf("URL is malformed (%v); %s", err, want)
+	}
+	switch {
+	case u.Scheme == "":
+		return errors.New("URL has no scheme; " + want)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return fmt.Errorf("URL scheme %q is not http or https; %s", u.Scheme, want)
+	case u.Host == "" || u.Hostname() == "":
+		return errors.New("URL has no host; " + want)
+	}
+	return nil
+}
+
+// validHeaderName reports whether name is an HTTP field name (RFC 9110 token).
+func validHeaderName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for _, c := range []byte(name) {
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // errFinal is a response after which a browser would not reconnect either.

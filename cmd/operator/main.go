@@ -3,7 +3,10 @@
 package main
 
 import (
+	"errors"
 	"flag"
+	"fmt"
+	"math"
 	"os"
 	"strings"
 	"time"
@@ -14,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/util/validation"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -24,6 +28,8 @@ import (
 
 	esv1 "github.com/eventstream-operator/eventstream-operator/api/v1alpha1"
 	"github.com/eventstream-operator/eventstream-operator/controllers"
+	"github.com/eventstream-operator/eventstream-operator/internal/cli"
+	"github.com/eventstream-operator/eventstream-operator/internal/version"
 )
 
 // defaultBridgeImage is the published image of this release; the Helm chart passes the
@@ -37,37 +43,99 @@ func envOr(key, def string) string {
 	return def
 }
 
+// options are the operator's command-line flags.
+type options struct {
+	metricsAddr       string
+	probeAddr         string
+	leaderElect       bool
+	leaderElectionNS  string
+	watchNamespaces   []string
+	resyncPeriod      time.Duration
+	statusInterval    time.Duration
+	deletionTimeout   time.Duration
+	brokerQPS         float64
+	brokerBurst       int
+	bridgeImage       string
+	concurrentStreams int
+	zap               zap.Options
+}
+
+// parseOptions parses args into flag.CommandLine (which also holds controller-runtime's
+// --kubeconfig) and checks every value; see cli.Parse for -h and --version.
+func parseOptions(args []string) (options, error) {
+	o := options{zap: zap.Options{Development: false}}
+	var watchNamespaces string
+	fs := flag.CommandLine
+	fs.Init("operator", flag.ContinueOnError)
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of the metrics endpoint; 0 disables it")
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
+	fs.BoolVar(&o.leaderElect, "leader-elect", false, "elect a leader so that only one replica reconciles")
+	fs.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "namespace of the leader election lease (default: the pod's)")
+	fs.StringVar(&watchNamespaces, "watch-namespaces", "", "comma-separated namespaces to watch; empty watches all")
+	fs.DurationVar(&o.resyncPeriod, "resync-period", 5*time.Minute, "how often each stream is checked against the broker when nothing changed (drift detection)")
+	fs.DurationVar(&o.statusInterval, "status-interval", 30*time.Second, "how often queue and bridge figures are refreshed in status")
+	fs.DurationVar(&o.deletionTimeout, "deletion-timeout", 2*time.Minute, "how long deletion retries an unreachable broker before it leaves the topology behind")
+	fs.Float64Var(&o.brokerQPS, "broker-qps", 50, "management API requests per second, across all streams")
+	fs.IntVar(&o.brokerBurst, "broker-burst", 100, "management API request burst")
+	fs.StringVar(&o.bridgeImage, "bridge-image", envOr("BRIDGE_IMAGE", defaultBridgeImage), "image of the bridge pods unless a stream names its own; the Helm chart sets the operator's own image")
+	fs.IntVar(&o.concurrentStreams, "max-concurrent-reconciles", 4, "EventStreams reconciled in parallel")
+	o.zap.BindFlags(fs)
+	if err := cli.Parse(fs, args, os.Stdout, true); err != nil {
+		return o, err
+	}
+	if err := cli.NoArgs(fs); err != nil {
+		return o, err
+	}
+	for _, ns := range strings.Split(watchNamespaces, ",") {
+		if ns = strings.TrimSpace(ns); ns != "" {
+			o.watchNamespaces = append(o.watchNamespaces, ns)
+		}
+	}
+	return o, cli.Usage(o.validate())
+}
+
+// validate names every flag value the operator cannot run with.
+func (o options) validate() error {
+	var errs []error
+	for _, d := range []struct {
+		flag  string
+		value time.Duration
+	}{{"--resync-period", o.resyncPeriod}, {"--status-interval", o.statusInterval}, {"--deletion-timeout", o.deletionTimeout}} {
+		if d.value <= 0 {
+			errs = append(errs, fmt.Errorf("%s %v must be positive", d.flag, d.value))
+		}
+	}
+	if !(o.brokerQPS > 0) || math.IsInf(o.brokerQPS, 0) {
+		errs = append(errs, fmt.Errorf("--broker-qps %v must be a positive number", o.brokerQPS))
+	}
+	if o.brokerBurst < 1 {
+		errs = append(errs, fmt.Errorf("--broker-burst %d must be at least 1", o.brokerBurst))
+	}
+	if o.concurrentStreams < 1 {
+		errs = append(errs, fmt.Errorf("--max-concurrent-reconciles %d must be at least 1", o.concurrentStreams))
+	}
+	if strings.TrimSpace(o.bridgeImage) == "" {
+		errs = append(errs, errors.New("--bridge-image must not be empty"))
+	}
+	for _, ns := range o.watchNamespaces {
+		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--watch-namespaces: %q is not a namespace name: %s", ns, strings.Join(msgs, "; ")))
+		}
+	}
+	if o.leaderElectionNS != "" {
+		if msgs := validation.IsDNS1123Label(o.leaderElectionNS); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--leader-election-namespace %q is not a namespace name: %s", o.leaderElectionNS, strings.Join(msgs, "; ")))
+		}
+	}
+	return errors.Join(errs...)
+}
+
 func main() {
-	var (
-		metricsAddr       string
-		probeAddr         string
-		leaderElect       bool
-		leaderElectionNS  string
-		watchNamespaces   string
-		resyncPeriod      time.Duration
-		statusInterval    time.Duration
-		deletionTimeout   time.Duration
-		brokerQPS         float64
-		brokerBurst       int
-		bridgeImage       string
-		concurrentStreams int
-	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "address of the metrics endpoint; 0 disables it")
-	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "address of /healthz and /readyz")
-	flag.BoolVar(&leaderElect, "leader-elect", false, "elect a leader so that only one replica reconciles")
-	flag.StringVar(&leaderElectionNS, "leader-election-namespace", "", "namespace of the leader election lease (default: the pod's)")
-	flag.StringVar(&watchNamespaces, "watch-namespaces", "", "comma-separated namespaces to watch; empty watches all")
-	flag.DurationVar(&resyncPeriod, "resync-period", 5*time.Minute, "how often each stream is checked against the broker when nothing changed (drift detection)")
-	flag.DurationVar(&statusInterval, "status-interval", 30*time.Second, "how often queue and bridge figures are refreshed in status")
-	flag.DurationVar(&deletionTimeout, "deletion-timeout", 2*time.Minute, "how long deletion retries an unreachable broker before it leaves the topology behind")
-	flag.Float64Var(&brokerQPS, "broker-qps", 50, "management API requests per second, across all streams")
-	flag.IntVar(&brokerBurst, "broker-burst", 100, "management API request burst")
-	flag.StringVar(&bridgeImage, "bridge-image", envOr("BRIDGE_IMAGE", defaultBridgeImage), "image of the bridge pods unless a stream names its own; the Helm chart sets the operator's own image")
-	flag.IntVar(&concurrentStreams, "max-concurrent-reconciles", 4, "EventStreams reconciled in parallel")
-	opts := zap.Options{Development: false}
-	opts.BindFlags(flag.CommandLine)
-	flag.Parse()
-	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
+	o, err := parseOptions(os.Args[1:])
+	if err != nil {
+		os.Exit(cli.Exit("operator", err, os.Stderr))
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap)))
 	setupLog := ctrl.Log.WithName("setup")
 
 	scheme := runtime.NewScheme()
@@ -84,22 +152,20 @@ func main() {
 		&corev1.ServiceAccount{}:        {Label: managed},
 		&policyv1.PodDisruptionBudget{}: {Label: managed},
 	}}
-	if watchNamespaces != "" {
+	if len(o.watchNamespaces) > 0 {
 		cacheOpts.DefaultNamespaces = map[string]cache.Config{}
-		for _, ns := range strings.Split(watchNamespaces, ",") {
-			if ns = strings.TrimSpace(ns); ns != "" {
-				cacheOpts.DefaultNamespaces[ns] = cache.Config{}
-			}
+		for _, ns := range o.watchNamespaces {
+			cacheOpts.DefaultNamespaces[ns] = cache.Config{}
 		}
 	}
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                  scheme,
 		Cache:                   cacheOpts,
-		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress:  probeAddr,
-		LeaderElection:          leaderElect,
+		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		HealthProbeBindAddress:  o.probeAddr,
+		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "eventstream-operator.sse.eventstream.dev",
-		LeaderElectionNamespace: leaderElectionNS,
+		LeaderElectionNamespace: o.leaderElectionNS,
 		// The manager exits right after Start returns, so a successor need not wait for the
 		// lease to expire.
 		LeaderElectionReleaseOnCancel: true,
@@ -110,13 +176,13 @@ func main() {
 	}
 	reconciler := &controllers.EventStreamReconciler{
 		Client:                  mgr.GetClient(),
-		ResyncPeriod:            resyncPeriod,
-		DeletionTimeout:         deletionTimeout,
-		BrokerQPS:               brokerQPS,
-		BrokerBurst:             brokerBurst,
-		MaxConcurrentReconciles: concurrentStreams,
-		StatusInterval:          statusInterval,
-		BridgeImage:             bridgeImage,
+		ResyncPeriod:            o.resyncPeriod,
+		DeletionTimeout:         o.deletionTimeout,
+		BrokerQPS:               o.brokerQPS,
+		BrokerBurst:             o.brokerBurst,
+		MaxConcurrentReconciles: o.concurrentStreams,
+		StatusInterval:          o.statusInterval,
+		BridgeImage:             o.bridgeImage,
 	}
 	if err := reconciler.SetupWithManager(mgr); err != nil {
 		setupLog.Error(err, "set up EventStream controller")
@@ -124,7 +190,7 @@ func main() {
 	}
 	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))
 	utilruntime.Must(mgr.AddReadyzCheck("readyz", healthz.Ping))
-	setupLog.Info("starting manager", "watchNamespaces", watchNamespaces, "resyncPeriod", resyncPeriod)
+	setupLog.Info("starting manager", "version", version.Version, "watchNamespaces", o.watchNamespaces, "resyncPeriod", o.resyncPeriod)
 	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
 		setupLog.Error(err, "run manager")
 		os.Exit(1)
