@@ -156,9 +156,14 @@ func (r *EventStreamReconciler) reconcileDelete(ctx context.Context, es *esv1.Ev
 		return ctrl.Result{}, r.removeFinalizer(ctx, es)
 	}
 	r.verified.Delete(es.UID)
-	err := r.cleanupTopology(ctx, es)
+	owner, err := r.cleanupTopology(ctx, es)
 	if err == nil {
-		r.event(es, corev1.EventTypeNormal, "TopologyDeleted", "Delete", "removed policy, queue and dead-letter objects of queue %s", desiredTopology(es).Queue)
+		if owner != nil {
+			r.event(es, corev1.EventTypeNormal, "TopologyKept", "Delete", "queue %s belongs to EventStream %s (policy %s): only this stream's own policy was removed",
+				desiredTopology(es).Queue, owner.Owner, owner.Policy)
+		} else {
+			r.event(es, corev1.EventTypeNormal, "TopologyDeleted", "Delete", "removed policy, queue and dead-letter objects of queue %s", desiredTopology(es).Queue)
+		}
 		return ctrl.Result{}, r.removeFinalizer(ctx, es)
 	}
 	se := asStepError(err, esv1.ReasonBrokerError)
