@@ -137,9 +137,10 @@ func (r *EventStreamReconciler) applyTopology(ctx context.Context, es *esv1.Even
 }
 
 // claimQueue lists the virtual host's policies and returns them when this stream may own
-// its queue (see queueOwner). When another EventStream owns the queue it removes this
-// stream's own policy, if there is one, and returns a stalled QueueClaimed error naming the
-// owner.
+// its queue (see queueOwner). When another EventStream owns the queue it withdraws this
+// stream's competing claim (its own policy on the same or an overlapping queue; a policy on
+// the stream's previous queue stays with that queue) and returns a stalled QueueClaimed
+// error naming the owner.
 func (r *EventStreamReconciler) claimQueue(ctx context.Context, bc broker.Client, want topology, changes *topologyChanges) ([]broker.Policy, error) {
 	policies, err := bc.ListPolicies(ctx)
 	if err != nil {
@@ -149,7 +150,11 @@ func (r *EventStreamReconciler) claimQueue(ctx context.Context, bc broker.Client
 	if owner == nil {
 		return policies, nil
 	}
-	if slices.ContainsFunc(policies, func(p broker.Policy) bool { return p.Name == want.Policy.Name }) {
+	competing := func(p broker.Policy) bool {
+		queue, ok := claimedQueue(p)
+		return p.Name == want.Policy.Name && ok && slices.Contains(overlappingQueues(want.Queue), queue)
+	}
+	if slices.ContainsFunc(policies, competing) {
 		if err := bc.DeletePolicy(ctx, want.Policy.Name); err != nil && !errors.Is(err, broker.ErrNotFound) {
 			return nil, brokerStepError(err, "delete policy %s", want.Policy.Name)
 		}

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"context"
 	"reflect"
 	"strings"
 	"testing"
@@ -223,6 +224,51 @@ func TestSummarizeReady(t *testing.T) {
 			c := conditionOf(es, esv1.ConditionReady)
 			if c.Status != tt.status || c.Reason != tt.reason {
 				t.Errorf("Ready = %s/%s, want %s/%s", c.Status, c.Reason, tt.status, tt.reason)
+			}
+		})
+	}
+}
+
+// policyBroker holds policies; the rest of broker.Client is not used.
+type policyBroker struct {
+	broker.Client
+	policies []broker.Policy
+	deleted  []string
+}
+
+func (b *policyBroker) ListPolicies(context.Context) ([]broker.Policy, error) { return b.policies, nil }
+
+func (b *policyBroker) DeletePolicy(_ context.Context, name string) error {
+	b.deleted = append(b.deleted, name)
+	return nil
+}
+
+func TestClaimQueueWithdrawsOnlyACompetingClaim(t *testing.T) {
+	want := streamTopology("b", "stream", "events.sse")
+	owner := streamTopology("a", "stream", "events.sse").Policy
+	tests := []struct {
+		name    string
+		mine    *broker.Policy
+		deleted []string
+	}{
+		{name: "no policy of ours"},
+		{name: "ours on the same queue, claimed at the same moment", mine: &want.Policy, deleted: []string{want.Policy.Name}},
+		{name: "ours on the previous queue stays", mine: ptr(streamTopology("b", "stream", "old").Policy)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			bc := &policyBroker{policies: []broker.Policy{owner}}
+			if tt.mine != nil {
+				bc.policies = append(bc.policies, *tt.mine)
+			}
+			r := &EventStreamReconciler{}
+			_, err := r.claimQueue(context.Background(), bc, want, &topologyChanges{})
+			se := asStepError(err, "")
+			if se.reason != esv1.ReasonQueueClaimed || se.kind != stalled || !strings.Contains(se.message, "EventStream a/stream") {
+				t.Fatalf("claimQueue error = %v, want stalled QueueClaimed naming a/stream", err)
+			}
+			if !reflect.DeepEqual(bc.deleted, tt.deleted) {
+				t.Errorf("deleted policies %v, want %v", bc.deleted, tt.deleted)
 			}
 		})
 	}
