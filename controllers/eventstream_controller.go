@@ -210,7 +210,8 @@ func (r *EventStreamReconciler) event(es *esv1.EventStream, eventType, reason, a
 	}
 }
 
-// SetupWithManager registers the reconciler, its Secret watch and defaults.
+// SetupWithManager registers the reconciler, its Secret watch, the hand-off of a deleted
+// stream's queue to the streams waiting for it, and defaults.
 func (r *EventStreamReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
@@ -255,6 +256,7 @@ func (r *EventStreamReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.ServiceAccount{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.streamsReadingSecret)).
+		Watches(&esv1.EventStream{}, r.queueHandoff()).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: r.MaxConcurrentReconciles,
 			RateLimiter:             newJitteredBackoff(time.Second, 5*time.Minute, r.Jitter),

@@ -71,6 +71,14 @@ var _ = Describe("Queue ownership", func() {
 	}
 
 	BeforeEach(func() {
+		// The default queue is one per node: start without claims an aborted run left.
+		policies, err := mgmt.ListPoliciesIn("/")
+		Expect(err).NotTo(HaveOccurred())
+		for _, p := range policies {
+			if p.Pattern == `^events\.sse$` {
+				_, _ = mgmt.DeletePolicy("/", p.Name)
+			}
+		}
 		nsA, nsB = newNamespace(), newNamespace()
 		exchange = uniqueName("ownership")
 		createConnectionSecret(nsA, "rabbitmq", rmq)
@@ -141,6 +149,11 @@ var _ = Describe("Queue ownership", func() {
 		}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
 
 		deleteAndWait(first)
+		released := time.Now()
+		Eventually(func(g Gomega) {
+			g.Expect(conditionOf(fetch(second)(g), esv1.ConditionTopologyReady).Status).To(Equal(metav1.ConditionTrue))
+		}, 30*time.Second, 50*time.Millisecond).Should(Succeed())
+		GinkgoWriter.Printf("queue taken over %v after the owner was gone\n", time.Since(released))
 		eventuallyReady(second)
 		p, err := mgmt.GetPolicy("/", "eventstream."+nsB+".stream")
 		Expect(err).NotTo(HaveOccurred())
