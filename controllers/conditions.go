@@ -13,18 +13,20 @@ import (
 var readyDependencies = []string{esv1.ConditionTopologyReady, esv1.ConditionBridgeReady}
 
 // setCondition sets a condition on the stream's status, keeping its transition time when the
-// status does not change.
-func setCondition(es *esv1.EventStream, condType string, status metav1.ConditionStatus, reason, message string) {
-	meta.SetStatusCondition(&es.Status.Conditions, metav1.Condition{
+// status does not change. It reports whether the status, reason or message changed.
+func setCondition(es *esv1.EventStream, condType string, status metav1.ConditionStatus, reason, message string) bool {
+	return meta.SetStatusCondition(&es.Status.Conditions, metav1.Condition{
 		Type: condType, Status: status, Reason: reason, Message: message,
 		ObservedGeneration: es.Generation,
 	})
 }
 
 // summarizeReady sets Ready from the dependencies that are present: True when all are True,
-// otherwise False with the reasons and messages of those that are not.
+// otherwise False with the reason of the first one that is not True (so that
+// `kubectl get evs -o wide` shows it) and the reasons and messages of all of them.
 func summarizeReady(es *esv1.EventStream) {
 	var notReady []string
+	reason := ""
 	for _, t := range readyDependencies {
 		c := meta.FindStatusCondition(es.Status.Conditions, t)
 		if c == nil {
@@ -32,11 +34,17 @@ func summarizeReady(es *esv1.EventStream) {
 		}
 		if c.Status != metav1.ConditionTrue {
 			notReady = append(notReady, t+": "+c.Reason+": "+c.Message)
+			if reason == "" {
+				reason = c.Reason
+			}
 		}
 	}
 	if len(notReady) == 0 {
 		setCondition(es, esv1.ConditionReady, metav1.ConditionTrue, esv1.ReasonReady, "the stream is ready")
 		return
 	}
-	setCondition(es, esv1.ConditionReady, metav1.ConditionFalse, esv1.ReasonNotReady, strings.Join(notReady, "; "))
+	if reason == "" {
+		reason = esv1.ReasonNotReady
+	}
+	setCondition(es, esv1.ConditionReady, metav1.ConditionFalse, reason, strings.Join(notReady, "; "))
 }

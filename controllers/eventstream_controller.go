@@ -165,9 +165,14 @@ func (r *EventStreamReconciler) reconcileDelete(ctx context.Context, es *esv1.Ev
 		return ctrl.Result{}, r.removeFinalizer(ctx, es)
 	}
 	r.verified.Delete(es.UID)
-	err := r.cleanupTopology(ctx, es)
+	owner, err := r.cleanupTopology(ctx, es)
 	if err == nil {
-		r.event(es, corev1.EventTypeNormal, "TopologyDeleted", "Delete", "removed policy, queue and dead-letter objects of queue %s", desiredTopology(es).Queue)
+		if owner != nil {
+			r.event(es, corev1.EventTypeNormal, "TopologyKept", "Delete", "queue %s belongs to EventStream %s (policy %s): only this stream's own policy was removed",
+				desiredTopology(es).Queue, owner.Owner, owner.Policy)
+		} else {
+			r.event(es, corev1.EventTypeNormal, "TopologyDeleted", "Delete", "removed policy, queue and dead-letter objects of queue %s", desiredTopology(es).Queue)
+		}
 		return ctrl.Result{}, r.removeFinalizer(ctx, es)
 	}
 	se := asStepError(err, esv1.ReasonBrokerError)
@@ -214,7 +219,8 @@ func (r *EventStreamReconciler) event(es *esv1.EventStream, eventType, reason, a
 	}
 }
 
-// SetupWithManager registers the reconciler, its Secret watch and defaults.
+// SetupWithManager registers the reconciler, its Secret watch, the hand-off of a deleted
+// stream's queue to the streams waiting for it, and defaults.
 func (r *EventStreamReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
@@ -259,6 +265,7 @@ func (r *EventStreamReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.ServiceAccount{}).
 		Owns(&policyv1.PodDisruptionBudget{}).
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.streamsReadingSecret)).
+		Watches(&esv1.EventStream{}, r.queueHandoff()).
 		WithOptions(controller.Options{
 			MaxConcurrentReconciles: r.MaxConcurrentReconciles,
 			RateLimiter:             newJitteredBackoff(time.Second, 5*time.Minute, r.Jitter),

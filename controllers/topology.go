@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -18,7 +19,11 @@ import (
 // reconcileTopology makes the broker hold the stream's topology, observing every object
 // afresh (nothing is remembered between reconciles, so a queue deleted in the management UI
 // is noticed at the next resync). It sets TopologyReady and status.queue. It stops at the
-// first failure; a conflicting queue stops it before anything is bound to that queue.
+// first failure; a conflicting queue stops it before anything is bound to that queue, and a
+// queue another EventStream owns (QueueClaimed) before anything is declared. A policy of
+// someone else's that matches the queue does not stop it: TopologyReady says so
+// (PolicyConflict or ForeignPolicyDisplaced) with a Warning Event, and the bridge is still
+// reconciled.
 //
 // Between resyncs, when this generation was verified and is Ready, only the queue figures
 // are read (two requests); a queue found missing then triggers the full verification at once.
@@ -30,60 +35,132 @@ func (r *EventStreamReconciler) reconcileTopology(ctx context.Context, es *esv1.
 		}
 	}
 	r.verified.Delete(es.UID)
-	err := r.applyTopology(ctx, es)
+	conflicts, err := r.applyTopology(ctx, es)
 	if err != nil {
 		se := asStepError(err, esv1.ReasonBrokerError)
 		setCondition(es, esv1.ConditionTopologyReady, metav1.ConditionFalse, se.reason, se.message)
 		return se
 	}
 	r.verified.Store(es.UID, verification{generation: es.Generation, at: r.Clock.Now()})
-	setCondition(es, esv1.ConditionTopologyReady, metav1.ConditionTrue, esv1.ReasonTopologyReconciled,
-		"exchange, queue, bindings and policy exist as declared")
+	r.reportPolicyConflicts(es, desiredTopology(es), conflicts)
 	return nil
 }
 
-func (r *EventStreamReconciler) applyTopology(ctx context.Context, es *esv1.EventStream) error {
+// reportPolicyConflicts sets TopologyReady after a successful apply: False with
+// PolicyConflict when a foreign policy overrides the operator's, True with
+// ForeignPolicyDisplaced when the operator's displaces one, otherwise True with
+// TopologyReconciled. A conflict is recorded as a Warning Event when the condition changes.
+func (r *EventStreamReconciler) reportPolicyConflicts(es *esv1.EventStream, want topology, c policyConflicts) {
+	const ok = "exchange, queue, bindings and policy exist as declared"
+	var changed bool
+	var message string
+	switch {
+	case len(c.Overriding) > 0:
+		message = fmt.Sprintf("policy %s matches queue %s with a priority at least that of the operator's policy %s (%d), "+
+			"so RabbitMQ applies it instead: the declared message TTL, dead-lettering and length limits are not in effect "+
+			"(bindings and bridge are reconciled). Lower its priority below %d or change its pattern so that it does not match %s",
+			describePolicies(c.Overriding), want.Queue, want.Policy.Name, want.Policy.Priority, want.Policy.Priority, want.Queue)
+		changed = setCondition(es, esv1.ConditionTopologyReady, metav1.ConditionFalse, esv1.ReasonPolicyConflict, message)
+	case len(c.Displaced) > 0:
+		message = fmt.Sprintf("policy %s matches queue %s but no longer applies to it: RabbitMQ applies one policy per queue "+
+			"and the operator's policy %s has the higher priority (%d). Exclude %s from its pattern to silence this",
+			describePolicies(c.Displaced), want.Queue, want.Policy.Name, want.Policy.Priority, want.Queue)
+		changed = setCondition(es, esv1.ConditionTopologyReady, metav1.ConditionTrue, esv1.ReasonForeignPolicyDisplaced, ok+"; "+message)
+	default:
+		setCondition(es, esv1.ConditionTopologyReady, metav1.ConditionTrue, esv1.ReasonTopologyReconciled, ok)
+		return
+	}
+	if changed {
+		r.event(es, corev1.EventTypeWarning, esv1.ReasonPolicyConflict, "Reconcile", "%s", message)
+	}
+}
+
+// applyTopology declares what is missing and repairs what differs, in this order: the queue
+// claim, exchanges, dead-letter queue, queue, policy, bindings. Nothing but the stream's own
+// policy is ever changed on a queue another EventStream owns. It returns the foreign policies
+// that conflict with the stream's policy.
+func (r *EventStreamReconciler) applyTopology(ctx context.Context, es *esv1.EventStream) (policyConflicts, error) {
 	bc, _, err := r.brokerClient(ctx, es)
 	if err != nil {
-		return err
+		return policyConflicts{}, err
 	}
 	want := desiredTopology(es)
 	changes := &topologyChanges{}
+	defer func() {
+		for _, c := range changes.done {
+			r.event(es, corev1.EventTypeNormal, "TopologyChanged", "Reconcile", "%s", c)
+		}
+	}()
 
+	policies, err := r.claimQueue(ctx, bc, want, changes)
+	if err != nil {
+		return policyConflicts{}, err
+	}
 	if err := r.ensureExchange(ctx, bc, want.Exchange, "topic", changes); err != nil {
-		return err
+		return policyConflicts{}, err
 	}
 	if want.DeadLetterExchange != "" {
 		if err := r.ensureExchange(ctx, bc, want.DeadLetterExchange, "fanout", changes); err != nil {
-			return err
+			return policyConflicts{}, err
 		}
 		if _, err := r.ensureQueue(ctx, bc, want.DeadLetterQueue, string(esv1.QueueTypeClassic), nil, changes); err != nil {
-			return err
+			return policyConflicts{}, err
 		}
 		dlqBinding := broker.Binding{Source: want.DeadLetterExchange, Queue: want.DeadLetterQueue, RoutingKey: ""}
 		if err := r.ensureBindings(ctx, bc, want.DeadLetterQueue, []broker.Binding{dlqBinding}, changes); err != nil {
-			return err
+			return policyConflicts{}, err
 		}
 	}
 	if _, err := r.ensureQueue(ctx, bc, want.Queue, want.QueueType, &want, changes); err != nil {
-		return err
+		return policyConflicts{}, err
 	}
-	if err := r.ensurePolicy(ctx, bc, want.Policy, changes); err != nil {
-		return err
+	claimed, err := r.ensurePolicy(ctx, bc, want.Policy, changes)
+	if err != nil {
+		return policyConflicts{}, err
+	}
+	if claimed {
+		// Another stream may have claimed the queue between the listing and the claim.
+		if policies, err = r.claimQueue(ctx, bc, want, changes); err != nil {
+			return policyConflicts{}, err
+		}
 	}
 	if err := r.ensureBindings(ctx, bc, want.Queue, want.Bindings, changes); err != nil {
-		return err
+		return policyConflicts{}, err
 	}
 
 	status, err := queueFigures(ctx, bc, want)
 	if err != nil {
-		return brokerStepError(err, "read queue figures")
+		return policyConflicts{}, brokerStepError(err, "read queue figures")
 	}
 	es.Status.Queue = status
-	for _, c := range changes.done {
-		r.event(es, corev1.EventTypeNormal, "TopologyChanged", "Reconcile", "%s", c)
+	return foreignPolicies(policies, want), nil
+}
+
+// claimQueue lists the virtual host's policies and returns them when this stream may own
+// its queue (see queueOwner). When another EventStream owns the queue it withdraws this
+// stream's competing claim (its own policy on the same or an overlapping queue; a policy on
+// the stream's previous queue stays with that queue) and returns a stalled QueueClaimed
+// error naming the owner.
+func (r *EventStreamReconciler) claimQueue(ctx context.Context, bc broker.Client, want topology, changes *topologyChanges) ([]broker.Policy, error) {
+	policies, err := bc.ListPolicies(ctx)
+	if err != nil {
+		return nil, brokerStepError(err, "list policies")
 	}
-	return nil
+	owner := queueOwner(policies, want)
+	if owner == nil {
+		return policies, nil
+	}
+	competing := func(p broker.Policy) bool {
+		queue, ok := claimedQueue(p)
+		return p.Name == want.Policy.Name && ok && slices.Contains(overlappingQueues(want.Queue), queue)
+	}
+	if slices.ContainsFunc(policies, competing) {
+		if err := bc.DeletePolicy(ctx, want.Policy.Name); err != nil && !errors.Is(err, broker.ErrNotFound) {
+			return nil, brokerStepError(err, "delete policy %s", want.Policy.Name)
+		}
+		changes.add("removed policy %s: queue %s belongs to EventStream %s", want.Policy.Name, want.Queue, owner.Owner)
+	}
+	return nil, newStepError(stalled, esv1.ReasonQueueClaimed, nil, "%s", claimMessage(want, owner))
 }
 
 // verification records a successful full topology verification.
@@ -93,15 +170,17 @@ type verification struct {
 }
 
 // recentlyVerified reports whether this generation was fully verified within the resync
-// period and is Ready, and when.
+// period and is Ready (or only held back by a foreign policy, which a resync re-checks), and
+// when.
 func (r *EventStreamReconciler) recentlyVerified(es *esv1.EventStream) (time.Time, bool) {
 	v, ok := r.verified.Load(es.UID)
 	if !ok {
 		return time.Time{}, false
 	}
 	rec := v.(verification)
-	return rec.at, rec.generation == es.Generation && r.Clock.Since(rec.at) < r.ResyncPeriod &&
-		meta.IsStatusConditionTrue(es.Status.Conditions, esv1.ConditionTopologyReady)
+	c := meta.FindStatusCondition(es.Status.Conditions, esv1.ConditionTopologyReady)
+	applied := c != nil && (c.Status == metav1.ConditionTrue || c.Reason == esv1.ReasonPolicyConflict)
+	return rec.at, rec.generation == es.Generation && r.Clock.Since(rec.at) < r.ResyncPeriod && applied
 }
 
 // refreshQueueFigures reads the queue and dead-letter queue figures into status.queue from
@@ -219,24 +298,27 @@ func (r *EventStreamReconciler) ensureQueue(ctx context.Context, bc broker.Clien
 	return q, nil
 }
 
-func (r *EventStreamReconciler) ensurePolicy(ctx context.Context, bc broker.Client, want broker.Policy, changes *topologyChanges) error {
+// ensurePolicy writes the stream's policy when it is missing or differs. It reports claimed
+// when the write made the policy claim a queue it did not claim before (created it, or
+// changed its pattern).
+func (r *EventStreamReconciler) ensurePolicy(ctx context.Context, bc broker.Client, want broker.Policy, changes *topologyChanges) (claimed bool, err error) {
 	have, err := bc.GetPolicy(ctx, want.Name)
 	if err != nil && !errors.Is(err, broker.ErrNotFound) {
-		return brokerStepError(err, "read policy %s", want.Name)
+		return false, brokerStepError(err, "read policy %s", want.Name)
 	}
 	if err == nil && have.Pattern == want.Pattern && have.ApplyTo == want.ApplyTo &&
 		have.Priority == want.Priority && sameDefinition(have.Definition, want.Definition) {
-		return nil
+		return false, nil
 	}
 	if err := bc.PutPolicy(ctx, want); err != nil {
-		return brokerStepError(err, "put policy %s", want.Name)
+		return false, brokerStepError(err, "put policy %s", want.Name)
 	}
 	if have == nil {
 		changes.add("created policy %s %v", want.Name, want.Definition)
-	} else {
-		changes.add("updated policy %s to %v", want.Name, want.Definition)
+		return true, nil
 	}
-	return nil
+	changes.add("updated policy %s to %v", want.Name, want.Definition)
+	return have.Pattern != want.Pattern || have.ApplyTo != want.ApplyTo, nil
 }
 
 func (r *EventStreamReconciler) ensureBindings(ctx context.Context, bc broker.Client, queue string, want []broker.Binding, changes *topologyChanges) error {
@@ -266,16 +348,31 @@ func (r *EventStreamReconciler) ensureBindings(ctx context.Context, bc broker.Cl
 
 // cleanupTopology removes what the stream created on the broker: policy, queue (and with it
 // its bindings), dead-letter queue and exchange, and the exchange itself only when the spec
-// allows it and nothing else uses it. Objects already gone count as removed.
-func (r *EventStreamReconciler) cleanupTopology(ctx context.Context, es *esv1.EventStream) error {
+// allows it and nothing else uses it. Objects already gone count as removed. When another
+// EventStream claims the queue (or an overlapping one), only the stream's own policy is
+// removed and that claim is returned.
+func (r *EventStreamReconciler) cleanupTopology(ctx context.Context, es *esv1.EventStream) (*queueClaim, error) {
 	bc, _, err := r.brokerClient(ctx, es)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	want := desiredTopology(es)
-	if err := bc.DeletePolicy(ctx, want.Policy.Name); err != nil && !errors.Is(err, broker.ErrNotFound) {
-		return brokerStepError(err, "delete policy %s", want.Policy.Name)
+	policies, err := bc.ListPolicies(ctx)
+	if err != nil {
+		return nil, brokerStepError(err, "list policies")
 	}
+	if err := bc.DeletePolicy(ctx, want.Policy.Name); err != nil && !errors.Is(err, broker.ErrNotFound) {
+		return nil, brokerStepError(err, "delete policy %s", want.Policy.Name)
+	}
+	if claims := otherClaims(policies, want); len(claims) > 0 {
+		return &claims[0], nil
+	}
+	return nil, r.deleteOwnedTopology(ctx, bc, es, want)
+}
+
+// deleteOwnedTopology deletes the queue, dead-letter objects and, when allowed and unused,
+// the exchange of a stream that owns its queue.
+func (r *EventStreamReconciler) deleteOwnedTopology(ctx context.Context, bc broker.Client, es *esv1.EventStream, want topology) error {
 	for _, q := range []string{want.Queue, want.DeadLetterQueue} {
 		if q == "" {
 			continue

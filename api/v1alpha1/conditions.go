@@ -33,6 +33,20 @@ const (
 	// ReasonQueueArgumentsConflict: the queue exists with arguments that differ from the
 	// declared ones (the message names the keys); the operator will not delete it for you.
 	ReasonQueueArgumentsConflict = "QueueArgumentsConflict"
+	// ReasonQueueClaimed: another EventStream (the message names it as namespace/name) owns
+	// the queue on this virtual host; this stream changes and deletes nothing of it and runs
+	// no bridge until the queue is free.
+	ReasonQueueClaimed = "QueueClaimed"
+	// ReasonPolicyConflict: a policy that is not the operator's matches the queue with a
+	// priority at least the operator's, so RabbitMQ applies it instead of the operator's
+	// policy: the declared TTL, dead-lettering and length limits are not in effect. The
+	// bindings and the bridge are still reconciled. Also the reason of the Warning Event for
+	// either kind of policy conflict.
+	ReasonPolicyConflict = "PolicyConflict"
+	// ReasonForeignPolicyDisplaced: the topology is as declared (TopologyReady True), and a
+	// policy that is not the operator's also matches the queue with a lower priority: it no
+	// longer applies to the queue (RabbitMQ applies one policy per queue).
+	ReasonForeignPolicyDisplaced = "ForeignPolicyDisplaced"
 	// ReasonDeleting: the EventStream is being deleted.
 	ReasonDeleting = "Deleting"
 
@@ -51,6 +65,8 @@ const (
 
 	// ReasonReady: every other condition is True.
 	ReasonReady = "Ready"
-	// ReasonNotReady: some other condition is not True; its reason says why.
+	// ReasonNotReady: some other condition is not True and has no reason of its own. When
+	// it has one, Ready False carries the reason of the first condition that is not True
+	// (TopologyReady before BridgeReady).
 	ReasonNotReady = "NotReady"
 )

@@ -88,6 +88,8 @@ type Client interface {
 	Unbind(ctx context.Context, b Binding) error
 
 	GetPolicy(ctx context.Context, name string) (*Policy, error)
+	// ListPolicies lists the policies of the virtual host (not operator policies).
+	ListPolicies(ctx context.Context) ([]Policy, error)
 	PutPolicy(ctx context.Context, p Policy) error
 	DeletePolicy(ctx context.Context, name string) error
 }

@@ -258,7 +258,24 @@ func (c *managementClient) GetPolicy(ctx context.Context, name string) (*Policy,
 	if err != nil {
 		return nil, err
 	}
-	return &Policy{Name: p.Name, Pattern: p.Pattern, ApplyTo: p.ApplyTo, Priority: p.Priority, Definition: p.Definition}, nil
+	return policyFromInfo(*p), nil
+}
+
+func policyFromInfo(p rabbithole.Policy) *Policy {
+	return &Policy{Name: p.Name, Pattern: p.Pattern, ApplyTo: p.ApplyTo, Priority: p.Priority, Definition: p.Definition}
+}
+
+func (c *managementClient) ListPolicies(ctx context.Context) ([]Policy, error) {
+	var infos []rabbithole.Policy
+	err := c.do(ctx, "list_policies", func() (err error) { infos, err = c.rh.ListPoliciesIn(c.vhost); return err })
+	if err != nil {
+		return nil, err
+	}
+	policies := make([]Policy, 0, len(infos))
+	for _, p := range infos {
+		policies = append(policies, *policyFromInfo(p))
+	}
+	return policies, nil
 }
 
 func (c *managementClient) PutPolicy(ctx context.Context, p Policy) error {
