@@ -373,7 +373,7 @@ func (r *EventStreamReconciler) cleanupTopology(ctx context.Context, es *esv1.Ev
 // deleteOwnedTopology deletes the queue, dead-letter objects and, when allowed and unused,
 // the exchange of a stream that owns its queue.
 func (r *EventStreamReconciler) deleteOwnedTopology(ctx context.Context, bc broker.Client, es *esv1.EventStream, want topology) error {
-	for _, q := range []string{want.Queue, want.DeadLetterQueue} {
+	for _, q := range append([]string{want.Queue, want.DeadLetterQueue}, want.BridgeQueues...) {
 		if q == "" {
 			continue
 		}

@@ -28,7 +28,11 @@ type topology struct {
 	// DeadLetterExchange and DeadLetterQueue are empty when dead-lettering is off.
 	DeadLetterExchange string
 	DeadLetterQueue    string
-	Policy             broker.Policy
+	// BridgeQueues are queues the bridges declare for themselves and the operator deletes
+	// with the stream: a stream queue's dead-letter progress (<queue>.dlq-progress, the name
+	// of bridge/amqp.DeadLetterProgressQueueName).
+	BridgeQueues []string
+	Policy       broker.Policy
 	// Bindings of the queue to Exchange, sorted by routing key.
 	Bindings []broker.Binding
 }
@@ -55,6 +59,9 @@ func desiredTopology(es *esv1.EventStream) topology {
 	if deadLetterEnabled(spec.Queue) {
 		t.DeadLetterExchange = t.Queue + ".dlx"
 		t.DeadLetterQueue = t.Queue + ".dlq"
+		if t.QueueType == string(esv1.QueueTypeStream) {
+			t.BridgeQueues = []string{t.Queue + ".dlq-progress"}
+		}
 	}
 	t.Policy = broker.Policy{
 		Name:       policyName(es.Namespace, es.Name),

@@ -2,12 +2,14 @@ package controllers
 
 import (
 	"reflect"
+	"slices"
 	"testing"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	esv1 "github.com/eventstream-operator/eventstream-operator/api/v1alpha1"
+	bridgeamqp "github.com/eventstream-operator/eventstream-operator/bridge/amqp"
 	"github.com/eventstream-operator/eventstream-operator/controllers/broker"
 )
 
@@ -141,5 +143,19 @@ func TestSameDefinition(t *testing.T) {
 	}
 	if sameDefinition(ours, map[string]any{"message-ttl": float64(600000)}) {
 		t.Error("a missing key compared equal")
+	}
+}
+
+// TestBridgeQueuesAreTheBridgesNames: the operator deletes the queue a stream bridge keeps its
+// dead-letter progress in, by the name the bridge gives it.
+func TestBridgeQueuesAreTheBridgesNames(t *testing.T) {
+	es := &esv1.EventStream{Spec: esv1.EventStreamSpec{Queue: esv1.QueueSpec{Name: "jobs", Type: esv1.QueueTypeStream}}}
+	got := desiredTopology(es).BridgeQueues
+	if want := []string{bridgeamqp.DeadLetterProgressQueueName("jobs")}; !slices.Equal(got, want) {
+		t.Errorf("bridge queues %v, want %v", got, want)
+	}
+	es.Spec.Queue.Type = esv1.QueueTypeClassic
+	if got := desiredTopology(es).BridgeQueues; len(got) != 0 {
+		t.Errorf("a classic queue's bridge keeps no queue, got %v", got)
 	}
 }

@@ -200,6 +200,12 @@ func buildPodSpec(in workloadInput) corev1.PodSpec {
 			mounts = append(mounts, corev1.VolumeMount{Name: "jwt-key", MountPath: jwtKeyMountDir, ReadOnly: true})
 		}
 	}
+	// The Go runtime keeps the heap under 90 % of the container's memory limit (collecting
+	// more often near it) instead of letting the GC's headroom (about 2x the live heap) reach
+	// the limit and the OOM killer.
+	if limit := es.Spec.Bridge.Resources.Limits.Memory(); !limit.IsZero() {
+		env = append(env, corev1.EnvVar{Name: "GOMEMLIMIT", Value: strconv.FormatInt(limit.Value()*9/10, 10)})
+	}
 	probe := func(path string, period int32) *corev1.Probe {
 		return &corev1.Probe{
 			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
@@ -272,6 +278,12 @@ func bridgeArgs(es *esv1.EventStream) []string {
 	}
 	if topo.DeadLetterExchange != "" {
 		args = append(args, "--dead-letter-exchange="+topo.DeadLetterExchange)
+	}
+	// A stream replica that lost the broker ends its streams so that clients move to another
+	// replica. With one replica there is none: behind an ingress the reconnect would meet a
+	// 502/503, which a browser's EventSource treats as final. Keep the streams open instead.
+	if topo.QueueType == string(esv1.QueueTypeStream) && replicas(es) <= 1 {
+		args = append(args, "--broker-lost-grace=0")
 	}
 	if tls := spec.RabbitMQ.TLS; tls != nil {
 		args = append(args, "--amqp-ca-file="+caMountDir+"/"+keyOr(tls.CASecret.Key, esv1.DefaultCAKey))

@@ -92,6 +92,7 @@ func TestBuildDeploymentCarriesEverySpecField(t *testing.T) {
 		{"strategy", dep.Spec.Strategy.Type, appsv1.RollingUpdateDeploymentStrategyType},
 		{"max unavailable", dep.Spec.Strategy.RollingUpdate.MaxUnavailable.IntValue(), 0},
 		{"memory limit", c.Resources.Limits.Memory().String(), "128Mi"},
+		{"GOMEMLIMIT 90 % of it", envValue(c.Env, "GOMEMLIMIT"), "120795955"},
 		{"node selector", pod.NodeSelector["pool"], "edge"},
 		{"toleration", pod.Tolerations[0].Key, "edge"},
 		{"pod annotation", dep.Spec.Template.Annotations["prometheus.io/scrape"], "true"},
@@ -121,6 +122,25 @@ func TestBuildDeploymentCarriesEverySpecField(t *testing.T) {
 	}
 	if dep.Spec.Template.Annotations[ConfigHashAnnotation] == "" {
 		t.Error("no config hash on the pod template")
+	}
+}
+
+func TestBrokerLostGraceOnlyWithAnotherReplica(t *testing.T) {
+	for _, tt := range []struct {
+		queueType esv1.QueueType
+		replicas  int32
+		off       bool
+	}{
+		{esv1.QueueTypeStream, 1, true},
+		{esv1.QueueTypeStream, 2, false},
+		{esv1.QueueTypeClassic, 1, false},
+	} {
+		es := fullStream()
+		es.Spec.Queue.Type = tt.queueType
+		es.Spec.Bridge.Replicas = &tt.replicas
+		if got := slices.Contains(bridgeArgs(es), "--broker-lost-grace=0"); got != tt.off {
+			t.Errorf("%s queue, %d replicas: --broker-lost-grace=0 given %v, want %v", tt.queueType, tt.replicas, got, tt.off)
+		}
 	}
 }
 
@@ -277,4 +297,13 @@ func TestMetricsURL(t *testing.T) {
 	if _, ok := metricsURL(pod(corev1.PodPending, "", corev1.ConditionFalse)); ok {
 		t.Error("a pending pod without an IP was scraped")
 	}
+}
+
+func envValue(env []corev1.EnvVar, name string) string {
+	for _, e := range env {
+		if e.Name == name {
+			return e.Value
+		}
+	}
+	return ""
 }
