@@ -413,6 +413,8 @@ var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
 		Expect(strings.Fields(kubectl("get", "eventstreams", "-n", ns, "-o", "name"))).To(HaveLen(2))
 		_, err := mgmt.GetQueue("/", sampleQueue)
 		Expect(err).NotTo(HaveOccurred())
+		// It did delete the Service rabbitmq, which the operator needs to clean up: back with it.
+		kubectlApply(ns, rabbitmqService(cfg.PodRabbitMQURI, cfg.PodManagementURI))
 
 		kubectl("delete", "eventstreams", sampleName, haName, "-n", ns, "--timeout=120s")
 		out := kubectl("get", "eventstreams", "-n", ns, "-o", "name")
