@@ -1,0 +1,183 @@
+package apps
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eventstream-operator/eventstream-operator/api/events"
+	"github.com/eventstream-operator/eventstream-operator/test/bench"
+	"github.com/eventstream-operator/eventstream-operator/test/browsertest"
+	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
+)
+
+// stack is one test's running system: the broker's topology, a bridge with JWT auth on the
+// address compiled into the Next.js build, `next start`, and the Python examples' environment.
+type stack struct {
+	node      *rabbitmqtest.Node
+	queue     string
+	exchange  string
+	bridge    *bench.BridgeProcess
+	app       *nextApp
+	pageBase  string
+	pythonEnv []string
+}
+
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	node := rabbitmqtest.Shared(t)
+	s := &stack{
+		node:     node,
+		queue:    "apps-q-" + events.NewID()[:8],
+		exchange: "apps-x-" + events.NewID()[:8],
+		app:      builtNextApp(t),
+	}
+	s.pythonEnv = pythonExamples(t, node.URI, s.exchange)
+	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, s.queue, s.exchange) })
+	s.startBridge(t)
+	s.pageBase = startNext(t, s.app)
+	return s
+}
+
+// startBridge starts the real bridge binary (classic queue, HS256 JWT with the run's secret).
+func (s *stack) startBridge(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	b, err := bench.StartBridge(ctx, bench.BridgeOptions{
+		Binary: bridgeBinary(t), AMQPURL: s.node.URI, Exchange: s.exchange, Queue: s.queue,
+		JWTSecret: jwtSecret, Addr: s.app.bridgeAddr, Extra: []string{"--retry", "300ms"},
+		Log: processLog(t, "bridge"),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Stop)
+	s.bridge = b
+}
+
+// TestNextJSPageShowsCeleryAndAioPikaEvents: the Next.js page for job J of team 42 shows, in
+// order, the aio-pika publisher's "queued" and every status the Celery task published while it
+// worked, ending at succeeded 100 %; a confirmed team-43 event for the same job never appears.
+// The token (3 s) is refreshed while the job runs, reopening with lastEventId, and no event is
+// lost or doubled.
+func TestNextJSPageShowsCeleryAndAioPikaEvents(t *testing.T) {
+	browserPath := browsertest.Chromium(t)
+	s := startStack(t)
+	taskQueue := "apps-celery-" + events.NewID()[:8]
+	t.Cleanup(func() { rabbitmqtest.DeleteTopology(s.node.URI, taskQueue, "") })
+	startCeleryWorker(t, s.pythonEnv, taskQueue)
+	job := "job-" + events.NewID()[:8]
+
+	tab := openTab(t, browserPath, s.pageBase+"/?team_id=42&job_id="+job)
+	tab.waitFor("the stream to open", func(p pageState) bool { return p.Connection == "live" })
+
+	publishWithAioPika(t, s.pythonEnv, "42", job, "queued", 0, "waiting for a worker")
+	tab.waitFor("the aio-pika event", func(p pageState) bool { return len(p.Updates) == 1 })
+	publishWithAioPika(t, s.pythonEnv, "43", job, "running", 50, "another tenant's job")
+
+	const steps, stepSeconds = 10, 0.6 // 6 s of work: two token lifetimes
+	submitJob(t, s.pythonEnv, taskQueue, "42", job, steps, stepSeconds)
+	tab.waitFor("the job to start", func(p pageState) bool { return len(p.Updates) >= 2 })
+	reopensBeforeJob := len(reopened(tab.streamRequests()))
+	last := tab.waitFor("the job to succeed", func(p pageState) bool {
+		return len(p.Updates) > 0 && p.Updates[len(p.Updates)-1].Status == "succeeded"
+	})
+
+	want := []update{{"queued", 0, "42"}, {"running", 0, "42"}}
+	for step := 1; step < steps; step++ {
+		want = append(want, update{"running", step * 100 / steps, "42"})
+	}
+	want = append(want, update{"succeeded", 100, "42"})
+	if !reflect.DeepEqual(last.Updates, want) {
+		t.Fatalf("the page shows\n%v\nwant\n%v", last.Updates, want)
+	}
+	if last.Reloads != "" {
+		t.Fatalf("the page reloaded state (%q): the bridge reported a gap", last.Reloads)
+	}
+
+	// Refreshes: each reopen carries a fresh token and the last event id it had seen.
+	requests := tab.streamRequests()
+	reopens := reopened(requests)
+	if len(reopens)-reopensBeforeJob < 1 {
+		t.Fatalf("no token refresh while the job ran (%d stream requests: %v)", len(requests), requests)
+	}
+	tokens := map[string]bool{}
+	for _, q := range requests {
+		tokens[q.Get("access_token")] = true
+	}
+	if len(tokens) != len(requests) {
+		t.Fatalf("%d stream requests used %d distinct tokens: a reopen reused a token", len(requests), len(tokens))
+	}
+	if requests[0].Get("lastEventId") != "" {
+		t.Fatalf("the first stream request resumes from %q", requests[0].Get("lastEventId"))
+	}
+	t.Logf("%d stream requests, %d reopened with lastEventId (%d during the job)", len(requests), len(reopens), len(reopens)-reopensBeforeJob)
+}
+
+// reopened returns the stream requests that resume from a last event id.
+func reopened(requests []url.Values) []url.Values {
+	var out []url.Values
+	for _, q := range requests {
+		if q.Get("lastEventId") != "" {
+			out = append(out, q)
+		}
+	}
+	return out
+}
+
+// TestNextJSPageReloadsStateAfterGap: when the bridge restarts (classic queue: the new process
+// does not know the page's last event id) the page receives a gap, reloads the job's state from
+// its route handler, and goes on showing live events.
+func TestNextJSPageReloadsStateAfterGap(t *testing.T) {
+	browserPath := browsertest.Chromium(t)
+	s := startStack(t)
+	job := "job-" + events.NewID()[:8]
+	tab := openTab(t, browserPath, s.pageBase+"/?team_id=42&job_id="+job)
+	tab.waitFor("the stream to open", func(p pageState) bool { return p.Connection == "live" })
+	publishWithAioPika(t, s.pythonEnv, "42", job, "running", 30, "")
+	tab.waitFor("the first event", func(p pageState) bool { return len(p.Updates) == 1 })
+
+	s.bridge.Stop()
+	s.startBridge(t)
+	tab.waitFor("the reload after the gap", func(p pageState) bool { return strings.HasPrefix(p.Reloads, "missed updates") })
+	publishWithAioPika(t, s.pythonEnv, "42", job, "running", 60, "")
+	p := tab.waitFor("a live event after the gap", func(p pageState) bool { return len(p.Updates) == 2 })
+	if p.Updates[1] != (update{"running", 60, "42"}) {
+		t.Fatalf("after the gap the page shows %v", p.Updates)
+	}
+}
+
+// TestNextJSBundleHoldsNoSecret: the HS256 secret was in the environment of `next build`, yet
+// no file the browser can load (.next/static) contains it.
+func TestNextJSBundleHoldsNoSecret(t *testing.T) {
+	app := builtNextApp(t)
+	static := filepath.Join(app.dir, ".next", "static")
+	files := 0
+	err := filepath.WalkDir(static, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		files++
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if strings.Contains(string(data), jwtSecret) {
+			return fmt.Errorf("%s contains the JWT secret", strings.TrimPrefix(path, app.dir+"/"))
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files == 0 {
+		t.Fatalf("%s holds no file: the build did not produce the client bundle", static)
+	}
+}

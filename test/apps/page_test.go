@@ -1,0 +1,116 @@
+package apps
+
+import (
+	"context"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/chromedp"
+)
+
+// update is one line of the page's list of job updates.
+type update struct {
+	Status   string `json:"status"`
+	Progress int    `json:"progress"`
+	Team     string `json:"team"`
+}
+
+// pageState is what examples/nextjs shows a person.
+type pageState struct {
+	Connection string   `json:"connection"`
+	Reloads    string   `json:"reloads"`
+	Updates    []update `json:"updates"`
+}
+
+const readPageState = `(() => ({
+  connection: document.querySelector('[data-testid=connection]')?.textContent ?? '',
+  reloads: document.querySelector('[data-testid=reloads]')?.textContent ?? '',
+  updates: [...document.querySelectorAll('[data-testid=updates] li')].map((li) => ({
+    status: li.dataset.status, progress: Number(li.dataset.progress), team: li.dataset.team })),
+}))()`
+
+// browserTab is a headless Chromium tab that records the event-stream requests it sends.
+type browserTab struct {
+	t   *testing.T
+	ctx context.Context
+
+	mu      sync.Mutex
+	streams []url.Values // query of every /api/v1/events request, in order
+}
+
+// openTab starts a headless Chromium for the test (3 minutes at most) and opens pageURL.
+func openTab(t *testing.T, browserPath, pageURL string) *browserTab {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(browserPath),
+		chromedp.Flag("headless", true),
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	t.Cleanup(cancel)
+	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
+	t.Cleanup(cancelTimeout)
+	tab := &browserTab{t: t, ctx: ctx}
+	err := chromedp.Listen(ctx, func(ev any) { // starts the browser and its tab
+		if e, ok := ev.(*network.EventRequestWillBeSent); ok && strings.Contains(e.Request.URL, "/api/v1/events") {
+			if u, err := url.Parse(e.Request.URL); err == nil {
+				tab.mu.Lock()
+				tab.streams = append(tab.streams, u.Query())
+				tab.mu.Unlock()
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := chromedp.Call(ctx, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(pageURL)); err != nil {
+		t.Fatal(err)
+	}
+	return tab
+}
+
+// streamRequests returns the query of every event-stream request so far.
+func (b *browserTab) streamRequests() []url.Values {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]url.Values(nil), b.streams...)
+}
+
+func (b *browserTab) state() pageState {
+	s, err := chromedp.Run(b.ctx, chromedp.Evaluate[pageState](readPageState))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return s
+}
+
+// waitFor polls the page (60 s at most: the machine may be loaded) until cond holds.
+func (b *browserTab) waitFor(what string, cond func(pageState) bool) pageState {
+	b.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		s := b.state()
+		if cond(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("page: timed out waiting for %s; it shows %+v", what, s)
+		}
+		time.Sleep(50 * time.Millisecond) // DOM poll, bounded by the deadline
+	}
+}
