@@ -16,7 +16,7 @@ import (
 
 // tokenLifetime is the Next.js token route's token lifetime here: short, so that the page
 // refreshes its token several times while a job runs.
-const tokenLifetime = 3 * time.Second
+const tokenLifetime = 5 * time.Second
 
 // nextApp is examples/nextjs built once per run, in a copy outside the source tree.
 type nextApp struct {

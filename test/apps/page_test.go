@@ -3,7 +3,6 @@ package apps
 import (
 	"context"
 	"net/url"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -38,8 +37,9 @@ type browserTab struct {
 	t   *testing.T
 	ctx context.Context
 
-	mu      sync.Mutex
-	streams []url.Values // query of every /api/v1/events request, in order
+	mu       sync.Mutex
+	streams  []url.Values // query of every /api/v1/events request, in order
+	statuses []int64      // status of every /api/v1/events response, in order
 }
 
 // openTab starts a headless Chromium for the test (3 minutes at most) and opens pageURL.
@@ -64,11 +64,16 @@ func openTab(t *testing.T, browserPath, pageURL string) *browserTab {
 	t.Cleanup(cancelTimeout)
 	tab := &browserTab{t: t, ctx: ctx}
 	err := chromedp.Listen(ctx, func(ev any) { // starts the browser and its tab
-		if e, ok := ev.(*network.EventRequestWillBeSent); ok && strings.Contains(e.Request.URL, "/api/v1/events") {
-			if u, err := url.Parse(e.Request.URL); err == nil {
-				tab.mu.Lock()
+		tab.mu.Lock()
+		defer tab.mu.Unlock()
+		switch e := ev.(type) {
+		case *network.EventRequestWillBeSent:
+			if u, err := url.Parse(e.Request.URL); err == nil && u.Path == "/api/v1/events" {
 				tab.streams = append(tab.streams, u.Query())
-				tab.mu.Unlock()
+			}
+		case *network.EventResponseReceived:
+			if u, err := url.Parse(e.Response.URL); err == nil && u.Path == "/api/v1/events" {
+				tab.statuses = append(tab.statuses, e.Response.Status)
 			}
 		}
 	})
@@ -89,6 +94,13 @@ func (b *browserTab) streamRequests() []url.Values {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return append([]url.Values(nil), b.streams...)
+}
+
+// streamStatuses returns the status of every event-stream response so far.
+func (b *browserTab) streamStatuses() []int64 {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]int64(nil), b.statuses...)
 }
 
 func (b *browserTab) state() pageState {

@@ -1,6 +1,6 @@
 // The README's openEvents ("The browser side"), with the token refreshed before it expires.
 
-// Token is what the app's token route returns: a bridge JWT and its lifetime in seconds.
+// Token is what the app's token route returns: a bridge JWT and the seconds it has left.
 export type Token = { token: string; expiresIn: number };
 
 export type ConnectionState = "connecting" | "open" | "reconnecting";
