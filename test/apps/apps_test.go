@@ -102,8 +102,8 @@ func TestNextJSPageShowsCeleryAndAioPikaEvents(t *testing.T) {
 	if !reflect.DeepEqual(last.Updates, want) {
 		t.Fatalf("the page shows\n%v\nwant\n%v", last.Updates, want)
 	}
-	if last.Reloads != "" {
-		t.Fatalf("the page reloaded state (%q): the bridge reported a gap", last.Reloads)
+	if last.Notice != "" {
+		t.Fatalf("the page says %q: the bridge reported a gap", last.Notice)
 	}
 
 	// Refreshes: the page reopened with a fresh token and the last event id it had seen.
@@ -158,7 +158,7 @@ func TestNextJSPageReloadsStateAfterGap(t *testing.T) {
 
 	s.bridge.Stop()
 	s.startBridge(t)
-	tab.waitFor("the reload after the gap", func(p pageState) bool { return strings.HasPrefix(p.Reloads, "missed updates") })
+	tab.waitFor("the reload after the gap", func(p pageState) bool { return p.Notice == "Some updates were missed: state reloaded." })
 	publishWithAioPika(t, s.pythonEnv, "42", job, "running", 60, "")
 	p := tab.waitFor("a live event after the gap", func(p pageState) bool { return len(p.Updates) == 2 })
 	if p.Updates[1] != (update{"running", 60, "42"}) {

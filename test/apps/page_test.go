@@ -21,13 +21,13 @@ type update struct {
 // pageState is what examples/nextjs shows a person.
 type pageState struct {
 	Connection string   `json:"connection"`
-	Reloads    string   `json:"reloads"`
+	Notice     string   `json:"notice"`
 	Updates    []update `json:"updates"`
 }
 
 const readPageState = `(() => ({
   connection: document.querySelector('[data-testid=connection]')?.textContent ?? '',
-  reloads: document.querySelector('[data-testid=reloads]')?.textContent ?? '',
+  notice: document.querySelector('[data-testid=notice]')?.textContent ?? '',
   updates: [...document.querySelectorAll('[data-testid=updates] li')].map((li) => ({
     status: li.dataset.status, progress: Number(li.dataset.progress), team: li.dataset.team })),
 }))()`

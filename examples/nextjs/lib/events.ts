@@ -35,7 +35,8 @@ export function openEvents<T>({ url, getToken, onEvent, onGap, onState }: Option
       token = await getToken();
     } catch {
       onState("reconnecting");
-      return reopenIn(1000);
+      if (!closed) reopenIn(1000);
+      return;
     }
     if (closed) return;
     source?.close();
