@@ -75,7 +75,8 @@ func TestNextJSPageShowsCeleryAndAioPikaEvents(t *testing.T) {
 	browserPath := browsertest.Chromium(t)
 	s := startStack(t)
 	taskQueue := "apps-celery-" + events.NewID()[:8]
-	t.Cleanup(func() { rabbitmqtest.DeleteTopology(s.node.URI, taskQueue, "") })
+	// Celery declares a direct exchange named after the queue.
+	t.Cleanup(func() { rabbitmqtest.DeleteTopology(s.node.URI, taskQueue, taskQueue) })
 	startCeleryWorker(t, s.pythonEnv, taskQueue)
 	job := "job-" + events.NewID()[:8]
 
