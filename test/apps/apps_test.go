@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
+	"github.com/eventstream-operator/eventstream-operator/test/apptest"
 	"github.com/eventstream-operator/eventstream-operator/test/bench"
 	"github.com/eventstream-operator/eventstream-operator/test/browsertest"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
@@ -39,7 +39,7 @@ func startStack(t *testing.T) *stack {
 		exchange: "apps-x-" + events.NewID()[:8],
 		app:      builtNextApp(t),
 	}
-	s.pythonEnv = pythonExamples(t, node.URI, s.exchange)
+	s.pythonEnv = apptest.PythonEnv(t, node.URI, s.exchange)
 	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, s.queue, s.exchange) })
 	s.startBridge(t)
 	s.pageBase = startNext(t, s.app)
@@ -57,7 +57,7 @@ func (s *stack) startBridge(t *testing.T) {
 		JWTSecret: jwtSecret, Addr: s.app.bridgeAddr,
 		// No leeway: the bridge ends a stream when its 5 s token expires, not 30 s later.
 		Extra: []string{"--retry", "300ms", "--auth-leeway", "0s"},
-		Log:   processLog(t, "bridge"),
+		Log:   apptest.ProcessLog(t, "bridge"),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -77,29 +77,29 @@ func TestNextJSPageShowsCeleryAndAioPikaEvents(t *testing.T) {
 	taskQueue := "apps-celery-" + events.NewID()[:8]
 	// Celery declares a direct exchange named after the queue.
 	t.Cleanup(func() { rabbitmqtest.DeleteTopology(s.node.URI, taskQueue, taskQueue) })
-	startCeleryWorker(t, s.pythonEnv, taskQueue)
+	apptest.StartCeleryWorker(t, s.pythonEnv, taskQueue)
 	job := "job-" + events.NewID()[:8]
 
-	tab := openTab(t, browserPath, s.pageBase+"/?team_id=42&job_id="+job)
-	tab.waitFor("the stream to open", func(p pageState) bool { return p.Connection == "live" })
+	tab := apptest.OpenTab(t, browserPath, s.pageBase+"/?team_id=42&job_id="+job)
+	tab.WaitFor("the stream to open", func(p apptest.PageState) bool { return p.Connection == "live" })
 
-	publishWithAioPika(t, s.pythonEnv, "42", job, "queued", 0, "waiting for a worker")
-	tab.waitFor("the aio-pika event", func(p pageState) bool { return len(p.Updates) == 1 })
-	publishWithAioPika(t, s.pythonEnv, "43", job, "running", 50, "another tenant's job")
+	apptest.PublishWithAioPika(t, s.pythonEnv, "42", job, "queued", 0, "waiting for a worker")
+	tab.WaitFor("the aio-pika event", func(p apptest.PageState) bool { return len(p.Updates) == 1 })
+	apptest.PublishWithAioPika(t, s.pythonEnv, "43", job, "running", 50, "another tenant's job")
 
 	const steps, stepSeconds = 10, 0.7 // 7 s of work: longer than a token refresh period (4 s)
-	submitJob(t, s.pythonEnv, taskQueue, "42", job, steps, stepSeconds)
-	tab.waitFor("the job to start", func(p pageState) bool { return len(p.Updates) >= 2 })
-	reopensBeforeJob := len(reopened(tab.streamRequests()))
-	last := tab.waitFor("the job to succeed", func(p pageState) bool {
+	apptest.SubmitJob(t, s.pythonEnv, taskQueue, "42", job, steps, stepSeconds)
+	tab.WaitFor("the job to start", func(p apptest.PageState) bool { return len(p.Updates) >= 2 })
+	reopensBeforeJob := len(apptest.Reopened(tab.StreamRequests()))
+	last := tab.WaitFor("the job to succeed", func(p apptest.PageState) bool {
 		return len(p.Updates) > 0 && p.Updates[len(p.Updates)-1].Status == "succeeded"
 	})
 
-	want := []update{{"queued", 0, "42"}, {"running", 0, "42"}}
+	want := []apptest.Update{team42("queued", 0), team42("running", 0)}
 	for step := 1; step < steps; step++ {
-		want = append(want, update{"running", step * 100 / steps, "42"})
+		want = append(want, team42("running", step*100/steps))
 	}
-	want = append(want, update{"succeeded", 100, "42"})
+	want = append(want, team42("succeeded", 100))
 	if !reflect.DeepEqual(last.Updates, want) {
 		t.Fatalf("the page shows\n%v\nwant\n%v", last.Updates, want)
 	}
@@ -108,8 +108,8 @@ func TestNextJSPageShowsCeleryAndAioPikaEvents(t *testing.T) {
 	}
 
 	// Refreshes: the page reopened with a fresh token and the last event id it had seen.
-	requests := tab.streamRequests()
-	reopens := reopened(requests)
+	requests := tab.StreamRequests()
+	reopens := apptest.Reopened(requests)
 	if len(reopens)-reopensBeforeJob < 1 {
 		t.Fatalf("no token refresh while the job ran (%d stream requests: %v)", len(requests), requests)
 	}
@@ -119,7 +119,7 @@ func TestNextJSPageShowsCeleryAndAioPikaEvents(t *testing.T) {
 	// Refreshed before exp, not after the bridge refused the expired token: a reopen after
 	// expiry follows the browser's own reconnect with the old token, answered 401.
 	refused := 0
-	for _, status := range tab.streamStatuses() {
+	for _, status := range tab.StreamStatuses() {
 		if status == http.StatusUnauthorized {
 			refused++
 		}
@@ -130,19 +130,8 @@ func TestNextJSPageShowsCeleryAndAioPikaEvents(t *testing.T) {
 	t.Logf("%d stream requests, %d reopened with a fresh token and lastEventId (%d during the job), %d answered 401", len(requests), len(reopens), len(reopens)-reopensBeforeJob, refused)
 }
 
-// reopened returns the streams the page reopened with a fresh token and the last event id
-// (the browser's own reconnects repeat an earlier URL, token included).
-func reopened(requests []url.Values) []url.Values {
-	var out []url.Values
-	tokens := map[string]bool{}
-	for _, q := range requests {
-		token := q.Get("access_token")
-		if !tokens[token] && q.Get("lastEventId") != "" {
-			out = append(out, q)
-		}
-		tokens[token] = true
-	}
-	return out
+func team42(status string, progress int) apptest.Update {
+	return apptest.Update{Status: status, Progress: progress, Team: "42"}
 }
 
 // TestNextJSPageReloadsStateAfterGap: when the bridge restarts (classic queue: the new process
@@ -152,17 +141,17 @@ func TestNextJSPageReloadsStateAfterGap(t *testing.T) {
 	browserPath := browsertest.Chromium(t)
 	s := startStack(t)
 	job := "job-" + events.NewID()[:8]
-	tab := openTab(t, browserPath, s.pageBase+"/?team_id=42&job_id="+job)
-	tab.waitFor("the stream to open", func(p pageState) bool { return p.Connection == "live" })
-	publishWithAioPika(t, s.pythonEnv, "42", job, "running", 30, "")
-	tab.waitFor("the first event", func(p pageState) bool { return len(p.Updates) == 1 })
+	tab := apptest.OpenTab(t, browserPath, s.pageBase+"/?team_id=42&job_id="+job)
+	tab.WaitFor("the stream to open", func(p apptest.PageState) bool { return p.Connection == "live" })
+	apptest.PublishWithAioPika(t, s.pythonEnv, "42", job, "running", 30, "")
+	tab.WaitFor("the first event", func(p apptest.PageState) bool { return len(p.Updates) == 1 })
 
 	s.bridge.Stop()
 	s.startBridge(t)
-	tab.waitFor("the reload after the gap", func(p pageState) bool { return p.Notice == "Some updates were missed: state reloaded." })
-	publishWithAioPika(t, s.pythonEnv, "42", job, "running", 60, "")
-	p := tab.waitFor("a live event after the gap", func(p pageState) bool { return len(p.Updates) == 2 })
-	if p.Updates[1] != (update{"running", 60, "42"}) {
+	tab.WaitFor("the reload after the gap", func(p apptest.PageState) bool { return p.Notice == "Some updates were missed: state reloaded." })
+	apptest.PublishWithAioPika(t, s.pythonEnv, "42", job, "running", 60, "")
+	p := tab.WaitFor("a live event after the gap", func(p apptest.PageState) bool { return len(p.Updates) == 2 })
+	if p.Updates[1] != team42("running", 60) {
 		t.Fatalf("after the gap the page shows %v", p.Updates)
 	}
 }

@@ -11,11 +11,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"testing"
+
+	"github.com/eventstream-operator/eventstream-operator/test/apptest"
 )
 
 var (
-	// root is the repository's root directory.
-	root string
 	// scratch holds what the run builds once (the bridge binary, the Next.js build).
 	scratch string
 	// jwtSecret is the run's HS256 secret shared by the bridge and the Next.js token route.
@@ -28,10 +28,6 @@ func TestMain(m *testing.M) {
 
 func run(m *testing.M) int {
 	var err error
-	if root, err = filepath.Abs("../.."); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	if scratch, err = os.MkdirTemp("", "eventstream-apps-"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -51,7 +47,7 @@ func bridgeBinary(t *testing.T) string {
 		return bin
 	}
 	cmd := exec.Command("go", "build", "-o", bin, "./cmd/bridge")
-	cmd.Dir = root
+	cmd.Dir = apptest.Root()
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/bridge: %v\n%s", err, out)
 	}

@@ -9,15 +9,9 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
+	"github.com/eventstream-operator/eventstream-operator/test/apptest"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
-
-// publishWithCelery publishes one event with the Celery example's publish_status, as its task
-// does, and returns the interpreter's combined output and error.
-func publishWithCelery(env []string, team, job, status string, progress int) ([]byte, error) {
-	args, _ := json.Marshal([]any{team, job, status, progress, "from celery"})
-	return pythonCommand(env, "-c", "import json, sys, tasks; tasks.publish_status(*json.loads(sys.argv[1]))", string(args)).CombinedOutput()
-}
 
 // declareExchange declares a topic exchange as the operator does and, when bindingKey is not
 // empty, a queue bound to it; both are removed when the test ends.
@@ -53,9 +47,9 @@ func declareExchange(t *testing.T, uri, bindingKey string) (exchange, queue stri
 func TestPythonPublishersFollowTheEventContract(t *testing.T) {
 	node := rabbitmqtest.Shared(t)
 	exchange, queue, ch := declareExchange(t, node.URI, "team.*.job.*.status")
-	env := pythonExamples(t, node.URI, exchange)
-	publishWithAioPika(t, env, "42", "7", "queued", 0, "from aio-pika")
-	if out, err := publishWithCelery(env, "42", "7", "running", 40); err != nil {
+	env := apptest.PythonEnv(t, node.URI, exchange)
+	apptest.PublishWithAioPika(t, env, "42", "7", "queued", 0, "from aio-pika")
+	if out, err := apptest.PublishWithCelery(env, "42", "7", "running", 40, "from celery"); err != nil {
 		t.Fatalf("celery publish_status: %v\n%s", err, out)
 	}
 
@@ -93,13 +87,13 @@ func TestPythonPublishersFollowTheEventContract(t *testing.T) {
 func TestPythonPublishersReportUnroutedEvents(t *testing.T) {
 	node := rabbitmqtest.Shared(t)
 	exchange, _, _ := declareExchange(t, node.URI, "")
-	env := pythonExamples(t, node.URI, exchange)
+	env := apptest.PythonEnv(t, node.URI, exchange)
 
-	out, err := pythonCommand(env, "publisher.py", "42", "7", "queued", "0").CombinedOutput()
+	out, err := apptest.PythonCommand(env, "publisher.py", "42", "7", "queued", "0").CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "NotRouted") {
 		t.Fatalf("aio-pika publisher without a bound queue: err %v, output:\n%s", err, out)
 	}
-	out, err = publishWithCelery(env, "42", "7", "running", 40)
+	out, err = apptest.PublishWithCelery(env, "42", "7", "running", 40, "from celery")
 	if err == nil || !strings.Contains(string(out), "NotRouted") {
 		t.Fatalf("celery publish_status without a bound queue: err %v, output:\n%s", err, out)
 	}

@@ -1,28 +1,28 @@
-package apps
+package apptest
 
 import (
 	"context"
 	"net/url"
 	"sync"
-	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 )
 
-// update is one line of the page's list of job updates.
-type update struct {
+// Update is one line of the page's list of job updates.
+type Update struct {
 	Status   string `json:"status"`
 	Progress int    `json:"progress"`
 	Team     string `json:"team"`
 }
 
-// pageState is what examples/nextjs shows a person.
-type pageState struct {
+// PageState is what examples/nextjs shows a person: the connection ("live" when open), the
+// notice after a gap, and every update in the order received.
+type PageState struct {
 	Connection string   `json:"connection"`
 	Notice     string   `json:"notice"`
-	Updates    []update `json:"updates"`
+	Updates    []Update `json:"updates"`
 }
 
 const readPageState = `(() => ({
@@ -32,9 +32,9 @@ const readPageState = `(() => ({
     status: li.dataset.status, progress: Number(li.dataset.progress), team: li.dataset.team })),
 }))()`
 
-// browserTab is a headless Chromium tab that records the event-stream requests it sends.
-type browserTab struct {
-	t   *testing.T
+// Tab is a headless Chromium tab that records the event-stream requests it sends.
+type Tab struct {
+	t   T
 	ctx context.Context
 
 	mu       sync.Mutex
@@ -42,8 +42,8 @@ type browserTab struct {
 	statuses []int64      // status of every /api/v1/events response, in order
 }
 
-// openTab starts a headless Chromium for the test (3 minutes at most) and opens pageURL.
-func openTab(t *testing.T, browserPath, pageURL string) *browserTab {
+// OpenTab starts a headless Chromium for the test (3 minutes at most) and opens pageURL.
+func OpenTab(t T, browserPath, pageURL string) *Tab {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(browserPath),
@@ -62,7 +62,7 @@ func openTab(t *testing.T, browserPath, pageURL string) *browserTab {
 	t.Cleanup(cancel)
 	ctx, cancelTimeout := context.WithTimeout(ctx, 3*time.Minute)
 	t.Cleanup(cancelTimeout)
-	tab := &browserTab{t: t, ctx: ctx}
+	tab := &Tab{t: t, ctx: ctx}
 	err := chromedp.Listen(ctx, func(ev any) { // starts the browser and its tab
 		tab.mu.Lock()
 		defer tab.mu.Unlock()
@@ -89,34 +89,35 @@ func openTab(t *testing.T, browserPath, pageURL string) *browserTab {
 	return tab
 }
 
-// streamRequests returns the query of every event-stream request so far.
-func (b *browserTab) streamRequests() []url.Values {
+// StreamRequests returns the query of every event-stream request so far.
+func (b *Tab) StreamRequests() []url.Values {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return append([]url.Values(nil), b.streams...)
 }
 
-// streamStatuses returns the status of every event-stream response so far.
-func (b *browserTab) streamStatuses() []int64 {
+// StreamStatuses returns the status of every event-stream response so far.
+func (b *Tab) StreamStatuses() []int64 {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return append([]int64(nil), b.statuses...)
 }
 
-func (b *browserTab) state() pageState {
-	s, err := chromedp.Run(b.ctx, chromedp.Evaluate[pageState](readPageState))
+// State reads what the page shows now.
+func (b *Tab) State() PageState {
+	s, err := chromedp.Run(b.ctx, chromedp.Evaluate[PageState](readPageState))
 	if err != nil {
 		b.t.Fatal(err)
 	}
 	return s
 }
 
-// waitFor polls the page (60 s at most: the machine may be loaded) until cond holds.
-func (b *browserTab) waitFor(what string, cond func(pageState) bool) pageState {
+// WaitFor polls the page (60 s at most: the machine may be loaded) until cond holds.
+func (b *Tab) WaitFor(what string, cond func(PageState) bool) PageState {
 	b.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		s := b.state()
+		s := b.State()
 		if cond(s) {
 			return s
 		}
@@ -125,4 +126,19 @@ func (b *browserTab) waitFor(what string, cond func(pageState) bool) pageState {
 		}
 		time.Sleep(50 * time.Millisecond) // DOM poll, bounded by the deadline
 	}
+}
+
+// Reopened returns the streams the page reopened with a fresh token and the last event id
+// (the browser's own reconnects repeat an earlier URL, token included).
+func Reopened(requests []url.Values) []url.Values {
+	var out []url.Values
+	tokens := map[string]bool{}
+	for _, q := range requests {
+		token := q.Get("access_token")
+		if !tokens[token] && q.Get("lastEventId") != "" {
+			out = append(out, q)
+		}
+		tokens[token] = true
+	}
+	return out
 }

@@ -1,16 +1,16 @@
-package apps
+package apptest
 
 import (
 	"bytes"
+	"io"
 	"os/exec"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
 
-// processLog collects a process's output and shows it in the test log when the test fails.
-func processLog(t *testing.T, name string) *lockedBuffer {
+// ProcessLog collects a process's output and shows it in the test log when the test fails.
+func ProcessLog(t T, name string) io.Writer {
 	t.Helper()
 	b := &lockedBuffer{}
 	t.Cleanup(func() {
@@ -38,11 +38,11 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-// startProcess starts cmd in its own process group and stops the group when the test ends
+// StartProcess starts cmd in its own process group and stops the group when the test ends
 // (SIGTERM, SIGKILL after 15 s): servers such as `next start` leave no child behind.
-func startProcess(t *testing.T, name string, cmd *exec.Cmd) {
+func StartProcess(t T, name string, cmd *exec.Cmd) {
 	t.Helper()
-	out := processLog(t, name)
+	out := ProcessLog(t, name)
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
