@@ -7,7 +7,9 @@ import os
 import uuid
 from datetime import datetime, timezone
 
-RABBITMQ_URL = os.environ["RABBITMQ_URL"]
+RABBITMQ_URL = os.environ.get("RABBITMQ_URL")
+if not RABBITMQ_URL:
+    raise RuntimeError("RABBITMQ_URL is not set: the broker, e.g. amqp://user:pass@rabbitmq:5672/")
 EXCHANGE = os.environ.get("RABBITMQ_EVENTS_EXCHANGE", "events.topic")
 
 

@@ -24,7 +24,7 @@ def _on_return(exception, exchange, routing_key, message):
 
 def publish_status(team_id, job_id, status, progress, message=""):
     """Publishes one event and returns once the broker confirmed it; raises NotRouted when the
-    broker returned it instead (mandatory: confirmed is not stored when nothing is bound)."""
+    broker returned it as unroutable (it confirms those too: a confirm alone is not "stored")."""
     event = job_status(team_id, job_id, status, progress, message)
     with app.pool.acquire(block=True) as connection:
         # The broker sends a return before its confirm; py-amqp runs _on_return while it waits.
