@@ -6,6 +6,8 @@
 #   - a private RabbitMQ node (Debian's rabbitmq-server, own ports and dirs)
 #   - Debian's chromium for the browser tests, helm for the chart tests, promtool (Debian's
 #     prometheus package) for the alert rules
+#   - Debian's python3-celery, python3-aio-pika, python3-kombu and Node.js (with the cached
+#     node_modules of examples/nextjs) for the examples' tests (test/apps)
 #
 # Integration tests fail instead of skipping here (EVENTSTREAM_REQUIRE_INTEGRATION=1).
 set -euo pipefail
@@ -40,6 +42,10 @@ fi
 step "Chromium for the browser tests"
 CHROMIUM=$(hack/chromium.sh)
 export CHROMIUM
+
+step "Python libraries and Node.js for the examples"
+hack/python.sh >/dev/null
+hack/node.sh >/dev/null
 
 eval "$(hack/rabbitmq.sh env)"
 export KUBEBUILDER_ASSETS=$root/bin/k8s

@@ -21,6 +21,8 @@ type BridgeOptions struct {
 	Exchange  string
 	Queue     string
 	JWTSecret string
+	// Addr is the SSE listen address (host:port); empty: a free loopback port.
+	Addr string
 	// Extra flags appended after the harness's own.
 	Extra []string
 	// Log receives the bridge's stderr (nil: discarded).
@@ -51,16 +53,20 @@ func FreePort() (int, error) {
 // Exchange/Queue, without connection limits (the benchmark opens 10,000 streams, all of one
 // subject, and of one tenant in the broadcast scenario), and waits until /readyz is true.
 func StartBridge(ctx context.Context, o BridgeOptions) (*BridgeProcess, error) {
-	ssePort, err := FreePort()
-	if err != nil {
-		return nil, err
+	addr := o.Addr
+	if addr == "" {
+		ssePort, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		addr = "127.0.0.1:" + strconv.Itoa(ssePort)
 	}
 	opsPort, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
 	b := &BridgeProcess{
-		Addr:    "127.0.0.1:" + strconv.Itoa(ssePort),
+		Addr:    addr,
 		OpsAddr: "127.0.0.1:" + strconv.Itoa(opsPort),
 		Path:    "/api/v1/events",
 		done:    make(chan error, 1),
