@@ -48,3 +48,26 @@ func summarizeReady(es *esv1.EventStream) {
 	}
 	setCondition(es, esv1.ConditionReady, metav1.ConditionFalse, reason, strings.Join(notReady, "; "))
 }
+
+// setProgress sets the kstatus conditions from the outcome of a reconcile: failed is the
+// step error that stopped it (nil when every step succeeded). A stalled error is Stalled; any
+// other failure, and a success whose bridge is not yet ready, is Reconciling; a ready stream
+// has neither.
+func setProgress(es *esv1.EventStream, failed *stepError) {
+	switch {
+	case failed != nil && failed.kind == stalled:
+		meta.RemoveStatusCondition(&es.Status.Conditions, esv1.ConditionReconciling)
+		setCondition(es, esv1.ConditionStalled, metav1.ConditionTrue, failed.reason, failed.message)
+		return
+	case failed != nil:
+		meta.RemoveStatusCondition(&es.Status.Conditions, esv1.ConditionStalled)
+		setCondition(es, esv1.ConditionReconciling, metav1.ConditionTrue, failed.reason, failed.message)
+		return
+	}
+	meta.RemoveStatusCondition(&es.Status.Conditions, esv1.ConditionStalled)
+	if c := meta.FindStatusCondition(es.Status.Conditions, esv1.ConditionBridgeReady); c != nil && c.Status != metav1.ConditionTrue {
+		setCondition(es, esv1.ConditionReconciling, metav1.ConditionTrue, c.Reason, c.Message)
+		return
+	}
+	meta.RemoveStatusCondition(&es.Status.Conditions, esv1.ConditionReconciling)
+}

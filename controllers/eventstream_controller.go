@@ -127,11 +127,13 @@ func (r *EventStreamReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	for _, step := range steps {
 		if err := step(ctx, es); err != nil {
 			summarizeReady(es)
+			setProgress(es, asStepError(err, esv1.ReasonWorkloadError))
 			return r.afterFailure(ctx, before, es, err)
 		}
 	}
 	es.Status.ObservedGeneration = es.Generation
 	summarizeReady(es)
+	setProgress(es, nil)
 	return ctrl.Result{RequeueAfter: r.statusRequeue()}, nil
 }
 

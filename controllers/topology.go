@@ -434,5 +434,11 @@ func brokerStepError(err error, format string, args ...any) error {
 	if errors.Is(err, broker.ErrUnreachable) {
 		return newStepError(transient, esv1.ReasonBrokerUnreachable, err, "%s: %v", what, err)
 	}
+	// A 4xx answer (a name of another type, a refused argument) repeats until someone changes
+	// the spec or the broker: stalled, looked at again only at the resync period.
+	var answer *broker.BrokerError
+	if errors.As(err, &answer) && answer.StatusCode >= 400 && answer.StatusCode < 500 {
+		return newStepError(stalled, esv1.ReasonBrokerError, err, "%s: %v", what, err)
+	}
 	return newStepError(transient, esv1.ReasonBrokerError, err, "%s: %v", what, err)
 }

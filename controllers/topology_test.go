@@ -68,6 +68,9 @@ func eventuallyReady(es *esv1.EventStream) *esv1.EventStream {
 		}
 		g.Expect(conditionOf(got, esv1.ConditionReady).Status).To(Equal(metav1.ConditionTrue), "conditions: %+v", got.Status.Conditions)
 		g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
+		// kstatus: Current, neither in progress nor stalled.
+		g.Expect(got.Status.Conditions).NotTo(ContainElement(HaveField("Type", esv1.ConditionReconciling)))
+		g.Expect(got.Status.Conditions).NotTo(ContainElement(HaveField("Type", esv1.ConditionStalled)))
 	}, 30*time.Second, 200*time.Millisecond).Should(Succeed())
 	return got
 }
@@ -316,6 +319,9 @@ var _ = Describe("Topology", func() {
 			g.Expect(c.Message).To(ContainSubstring("x-message-ttl"))
 		}, 20*time.Second, 200*time.Millisecond).Should(Succeed())
 		Expect(conditionOf(fetch(es)(Default), esv1.ConditionReady).Status).To(Equal(metav1.ConditionFalse))
+		stalledCondition := conditionOf(fetch(es)(Default), esv1.ConditionStalled)
+		Expect(stalledCondition.Status).To(Equal(metav1.ConditionTrue), "kstatus: a human must act")
+		Expect(stalledCondition.Reason).To(Equal(esv1.ReasonQueueArgumentsConflict))
 
 		// Without a hot loop the queue is looked at once per resync period at most.
 		start := calls.get(queue)

@@ -1,7 +1,9 @@
 package v1alpha1
 
 // Condition types of an EventStream. Ready summarises TopologyReady and BridgeReady: it is True
-// only when both are True. InsecureAuth is a warning that does not affect Ready.
+// only when both are True. InsecureAuth is a warning that does not affect Ready. Reconciling
+// and Stalled follow kstatus: at most one of them is present, and neither when Ready is True
+// for the current generation.
 const (
 	// ConditionReady is True when the topology exists as declared and the bridge serves.
 	ConditionReady = "Ready"
@@ -14,6 +16,16 @@ const (
 	// ConditionInsecureAuth is True while bridge.auth.mode is none: anyone who reaches the
 	// bridge reads every tenant's events. It is absent with auth mode jwt.
 	ConditionInsecureAuth = "InsecureAuth"
+
+	// ConditionReconciling is True while the operator is still bringing the stream to its
+	// spec and expects to get there by itself (a rollout, a Secret or broker it waits for, a
+	// transient error it retries); absent otherwise. kstatus (Flux, Argo CD, kubectl wait)
+	// reads it as "in progress".
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is True when the operator cannot go on without a human (an invalid
+	// Secret, a conflicting queue, a queue claimed by another stream, a request the broker
+	// refuses); absent otherwise. It is retried only at the resync period, never hot.
+	ConditionStalled = "Stalled"
 )
 
 // Condition reasons. Each failure reason names what a user should look at; docs/status.md
