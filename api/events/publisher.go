@@ -236,7 +236,9 @@ func (c *Confirmation) Wait(ctx context.Context) error {
 			return fmt.Errorf("publish to exchange %q with routing key %q: returned (%d %s) %d times: %w",
 				c.p.cfg.Exchange, c.routingKey, returned.ReplyCode, returned.ReplyText, c.attempt, ErrUnroutable)
 		}
-		if err := sleepContext(ctx, retry.backoff(c.attempt)); err != nil {
+		// The pause counts from the return, so confirmations waited for one after another
+		// (a window of PublishDeferred) do not add up their pauses.
+		if err := sleepContext(ctx, retry.backoff(c.attempt)-time.Since(returned.at)); err != nil {
 			return fmt.Errorf("publish to exchange %q with routing key %q: returned, retry cancelled: %w",
 				c.p.cfg.Exchange, c.routingKey, err)
 		}

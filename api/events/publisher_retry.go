@@ -52,8 +52,11 @@ func (r RetryPolicy) backoff(retry int) time.Duration {
 	return min(d, r.MaxBackoff)
 }
 
-// sleepContext pauses for d or until ctx ends, whichever comes first.
+// sleepContext pauses for d (nothing when d ≤ 0) or until ctx ends, whichever comes first.
 func sleepContext(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
 	timer := time.NewTimer(d)
 	defer timer.Stop()
 	select {

@@ -218,3 +218,37 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(10 * time.Millisecond) // polling interval
 	}
 }
+
+// TestPublishReturnPausesDoNotAddUp: a window of messages returned together is retried after
+// one pause, not one pause per message waited for in turn (50 × 300 ms before).
+func TestPublishReturnPausesDoNotAddUp(t *testing.T) {
+	node := rabbitmqtest.Shared(t)
+	ch := dialChannel(t, node.URI)
+	exchange, _ := declareExchange(t, ch, "")
+	pub, err := Dial(node.URI, nil, PublisherConfig{Exchange: exchange,
+		Retry: RetryPolicy{Attempts: 2, InitialBackoff: 300 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	const n = 50
+	confirms := make([]*Confirmation, n)
+	for i := range confirms {
+		if confirms[i], err = pub.PublishDeferred(ctx, "team.1.job.1.status", []byte(`{}`), PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	for i, c := range confirms {
+		if err := c.Wait(ctx); !errors.Is(err, ErrUnroutable) {
+			t.Fatalf("message %d: err = %v", i, err)
+		}
+	}
+	if elapsed := time.Since(start); elapsed > 5*time.Second {
+		t.Fatalf("waiting for %d returned messages took %v: the pauses added up", n, elapsed)
+	} else {
+		t.Logf("%d returned messages retried and reported in %v", n, elapsed.Round(time.Millisecond))
+	}
+}

@@ -3,6 +3,7 @@ package events
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
@@ -26,8 +27,14 @@ type returnTracker struct {
 	done     chan struct{} // closed after the channel closed and every return was recorded
 
 	mu       sync.Mutex
-	returned map[string]amqp.Return // by publish id, bodies dropped; emptied by take
+	returned map[string]returnedMessage // by publish id; emptied by take
 	count    atomic.Uint64
+}
+
+// returnedMessage is a basic.return (body dropped) and when the tracker received it.
+type returnedMessage struct {
+	amqp.Return
+	at time.Time
 }
 
 // returnBuffer lets the connection reader hand over returns without waiting for the tracker.
@@ -39,7 +46,7 @@ func newReturnTracker(ch *amqp.Channel) *returnTracker {
 		returns:  ch.NotifyReturn(make(chan amqp.Return, returnBuffer)),
 		barriers: make(chan chan struct{}),
 		done:     make(chan struct{}),
-		returned: map[string]amqp.Return{},
+		returned: map[string]returnedMessage{},
 	}
 	go t.run()
 	return t
@@ -87,13 +94,13 @@ func (t *returnTracker) record(r amqp.Return) {
 	}
 	r.Body = nil
 	t.mu.Lock()
-	t.returned[id] = r
+	t.returned[id] = returnedMessage{Return: r, at: time.Now()}
 	t.mu.Unlock()
 }
 
 // take reports whether the publish with id was returned, and forgets it. It is exact only
 // after the publish's confirm (ack or nack) has arrived.
-func (t *returnTracker) take(id string) (amqp.Return, bool) {
+func (t *returnTracker) take(id string) (returnedMessage, bool) {
 	barrier := make(chan struct{})
 	select {
 	case t.barriers <- barrier:
