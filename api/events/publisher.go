@@ -7,8 +7,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -29,6 +31,9 @@ type PublisherConfig struct {
 	HeaderInjector func(ctx context.Context, headers amqp.Table)
 	// Now returns the publish time (default time.Now); tests inject it.
 	Now func() time.Time
+	// Retry governs what happens to a message the broker returns as unroutable; zero fields
+	// take DefaultRetryPolicy's values.
+	Retry RetryPolicy
 }
 
 // PublishOptions are per-message options.
@@ -42,20 +47,31 @@ type PublishOptions struct {
 // ErrNacked is returned when the broker negatively acknowledged a message: it was not stored.
 var ErrNacked = errors.New("broker nacked the message")
 
-// Publisher publishes events with publisher confirms: Publish returns only after the broker
-// confirmed the message (stored, for durable queues), so a nil error means "the broker has it".
-// Messages are persistent, carry a timestamp, content type application/json and a message id.
+// ErrUnroutable is returned when the broker returned a message (basic.return) on every attempt
+// of the RetryPolicy: no queue took it, although the broker confirmed it. Either no queue is
+// bound for its routing key, or the bound queue could not take it yet (RabbitMQ does that for a
+// moment after a restart). The message is not stored.
+var ErrUnroutable = errors.New("broker returned the message: no queue took it")
+
+// Publisher publishes events with publisher confirms and the mandatory flag. A publish is done
+// when the broker confirmed it and did not return it: only then does Publish return nil, and
+// the message is in a queue (stored, for durable queues). A returned message is published
+// again as the RetryPolicy says, then reported as ErrUnroutable; a nack is ErrNacked; a
+// channel that closes before the confirm is amqp.ErrClosed. Messages are persistent, carry a
+// timestamp, content type application/json, a message id and PublishIDHeader.
 //
 // A Publisher owns one channel in confirm mode and is safe for concurrent use. It does not
 // reconnect: when its connection or channel closes every call fails, and the application
 // creates a new Publisher.
 type Publisher struct {
-	cfg     PublisherConfig
-	conn    *amqp.Connection // closed by Close when the Publisher dialled it
-	ownConn bool
-	ch      *amqp.Channel
-	closeMu sync.Mutex
-	closed  bool
+	cfg       PublisherConfig
+	conn      *amqp.Connection // closed by Close when the Publisher dialled it
+	ownConn   bool
+	ch        *amqp.Channel
+	returns   *returnTracker
+	publishID atomic.Uint64
+	closeMu   sync.Mutex
+	closed    bool
 }
 
 // Dial connects to url (amqp:// or amqps://; tlsConfig may be nil) and returns a Publisher
@@ -91,6 +107,11 @@ func NewPublisher(conn *amqp.Connection, cfg PublisherConfig) (*Publisher, error
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	retry, err := cfg.Retry.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Retry = retry
 	ch, err := conn.Channel()
 	if err != nil {
 		return nil, fmt.Errorf("open channel: %w", err)
@@ -99,7 +120,7 @@ func NewPublisher(conn *amqp.Connection, cfg PublisherConfig) (*Publisher, error
 		_ = ch.Close()
 		return nil, fmt.Errorf("enable publisher confirms: %w", err)
 	}
-	return &Publisher{cfg: cfg, conn: conn, ch: ch}, nil
+	return &Publisher{cfg: cfg, conn: conn, ch: ch, returns: newReturnTracker(ch)}, nil
 }
 
 // PublishEvent validates ev, renders its routing key with t and publishes it, waiting for the
@@ -122,18 +143,21 @@ func (p *Publisher) PublishEvent(ctx context.Context, t *Template, ev Event, opt
 	return p.Publish(ctx, key, body, opts)
 }
 
-// Publish publishes body (JSON) with routingKey and waits for the broker's confirm or ctx.
+// Publish publishes body (JSON) with routingKey and waits until the publish is done
+// (confirmed and not returned, retrying returned messages) or failed, or ctx ends.
 func (p *Publisher) Publish(ctx context.Context, routingKey string, body []byte, opts PublishOptions) error {
 	confirm, err := p.PublishDeferred(ctx, routingKey, body, opts)
 	if err != nil {
 		return err
 	}
-	return WaitConfirm(ctx, confirm)
+	return confirm.Wait(ctx)
 }
 
-// PublishDeferred publishes without waiting; the caller waits for the returned confirmation
-// with WaitConfirm. Use it to keep several messages in flight (load generation).
-func (p *Publisher) PublishDeferred(ctx context.Context, routingKey string, body []byte, opts PublishOptions) (*amqp.DeferredConfirmation, error) {
+// PublishDeferred publishes without waiting; the caller waits for the returned Confirmation
+// (Wait or WaitConfirm) to learn whether the publish is done. Use it to keep several messages
+// in flight (load generation). A retried message is published again when its Confirmation is
+// waited for, so it may land after messages published later.
+func (p *Publisher) PublishDeferred(ctx context.Context, routingKey string, body []byte, opts PublishOptions) (*Confirmation, error) {
 	now := p.cfg.Now()
 	headers := amqp.Table{TimestampMillisHeader: now.UnixMilli()}
 	if p.cfg.HeaderInjector != nil {
@@ -146,31 +170,87 @@ func (p *Publisher) PublishDeferred(ctx context.Context, routingKey string, body
 	if id == "" {
 		id = NewID()
 	}
-	msg := amqp.Publishing{
+	c := &Confirmation{p: p, routingKey: routingKey, msg: amqp.Publishing{
 		Headers:      headers,
 		ContentType:  ContentType,
 		DeliveryMode: amqp.Persistent,
 		MessageId:    id,
 		Timestamp:    now,
 		Body:         body,
+	}}
+	if err := c.publish(ctx); err != nil {
+		return nil, err
 	}
-	confirm, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, p.cfg.Exchange, routingKey, false, false, msg)
-	if err != nil {
-		return nil, fmt.Errorf("publish to exchange %q with routing key %q: %w", p.cfg.Exchange, routingKey, err)
-	}
-	return confirm, nil
+	return c, nil
 }
 
-// WaitConfirm waits for a deferred confirmation; a nack is ErrNacked.
-func WaitConfirm(ctx context.Context, confirm *amqp.DeferredConfirmation) error {
-	acked, err := confirm.WaitContext(ctx)
+// Returned counts the messages the broker returned to this Publisher (every returned attempt).
+func (p *Publisher) Returned() uint64 { return p.returns.count.Load() }
+
+// Confirmation is one message in flight on a Publisher. Wait tells its outcome; it must be
+// called once, from one goroutine (the bookkeeping of a returned message is freed by Wait).
+type Confirmation struct {
+	p          *Publisher
+	routingKey string
+	msg        amqp.Publishing
+	attempt    int    // publishes so far
+	publishID  string // PublishIDHeader of the latest attempt
+	deferred   *amqp.DeferredConfirmation
+}
+
+// publish sends the next attempt of c's message with mandatory set.
+func (c *Confirmation) publish(ctx context.Context) error {
+	c.attempt++
+	c.publishID = strconv.FormatUint(c.p.publishID.Add(1), 10)
+	c.msg.Headers[PublishIDHeader] = c.publishID
+	dc, err := c.p.ch.PublishWithDeferredConfirmWithContext(ctx, c.p.cfg.Exchange, c.routingKey, true, false, c.msg)
 	if err != nil {
-		return fmt.Errorf("wait for publisher confirm: %w", err)
+		return fmt.Errorf("publish to exchange %q with routing key %q: %w", c.p.cfg.Exchange, c.routingKey, err)
 	}
-	if !acked {
-		return fmt.Errorf("delivery tag %d: %w", confirm.DeliveryTag, ErrNacked)
-	}
+	c.deferred = dc
 	return nil
+}
+
+// Wait waits until the publish is done: nil when the broker confirmed the message and did not
+// return it. A returned message is published again after a pause, as the Publisher's
+// RetryPolicy says, and reported as ErrUnroutable when every attempt was returned. A nack is
+// ErrNacked, a channel closed before the confirm amqp.ErrClosed, and ctx ending its error.
+func (c *Confirmation) Wait(ctx context.Context) error {
+	retry := c.p.cfg.Retry
+	for {
+		acked, err := c.deferred.WaitContext(ctx)
+		if err != nil {
+			return fmt.Errorf("wait for publisher confirm: %w", err)
+		}
+		returned, wasReturned := c.p.returns.take(c.publishID)
+		switch {
+		case !acked && c.p.ch.IsClosed():
+			return fmt.Errorf("publish to exchange %q with routing key %q: channel closed before the confirm: %w",
+				c.p.cfg.Exchange, c.routingKey, amqp.ErrClosed)
+		case !acked:
+			return fmt.Errorf("publish to exchange %q with routing key %q: delivery tag %d: %w",
+				c.p.cfg.Exchange, c.routingKey, c.deferred.DeliveryTag, ErrNacked)
+		case !wasReturned:
+			return nil
+		case c.attempt >= retry.Attempts:
+			return fmt.Errorf("publish to exchange %q with routing key %q: returned (%d %s) %d times: %w",
+				c.p.cfg.Exchange, c.routingKey, returned.ReplyCode, returned.ReplyText, c.attempt, ErrUnroutable)
+		}
+		// The pause counts from the return, so confirmations waited for one after another
+		// (a window of PublishDeferred) do not add up their pauses.
+		if err := sleepContext(ctx, retry.backoff(c.attempt)-time.Since(returned.at)); err != nil {
+			return fmt.Errorf("publish to exchange %q with routing key %q: returned, retry cancelled: %w",
+				c.p.cfg.Exchange, c.routingKey, err)
+		}
+		if err := c.publish(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// WaitConfirm is confirm.Wait(ctx).
+func WaitConfirm(ctx context.Context, confirm *Confirmation) error {
+	return confirm.Wait(ctx)
 }
 
 // Close closes the channel, and the connection when Dial created it. It is idempotent.

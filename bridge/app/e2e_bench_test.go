@@ -9,8 +9,6 @@ import (
 	"testing"
 	"time"
 
-	amqp091 "github.com/rabbitmq/amqp091-go"
-
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
@@ -53,7 +51,7 @@ func benchmarkEndToEnd(b *testing.B, rate int) {
 	}
 	b.ResetTimer()
 	start := time.Now()
-	var inFlight []*amqp091.DeferredConfirmation
+	var inFlight []*events.Confirmation
 	for i := 0; i < b.N; i++ {
 		if tick != nil {
 			<-tick

@@ -132,7 +132,7 @@ func TestSIGTERMDrainsAndKeepsUnackedMessages(t *testing.T) {
 	// Publish a backlog faster than a prefetch of 1 lets the bridge consume it.
 	const total = 5000
 	p := publisher(t, node.URI, exchange)
-	var confirms []*amqp091.DeferredConfirmation
+	var confirms []*events.Confirmation
 	for i := 1; i <= total; i++ {
 		dc, err := p.PublishDeferred(context.Background(), "team.1.job.1.status", []byte(fmt.Sprintf(`{"id":"e%d"}`, i)), events.PublishOptions{})
 		if err != nil {

@@ -54,6 +54,7 @@ func TestCommandLine(t *testing.T) {
 		usageError("publish team", broker, `--team: value "4.2" contains '.'`, "publish", "--team", "4.2", "--job", "7"),
 		usageError("publish no job", broker, "--job: value is empty", "publish", "--team", "42"),
 		usageError("publish count", broker, "--count 0: want at least 1", "publish", "--team", "42", "--job", "7", "--count", "0"),
+		usageError("publish retry attempts", broker, "--retry-attempts 0", "publish", "--team", "42", "--job", "7", "--retry-attempts", "0"),
 		usageError("publish rate", broker, "--rate -5", "publish", "--team", "42", "--job", "7", "--rate", "-5"),
 		usageError("publish template", broker, "--routing-key-template", "publish", "--team", "42", "--job", "7", "--routing-key-template", "a.{x}y"),
 		usageError("publish ca file", broker, "--amqp-ca-file", "publish", "--team", "42", "--job", "7", "--amqp-ca-file", "/nonexistent/ca.pem"),

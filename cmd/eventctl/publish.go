@@ -13,8 +13,6 @@ import (
 	"os"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/tracing"
 	"github.com/eventstream-operator/eventstream-operator/internal/cli"
@@ -30,6 +28,7 @@ type publishFlags struct {
 	progress, count            int
 	rate                       float64
 	stdin                      bool
+	retry                      events.RetryPolicy
 }
 
 func runPublish(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -52,6 +51,11 @@ func runPublish(ctx context.Context, args []string, getenv func(string) string, 
 	fs.IntVar(&f.count, "count", 1, "number of events to publish (load); progress runs from 0 to 100")
 	fs.Float64Var(&f.rate, "rate", 0, "events per second (0: as fast as confirms allow)")
 	fs.BoolVar(&f.stdin, "stdin", false, "read events from stdin, one JSON event per line; --team/--job ignored")
+	fs.IntVar(&f.retry.Attempts, "retry-attempts", events.DefaultRetryPolicy.Attempts,
+		"publishes in all of an event the broker returns as unroutable (no queue took it) before eventctl fails")
+	fs.DurationVar(&f.retry.InitialBackoff, "retry-backoff", events.DefaultRetryPolicy.InitialBackoff,
+		"pause before republishing a returned event; doubles per retry up to --retry-max-backoff")
+	fs.DurationVar(&f.retry.MaxBackoff, "retry-max-backoff", events.DefaultRetryPolicy.MaxBackoff, "longest pause between retries")
 	fs.Usage = usageFunc(fs, "eventctl publish [flags]")
 	if err := cli.Parse(fs, args, stdout, false); err != nil {
 		return err
@@ -78,7 +82,7 @@ func runPublish(ctx context.Context, args []string, getenv func(string) string, 
 	if stopTracing != nil {
 		defer func() { _ = stopTracing(context.Background()) }()
 	}
-	pub, err := events.Dial(url, tlsConfig, events.PublisherConfig{Exchange: f.exchange, HeaderInjector: tracing.Inject})
+	pub, err := events.Dial(url, tlsConfig, events.PublisherConfig{Exchange: f.exchange, HeaderInjector: tracing.Inject, Retry: f.retry})
 	if err != nil {
 		return err
 	}
@@ -102,7 +106,8 @@ func runPublish(ctx context.Context, args []string, getenv func(string) string, 
 	return publishLoad(ctx, pub, tmpl, f, stdout)
 }
 
-// publishOne publishes ev inside a producer span (when tracing is on) and waits for the confirm.
+// publishOne publishes ev inside a producer span (when tracing is on) and waits until the
+// publish is done: confirmed and not returned (a returned event is retried, then an error).
 func publishOne(ctx context.Context, pub *events.Publisher, tmpl *events.Template, exchange string, ev events.Event) error {
 	key, err := ev.RoutingKey(tmpl)
 	if err != nil {
@@ -144,8 +149,9 @@ func publishStdin(ctx context.Context, pub *events.Publisher, tmpl *events.Templ
 	return nil
 }
 
-// publishLoad publishes f.count events at f.rate with up to maxInFlight unconfirmed, and
-// reports the achieved rate.
+// publishLoad publishes f.count events at f.rate with up to maxInFlight not yet done, and
+// reports the achieved rate. It fails on the first event that is not published (nacked, or
+// returned on every retry), naming it.
 func publishLoad(ctx context.Context, pub *events.Publisher, tmpl *events.Template, f publishFlags, stdout io.Writer) error {
 	var tick <-chan time.Time
 	if f.rate > 0 {
@@ -153,11 +159,15 @@ func publishLoad(ctx context.Context, pub *events.Publisher, tmpl *events.Templa
 		defer ticker.Stop()
 		tick = ticker.C
 	}
-	inFlight := make([]*amqp.DeferredConfirmation, 0, maxInFlight)
+	type pending struct {
+		n       int
+		confirm *events.Confirmation
+	}
+	inFlight := make([]pending, 0, maxInFlight)
 	waitAll := func() error {
-		for _, c := range inFlight {
-			if err := events.WaitConfirm(ctx, c); err != nil {
-				return err
+		for _, p := range inFlight {
+			if err := p.confirm.Wait(ctx); err != nil {
+				return fmt.Errorf("event %d of %d: %w", p.n, f.count, err)
 			}
 		}
 		inFlight = inFlight[:0]
@@ -189,7 +199,7 @@ func publishLoad(ctx context.Context, pub *events.Publisher, tmpl *events.Templa
 		if err != nil {
 			return err
 		}
-		if inFlight = append(inFlight, c); len(inFlight) == maxInFlight {
+		if inFlight = append(inFlight, pending{n: i + 1, confirm: c}); len(inFlight) == maxInFlight {
 			if err := waitAll(); err != nil {
 				return err
 			}
@@ -199,7 +209,8 @@ func publishLoad(ctx context.Context, pub *events.Publisher, tmpl *events.Templa
 		return err
 	}
 	elapsed := time.Since(start)
-	fmt.Fprintf(stdout, "published %d events in %v (%.0f/s), all confirmed\n", f.count, elapsed.Round(time.Millisecond), float64(f.count)/elapsed.Seconds())
+	fmt.Fprintf(stdout, "published %d events in %v (%.0f/s), all confirmed and routed (%d returned and retried)\n",
+		f.count, elapsed.Round(time.Millisecond), float64(f.count)/elapsed.Seconds(), pub.Returned())
 	return nil
 }
 

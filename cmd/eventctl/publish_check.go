@@ -31,6 +31,10 @@ func checkPublishFlags(fs *flag.FlagSet, f publishFlags, getenv func(string) str
 	if f.progress < 0 || f.progress > 100 {
 		errs = append(errs, fmt.Errorf("--progress %d is outside 0..100", f.progress))
 	}
+	if f.retry.Attempts < 1 || f.retry.InitialBackoff <= 0 || f.retry.MaxBackoff <= 0 {
+		errs = append(errs, fmt.Errorf("--retry-attempts %d, --retry-backoff %v, --retry-max-backoff %v: want at least 1 attempt and positive pauses",
+			f.retry.Attempts, f.retry.InitialBackoff, f.retry.MaxBackoff))
+	}
 	if f.count < 1 {
 		errs = append(errs, fmt.Errorf("--count %d: want at least 1", f.count))
 	}

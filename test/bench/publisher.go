@@ -8,8 +8,10 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
-// Publisher sends benchmark events to the events exchange without confirms (the bridge's
-// consumed counter and the clients' counts detect any loss).
+// Publisher sends benchmark events to the events exchange without confirms and without
+// mandatory: a load generator, not a pattern for applications (docs/events.md). Any loss,
+// returned or unconfirmed, shows in the bridge's consumed counter and the clients' counts,
+// which fail the step.
 type Publisher struct {
 	conn     *amqp.Connection
 	ch       *amqp.Channel
