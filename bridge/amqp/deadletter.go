@@ -78,6 +78,7 @@ type deadLetterLeader struct {
 	queue    string                  // the progress queue
 	held     *amqp091.Delivery       // the current progress message, unacked; nil: none yet
 	recorded int64                   // offset in held; -1: none
+	returns  <-chan amqp091.Return   // messages of ch the broker could not route (mandatory)
 }
 
 // leadDeadLettering takes the lock (or returns errNotLeader), reads the progress and
@@ -110,6 +111,7 @@ func (c *Consumer) leadDeadLettering(ctx context.Context, conn *amqp091.Connecti
 	if err := ch.Tx(); err != nil {
 		return fmt.Errorf("transaction mode on dead-letter channel: %w", err)
 	}
+	l.returns = ch.NotifyReturn(make(chan amqp091.Return, 4))
 	if err := l.readProgress(ctx); err != nil {
 		return err
 	}
@@ -251,7 +253,7 @@ func (l *deadLetterLeader) record(ctx context.Context, offset int64, dl *deadLet
 			headers[k] = v
 		}
 		headers[MalformedReasonHeader] = dl.reason
-		if err := l.ch.PublishWithContext(ctx, l.c.cfg.DeadLetterExchange, d.RoutingKey, false, false, amqp091.Publishing{
+		if err := l.ch.PublishWithContext(ctx, l.c.cfg.DeadLetterExchange, d.RoutingKey, true, false, amqp091.Publishing{
 			Headers:      headers,
 			ContentType:  d.ContentType,
 			DeliveryMode: amqp091.Persistent,
@@ -262,7 +264,7 @@ func (l *deadLetterLeader) record(ctx context.Context, offset int64, dl *deadLet
 			return fmt.Errorf("republish to dead-letter exchange %q: %w", l.c.cfg.DeadLetterExchange, err)
 		}
 	}
-	if err := l.ch.PublishWithContext(ctx, "", l.queue, false, false, amqp091.Publishing{
+	if err := l.ch.PublishWithContext(ctx, "", l.queue, true, false, amqp091.Publishing{
 		DeliveryMode: amqp091.Persistent, Body: strconv.AppendInt(nil, offset, 10),
 	}); err != nil {
 		return fmt.Errorf("publish dead-letter progress: %w", err)
@@ -275,10 +277,58 @@ func (l *deadLetterLeader) record(ctx context.Context, offset int64, dl *deadLet
 	if err := l.ch.TxCommit(); err != nil {
 		return fmt.Errorf("commit dead-letter of stream offset %d: %w", offset, err)
 	}
+	if err := l.republishReturned(ctx, offset); err != nil {
+		return err
+	}
 	d, err := l.next(ctx)
 	if err != nil {
 		return err
 	}
 	l.held, l.recorded = &d, offset
 	return nil
+}
+
+// republishReturned publishes again, each in a transaction of its own, what the broker
+// returned of the last commit (mandatory: a copy or a progress message it could not route,
+// e.g. right after a broker restart), until nothing comes back or ctx ends. The broker sends a
+// return before the commit's answer, so after TxCommit every return of it is in l.returns.
+// The commit already moved the progress, so a returned copy must still be stored: a copy is
+// never given up silently.
+func (l *deadLetterLeader) republishReturned(ctx context.Context, offset int64) error {
+	backoff := 100 * time.Millisecond
+	for {
+		var returned []amqp091.Return
+		for more := true; more; {
+			select {
+			case r := <-l.returns:
+				returned = append(returned, r)
+			default:
+				more = false
+			}
+		}
+		if len(returned) == 0 {
+			return nil
+		}
+		l.c.cfg.Logger.Warn("broker returned a dead-letter publish; publishing it again",
+			"offset", offset, "exchange", returned[0].Exchange, "routingKey", returned[0].RoutingKey, "returned", len(returned))
+		select {
+		case <-ctx.Done():
+			l.c.cfg.Logger.Error("dead-letter copy not stored: stopped while the broker returned it",
+				"offset", offset, "queue", l.c.cfg.Queue)
+			return ctx.Err()
+		case <-l.c.cfg.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+		for _, r := range returned {
+			if err := l.ch.PublishWithContext(ctx, r.Exchange, r.RoutingKey, true, false, amqp091.Publishing{
+				Headers: r.Headers, ContentType: r.ContentType, DeliveryMode: r.DeliveryMode,
+				MessageId: r.MessageId, Timestamp: r.Timestamp, Body: r.Body,
+			}); err != nil {
+				return fmt.Errorf("publish returned dead-letter message again: %w", err)
+			}
+		}
+		if err := l.ch.TxCommit(); err != nil {
+			return fmt.Errorf("commit republished dead-letter messages: %w", err)
+		}
+	}
 }

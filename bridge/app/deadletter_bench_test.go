@@ -43,7 +43,7 @@ func BenchmarkStreamDeadLetter(b *testing.B) {
 
 	b.ResetTimer()
 	start := time.Now()
-	var confirms []*amqp091.DeferredConfirmation
+	var confirms []*events.Confirmation
 	for i := 0; i < b.N; i++ {
 		dc, err := p.PublishDeferred(context.Background(), "team.1.job.1.status", []byte(fmt.Sprintf("{broken %d", i)), events.PublishOptions{})
 		if err != nil {

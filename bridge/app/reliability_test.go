@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	rabbithole "github.com/michaelklishin/rabbit-hole/v2"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
@@ -289,7 +290,7 @@ func TestStreamDeadLetterSurvivesConnectionResets(t *testing.T) {
 	const n = 1500
 	published := make(chan error, 1)
 	go func() { // a steady flow, so the leader is copying when the connections go
-		var confirms []*amqp091.DeferredConfirmation
+		var confirms []*events.Confirmation
 		for i := 1; i <= n; i++ {
 			dc, err := p.PublishDeferred(context.Background(), "team.1.job.1.status", []byte(fmt.Sprintf("{broken %d", i)), events.PublishOptions{})
 			if err != nil {
@@ -349,4 +350,61 @@ func TestStreamDeadLetterSurvivesConnectionResets(t *testing.T) {
 		t.Fatalf("%d copies for %d malformed messages", len(bodies), n+1)
 	}
 	t.Logf("connections reset with %d of %d copied; %d copies in the end, each once", atReset, n, len(bodies))
+}
+
+// TestStreamDeadLetterCopyReturnedByTheBrokerIsStoredLater: the broker can confirm a publish it
+// could not route (right after a restart, or while the dead-letter queue is unbound). The
+// dead-letter leader publishes with mandatory and publishes a returned copy again until it is
+// stored: with the DLQ unbound while three malformed messages are dead-lettered, all three
+// land in it, once each, after it is bound again.
+func TestStreamDeadLetterCopyReturnedByTheBrokerIsStoredLater(t *testing.T) {
+	t.Parallel()
+	node := rabbitmqtest.Shared(t)
+	queue, exchange := uniqueName(t, "q"), uniqueName(t, "x")
+	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
+	br := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange, "--queue-type=stream")
+	eventually(t, 15*time.Second, "bridge ready", br.Ready)
+
+	conn, err := amqp091.Dial(node.URI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dlx, dlq := queue+".dlx", queue+".dlq"
+	if err := ch.QueueUnbind(dlq, "#", dlx, nil); err != nil {
+		t.Fatal(err)
+	}
+	p := publisher(t, node.URI, exchange)
+	for i := 1; i <= 3; i++ {
+		publishRaw(t, p, "team.1.job.1.status", []byte(fmt.Sprintf("{returned %d", i)))
+	}
+	// The leader has published the copies once the broker counted them at the DLX (its
+	// statistics lag by seconds); none could be routed.
+	mgmt, err := rabbithole.NewClient(node.ManagementURI, node.Username, node.Password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 45*time.Second, "three publishes to the unbound DLX", func() bool {
+		x, err := mgmt.GetExchange("/", dlx)
+		return err == nil && x.PublishStats.PublishIn >= 3
+	})
+	if n := queueMessages(t, node.URI, dlq); n != 0 {
+		t.Fatalf("the unbound DLQ holds %d messages", n)
+	}
+
+	if err := ch.QueueBind(dlq, "#", dlx, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "three copies stored after the DLQ is bound again", func() bool {
+		return queueMessages(t, node.URI, dlq) >= 3
+	})
+	bodies := drainQueue(t, node.URI, dlq)
+	slices.Sort(bodies)
+	if want := []string{"{returned 1", "{returned 2", "{returned 3"}; !slices.Equal(bodies, want) {
+		t.Fatalf("DLQ holds %q, want each returned copy once: %q", bodies, want)
+	}
 }
