@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -21,6 +22,9 @@ type BridgeOptions struct {
 	Exchange  string
 	Queue     string
 	JWTSecret string
+	// Listen and MetricsListen are the SSE and operations addresses (host:port); empty: free
+	// loopback ports. Fixed addresses let a restarted bridge keep its URL (test/chaos).
+	Listen, MetricsListen string
 	// Extra flags appended after the harness's own.
 	Extra []string
 	// Log receives the bridge's stderr (nil: discarded).
@@ -32,6 +36,7 @@ type BridgeProcess struct {
 	cmd      *exec.Cmd
 	done     chan error
 	stopOnce sync.Once
+	exitErr  error
 	Addr     string // SSE host:port
 	OpsAddr  string
 	Path     string
@@ -51,19 +56,15 @@ func FreePort() (int, error) {
 // Exchange/Queue, without connection limits (the benchmark opens 10,000 streams, all of one
 // tenant in the broadcast scenario), and waits until /readyz is true.
 func StartBridge(ctx context.Context, o BridgeOptions) (*BridgeProcess, error) {
-	ssePort, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	opsPort, err := FreePort()
-	if err != nil {
-		return nil, err
-	}
-	b := &BridgeProcess{
-		Addr:    "127.0.0.1:" + strconv.Itoa(ssePort),
-		OpsAddr: "127.0.0.1:" + strconv.Itoa(opsPort),
-		Path:    "/api/v1/events",
-		done:    make(chan error, 1),
+	b := &BridgeProcess{Addr: o.Listen, OpsAddr: o.MetricsListen, Path: "/api/v1/events", done: make(chan error, 1)}
+	for _, addr := range []*string{&b.Addr, &b.OpsAddr} {
+		if *addr == "" {
+			port, err := FreePort()
+			if err != nil {
+				return nil, err
+			}
+			*addr = "127.0.0.1:" + strconv.Itoa(port)
+		}
 	}
 	args := []string{
 		"--listen", b.Addr, "--metrics-listen", b.OpsAddr, "--path", b.Path,
@@ -129,15 +130,28 @@ func (b *BridgeProcess) WaitMetric(name string, ok func(float64) bool, timeout t
 	}
 }
 
-// Stop sends SIGTERM and waits (SIGKILL after 15s); it is idempotent.
-func (b *BridgeProcess) Stop() {
+// Stop sends SIGINT and waits (SIGKILL after 15s); it is idempotent.
+func (b *BridgeProcess) Stop() { b.signalAndWait(os.Interrupt, 15*time.Second) }
+
+// Terminate sends SIGTERM (what Kubernetes sends a pod) and waits for the drain, SIGKILL after
+// timeout; it returns the exit error (nil: exit status 0). Only the first of Stop, Terminate
+// and Kill signals; later calls return the first one's result.
+func (b *BridgeProcess) Terminate(timeout time.Duration) error {
+	return b.signalAndWait(syscall.SIGTERM, timeout)
+}
+
+// Kill ends the bridge with SIGKILL (no drain: a crash) and waits until it is gone.
+func (b *BridgeProcess) Kill() { b.signalAndWait(os.Kill, time.Minute) }
+
+func (b *BridgeProcess) signalAndWait(sig os.Signal, timeout time.Duration) error {
 	b.stopOnce.Do(func() {
-		_ = b.cmd.Process.Signal(os.Interrupt)
+		_ = b.cmd.Process.Signal(sig)
 		select {
-		case <-b.done:
-		case <-time.After(15 * time.Second):
+		case b.exitErr = <-b.done:
+		case <-time.After(timeout):
 			_ = b.cmd.Process.Kill()
-			<-b.done
+			b.exitErr = <-b.done
 		}
 	})
+	return b.exitErr
 }
