@@ -22,9 +22,9 @@ type BridgeOptions struct {
 	Exchange  string
 	Queue     string
 	JWTSecret string
-	// Listen and MetricsListen are the SSE and operations addresses (host:port); empty: free
+	// Addr and OpsAddr are the SSE and operations listen addresses (host:port); empty: free
 	// loopback ports. Fixed addresses let a restarted bridge keep its URL (test/chaos).
-	Listen, MetricsListen string
+	Addr, OpsAddr string
 	// Extra flags appended after the harness's own.
 	Extra []string
 	// Log receives the bridge's stderr (nil: discarded).
@@ -56,7 +56,7 @@ func FreePort() (int, error) {
 // Exchange/Queue, without connection limits (the benchmark opens 10,000 streams, all of one
 // tenant in the broadcast scenario), and waits until /readyz is true.
 func StartBridge(ctx context.Context, o BridgeOptions) (*BridgeProcess, error) {
-	b := &BridgeProcess{Addr: o.Listen, OpsAddr: o.MetricsListen, Path: "/api/v1/events", done: make(chan error, 1)}
+	b := &BridgeProcess{Addr: o.Addr, OpsAddr: o.OpsAddr, Path: "/api/v1/events", done: make(chan error, 1)}
 	for _, addr := range []*string{&b.Addr, &b.OpsAddr} {
 		if *addr == "" {
 			port, err := FreePort()

@@ -195,7 +195,7 @@ func (d *Deployment) StartReplica(i int) error {
 	proc, err := bench.StartBridge(ctx, bench.BridgeOptions{
 		Binary: d.env.Binary, AMQPURL: "amqp://guest:guest@" + r.Proxy.Addr() + "/",
 		Exchange: d.Exchange, Queue: d.Queue, JWTSecret: d.env.Secret,
-		Listen: r.Listen, MetricsListen: r.OpsAddr, Extra: extra, Log: log,
+		Addr: r.Listen, OpsAddr: r.OpsAddr, Extra: extra, Log: log,
 	})
 	if err != nil {
 		log.Close()
@@ -454,7 +454,7 @@ func (d *Deployment) Tally(owed *DownWindow) (fast, slow Counts, failed []string
 	for i, c := range d.clients {
 		receipts, conns := c.Snapshot()
 		counts := tallyClient(records, clientRun{tenant: d.tenantOf[i], receipts: receipts, conns: conns,
-			lastValue: d.Overflow == "lastValue", owed: owed}, func(seq int64) int { return d.publisher.JobOf(seq) })
+			lastValue: d.Overflow == "lastValue", owed: owed}, d.publisher.JobOf)
 		if d.slow[i] {
 			slow.add(counts)
 		} else {
@@ -465,4 +465,31 @@ func (d *Deployment) Tally(owed *DownWindow) (fast, slow Counts, failed []string
 		}
 	}
 	return fast, slow, failed
+}
+
+// ReachedNoClient counts confirmed events owed to at least one client that no client received:
+// lost before any bridge had them (a confirm for a message the broker could not route), as
+// opposed to losses on the way to some clients.
+func (d *Deployment) ReachedNoClient() int {
+	records := d.publisher.Records()
+	owedTo := make([]bool, d.Tenants)
+	for _, t := range d.tenantOf {
+		owedTo[t] = true
+	}
+	received := make([]bool, len(records))
+	for _, c := range d.clients {
+		receipts, _ := c.Snapshot()
+		for _, r := range receipts {
+			if r.Seq >= 0 && r.Seq < int64(len(received)) {
+				received[r.Seq] = true
+			}
+		}
+	}
+	n := 0
+	for _, r := range records {
+		if r.Confirmed && owedTo[r.Tenant] && !received[r.Seq] {
+			n++
+		}
+	}
+	return n
 }

@@ -18,7 +18,7 @@ func (s *suite) slowClients(t *testing.T) {
 	sc := s.begin(t, "slow clients")
 	var deployments []*Deployment
 	for _, policy := range []string{"dropOldest", "lastValue", "disconnect"} {
-		deployments = append(deployments, sc.deploy(Spec{Name: policy, QueueType: "classic", Overflow: policy, BufferSize: 32,
+		deployments = append(deployments, sc.deploy(Spec{Name: policy, QueueType: "classic", Overflow: policy, BufferSize: 64,
 			Clients: 3, SlowClients: 2, SlowReadDelay: 20 * time.Millisecond, Tenants: 1, Jobs: 4, Rate: 100}))
 	}
 	for _, d := range deployments {

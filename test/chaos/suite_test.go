@@ -173,6 +173,9 @@ func (sc *scenario) settle(d *Deployment, owed *DownWindow) (fast, slow Counts) 
 		sc.t.Fatalf("%s: no event was owed to any client: the scenario measured nothing", d.Name)
 	}
 	sc.check(d, "events lost without a gap", "0", fmt.Sprint(all.LostSilent), all.LostSilent == 0)
+	if n := d.ReachedNoClient(); n > 0 {
+		sc.figure(d, "confirmed events that reached no client at all", fmt.Sprint(n))
+	}
 	sc.check(d, "clients that gave up (non-200)", "0", fmt.Sprint(len(failed)), len(failed) == 0)
 	for _, f := range failed {
 		sc.t.Logf("%s: %s", d.Name, f)
