@@ -26,7 +26,5 @@ func waitFor(timeout time.Duration, cond func() bool) bool {
 	}
 }
 
-// seconds formats d as seconds with one decimal, e.g. "2.4 s".
-func seconds(d time.Duration) string {
-	return time.Duration(d).Round(100 * time.Millisecond).String()
-}
+// seconds formats d rounded to a tenth of a second, e.g. "2.4s".
+func seconds(d time.Duration) string { return d.Round(100 * time.Millisecond).String() }

@@ -67,13 +67,6 @@ func (w *readinessWatch) probe(ctx context.Context) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// Ready reports the last observed readiness.
-func (w *readinessWatch) Ready() bool {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return len(w.changes) > 0 && w.changes[len(w.changes)-1].Ready
-}
-
 // FirstAfter returns the first moment at or after t at which the bridge was observed ready
 // (ready true) or not ready (false): t itself when it already was, else the change after t.
 func (w *readinessWatch) FirstAfter(t instant, ready bool) (instant, bool) {

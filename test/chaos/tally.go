@@ -193,17 +193,6 @@ func owedRange(records []Published, run clientRun) (instant, int64) {
 	return run.owed.From, lastBefore - int64(run.owed.Ring)
 }
 
-// firstEventAfter returns when the first event (not a gap) arrived at or after t.
-func firstEventAfter(receipts []Receipt, t instant) (instant, bool) {
-	i := sort.Search(len(receipts), func(i int) bool { return receipts[i].At >= t })
-	for ; i < len(receipts); i++ {
-		if !receipts[i].IsGap() {
-			return receipts[i].At, true
-		}
-	}
-	return 0, false
-}
-
 // firstArrivalFrom returns when the first event with a sequence number of at least seq arrived.
 func firstArrivalFrom(receipts []Receipt, seq int64) (instant, bool) {
 	for _, r := range receipts {
