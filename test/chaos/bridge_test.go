@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 )
@@ -51,7 +52,9 @@ func (s *suite) bridgeOutage(t *testing.T, name string, stop func(*Deployment) (
 		if seen {
 			sc.figure(d, "bridge ready → first new event at every client", seconds(took))
 		}
-		sc.figure(d, "longest client silence", seconds(d.MaxSilence(stoppedAt[i], now())))
+		silences := d.Silences(stoppedAt[i], now(), d.FastClients())
+		slices.Sort(silences)
+		sc.figure(d, "client silence", fmt.Sprintf("longest %s, median %s", seconds(silences[len(silences)-1]), seconds(silences[len(silences)/2])))
 	}
 	for i, d := range deployments {
 		owed := &DownWindow{From: stoppedAt[i], Ring: ReplaySize - Prefetch}

@@ -378,18 +378,26 @@ func (d *Deployment) FirstDeliveryAfter(t instant) (time.Duration, bool) {
 	return worst, true
 }
 
-// MaxSilence returns the longest time any fast client went without an event within
-// [from, to] (counting from `from` and up to `to`).
-func (d *Deployment) MaxSilence(from, to instant) time.Duration {
-	var worst time.Duration
-	for i, c := range d.clients {
-		if d.slow[i] {
-			continue
-		}
-		receipts, _ := c.Snapshot()
-		worst = max(worst, maxSilence(receipts, from, to))
+// Silences returns, for each of the given clients, the longest time it went without an event
+// within [from, to], counting from `from` and up to `to`.
+func (d *Deployment) Silences(from, to instant, clients []int) []time.Duration {
+	out := make([]time.Duration, 0, len(clients))
+	for _, i := range clients {
+		receipts, _ := d.clients[i].Snapshot()
+		out = append(out, maxSilence(receipts, from, to))
 	}
-	return worst
+	return out
+}
+
+// FastClients returns the indexes of the fast clients.
+func (d *Deployment) FastClients() []int {
+	var fast []int
+	for i := range d.clients {
+		if !d.slow[i] {
+			fast = append(fast, i)
+		}
+	}
+	return fast
 }
 
 // NotReadyAfter returns how long after t replica i was first seen not ready (false: never).

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -181,6 +182,19 @@ func (sc *scenario) settle(d *Deployment, owed *DownWindow) (fast, slow Counts) 
 		sc.t.Logf("%s: %s", d.Name, f)
 	}
 	return fast, slow
+}
+
+// silence checks that no client in silences was silent longer than limit, reporting the median
+// too.
+func (sc *scenario) silence(d *Deployment, what string, limit time.Duration, silences []time.Duration) {
+	sc.t.Helper()
+	if len(silences) == 0 {
+		sc.t.Fatalf("%s: %s: no client to measure", d.Name, what)
+	}
+	slices.Sort(silences)
+	worst := silences[len(silences)-1]
+	sc.check(d, what, "longest ≤ "+seconds(limit), fmt.Sprintf("longest %s, median %s (%d clients)",
+		seconds(worst), seconds(silences[len(silences)/2]), len(silences)), worst <= limit)
 }
 
 // exact checks the stream-mode guarantee: every owed event arrived exactly once, in order.
