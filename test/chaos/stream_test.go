@@ -9,17 +9,6 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/test/bench"
 )
 
-// Targets of issue 14 (docs/reliability.md).
-const (
-	// deliveringAgain: back to delivering after the broker accepts connections again.
-	deliveringAgain = 2 * time.Second
-	// deadConnection: a broker connection that stopped carrying anything is noticed.
-	deadConnection = 5 * time.Second
-	// cutOffSilence: clients of a stream replica that lost the broker (or died) are silent at
-	// most this long while another replica is healthy.
-	cutOffSilence = 8 * time.Second
-)
-
 // streamReplicaKills kill -9s the replicas of a two-replica stream deployment in turn under
 // load. Clients of the killed replica reconnect (after the retry: delay) to the other one with
 // Last-Event-ID and resume exactly; the killed replica restarts on its address and takes

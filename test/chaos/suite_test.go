@@ -15,6 +15,17 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
+// Targets of issue 14 (docs/reliability.md).
+const (
+	// deliveringAgain: back to delivering after the broker accepts connections again.
+	deliveringAgain = 2 * time.Second
+	// deadConnection: a broker connection that stopped carrying anything is noticed.
+	deadConnection = 5 * time.Second
+	// cutOffSilence: clients of a stream replica that lost the broker (or died) are silent at
+	// most this long while another replica is healthy.
+	cutOffSilence = 8 * time.Second
+)
+
 // TestChaos runs every scenario against real bridge binaries and a RabbitMQ node of its own,
 // then prints the figures as markdown (also written to $CHAOS_REPORT when set). Scenarios run
 // one after the other: each injects its faults into the one broker.
