@@ -91,7 +91,7 @@ test-e2e: ## End-to-end tests on the local cluster with a dedicated RabbitMQ nod
 	hack/e2e.sh
 
 .PHONY: test-chaos
-test-chaos: ## Fault-injection suite, full profile (hack/chaos.sh, ~20 min): prints the figures of docs/reliability.md.
+test-chaos: ## Fault-injection suite, full profile (hack/chaos.sh, ~15 min): prints the figures of docs/reliability.md.
 	hack/chaos.sh
 
 .PHONY: bench

@@ -2,7 +2,7 @@
 # `make test-chaos`: the chaos suite (test/chaos) in its full profile: kill -9 of stream
 # replicas, broker restarts, connection resets, network blackholes, classic/quorum bridge kills
 # and drains, slow clients per overflow policy and a 10-minute soak, against real bridge
-# binaries and a RabbitMQ node of the suite's own. About 20 minutes. It prints the figures as
+# binaries and a RabbitMQ node of the suite's own. About 15 minutes. It prints the figures as
 # markdown for docs/reliability.md (also in bin/chaos/report.md; bridge logs in bin/chaos/logs,
 # the test output in bin/chaos/test.log) and fails when a target is missed.
 #
