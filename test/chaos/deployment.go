@@ -69,10 +69,9 @@ type Deployment struct {
 	tenantOf  []int
 	publisher *Publisher
 
-	ctx                       context.Context
-	stopClients, stopPublish  context.CancelFunc
-	publishDone               chan struct{}
-	publishStarted, published instant
+	clientsCtx               context.Context
+	stopClients, stopPublish context.CancelFunc
+	publishDone              chan struct{}
 }
 
 // Replica is one bridge process slot: a fixed SSE and operations address, a proxy to the broker
@@ -80,7 +79,7 @@ type Deployment struct {
 type Replica struct {
 	Index   int
 	Proxy   *Proxy
-	Listen  string
+	Addr    string
 	OpsAddr string
 	Ready   *readinessWatch
 	logPath string
@@ -92,7 +91,7 @@ type Replica struct {
 	log  *os.File // the running process's stderr
 }
 
-// take removes the running process from the slot; the caller ends it, then calls closeLog.
+// take removes the running process from the slot; the caller ends it, then closes its log.
 func (r *Replica) take() (*bench.BridgeProcess, *os.File) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -115,19 +114,18 @@ func (e *Env) Deploy(label string, spec Spec) (*Deployment, error) {
 		spec.Replicas = 1
 	}
 	suffix := events.NewID()[:6]
+	name := slug(label) + "." + slug(spec.Name)
 	d := &Deployment{
 		Spec:     spec,
-		Queue:    "chaos." + label + "." + spec.Name + "." + suffix,
-		Exchange: "chaos.x." + label + "." + spec.Name + "." + suffix,
+		Queue:    "chaos." + name + "." + suffix,
+		Exchange: "chaos.x." + name + "." + suffix,
 		Run:      "r" + suffix,
 		env:      e,
 	}
 	d.publisher = NewPublisher(e.AMQPURL, d.Exchange, d.Run, spec.Tenants, spec.Jobs)
-	var clientsCtx context.Context
-	clientsCtx, d.stopClients = context.WithCancel(context.Background())
-	d.ctx = clientsCtx
+	d.clientsCtx, d.stopClients = context.WithCancel(context.Background())
 	for i := 0; i < spec.Replicas; i++ {
-		r, err := e.newReplica(label, spec.Name, i)
+		r, err := e.newReplica(name, i)
 		if err != nil {
 			d.Close()
 			return nil, err
@@ -153,7 +151,7 @@ func (e *Env) Deploy(label string, spec Spec) (*Deployment, error) {
 	return d, nil
 }
 
-func (e *Env) newReplica(label, name string, index int) (*Replica, error) {
+func (e *Env) newReplica(name string, index int) (*Replica, error) {
 	proxy, err := NewProxy(e.BrokerAddr)
 	if err != nil {
 		return nil, err
@@ -167,8 +165,8 @@ func (e *Env) newReplica(label, name string, index int) (*Replica, error) {
 		}
 		ports[i] = "127.0.0.1:" + strconv.Itoa(port)
 	}
-	r := &Replica{Index: index, Proxy: proxy, Listen: ports[0], OpsAddr: ports[1],
-		logPath: filepath.Join(e.LogDir, fmt.Sprintf("%s-%s-%d.log", label, name, index))}
+	r := &Replica{Index: index, Proxy: proxy, Addr: ports[0], OpsAddr: ports[1],
+		logPath: filepath.Join(e.LogDir, fmt.Sprintf("%s.%d.log", name, index))}
 	r.Ready = watchReadiness(r.OpsAddr)
 	return r, nil
 }
@@ -195,7 +193,7 @@ func (d *Deployment) StartReplica(i int) error {
 	proc, err := bench.StartBridge(ctx, bench.BridgeOptions{
 		Binary: d.env.Binary, AMQPURL: "amqp://guest:guest@" + r.Proxy.Addr() + "/",
 		Exchange: d.Exchange, Queue: d.Queue, JWTSecret: d.env.Secret,
-		Addr: r.Listen, OpsAddr: r.OpsAddr, Extra: extra, Log: log,
+		Addr: r.Addr, OpsAddr: r.OpsAddr, Extra: extra, Log: log,
 	})
 	if err != nil {
 		log.Close()
@@ -258,7 +256,7 @@ func (d *Deployment) startClients() error {
 		token := bench.HS256Token([]byte(d.env.Secret), []string{bench.Tenant(tenant)}, 4*time.Hour)
 		urls := make([]string, len(d.replicas))
 		for j, r := range d.replicas {
-			urls[j] = "http://" + r.Listen + "/api/v1/events?team_id=" + bench.Tenant(tenant) + "&access_token=" + token
+			urls[j] = "http://" + r.Addr + "/api/v1/events?team_id=" + bench.Tenant(tenant) + "&access_token=" + token
 		}
 		slow := i >= d.Clients
 		cfg := ClientConfig{URLs: urls, First: i, Run: d.Run}
@@ -266,7 +264,7 @@ func (d *Deployment) startClients() error {
 			cfg.ReadDelay = d.SlowReadDelay
 		}
 		c := NewClient(cfg)
-		c.Start(d.ctx)
+		c.Start(d.clientsCtx)
 		d.clients = append(d.clients, c)
 		d.slow = append(d.slow, slow)
 		d.tenantOf = append(d.tenantOf, tenant)
@@ -299,7 +297,6 @@ func (d *Deployment) startClients() error {
 func (d *Deployment) StartPublishing() {
 	ctx, cancel := context.WithCancel(context.Background())
 	d.stopPublish, d.publishDone = cancel, make(chan struct{})
-	d.publishStarted = now()
 	go func() {
 		defer close(d.publishDone)
 		d.publisher.Run(ctx, d.Rate)
@@ -314,7 +311,6 @@ func (d *Deployment) StopPublishing() {
 	d.stopPublish()
 	<-d.publishDone
 	d.stopPublish = nil
-	d.published = now()
 }
 
 // Publisher returns the deployment's publisher.
@@ -443,6 +439,22 @@ func (d *Deployment) Close() {
 		r.Proxy.Close()
 	}
 	rabbitmqtest.DeleteTopology(d.env.AMQPURL, d.Queue, d.Exchange)
+}
+
+// slug turns a label into lowercase letters, digits and dashes, for queue and file names.
+func slug(label string) string {
+	var b strings.Builder
+	dash := false
+	for _, r := range strings.ToLower(label) {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			b.WriteRune(r)
+			dash = false
+		} else if !dash && b.Len() > 0 {
+			b.WriteByte('-')
+			dash = true
+		}
+	}
+	return strings.TrimSuffix(b.String(), "-")
 }
 
 // logs names the deployment's bridge log files (for failure messages).

@@ -94,3 +94,15 @@ func TestMaxSilence(t *testing.T) {
 		t.Errorf("silence up to the window's end = %v, want 3.5s", got)
 	}
 }
+
+func TestSlug(t *testing.T) {
+	for in, want := range map[string]string{
+		"bridge drain (SIGTERM)": "bridge-drain-sigterm",
+		"stream ×2":              "stream-2",
+		"dropOldest":             "dropoldest",
+	} {
+		if got := slug(in); got != want {
+			t.Errorf("slug(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
