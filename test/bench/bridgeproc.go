@@ -22,9 +22,11 @@ type BridgeOptions struct {
 	Exchange  string
 	Queue     string
 	JWTSecret string
-	// Addr and OpsAddr are the SSE and operations listen addresses (host:port); empty: free
-	// loopback ports. Fixed addresses let a restarted bridge keep its URL (test/chaos).
-	Addr, OpsAddr string
+	// Addr is the SSE listen address (host:port); empty: a free loopback port.
+	Addr string
+	// OpsAddr is the operations listen address (host:port); empty: a free loopback port. Fixed
+	// addresses let a restarted bridge keep its URLs (test/chaos).
+	OpsAddr string
 	// Extra flags appended after the harness's own.
 	Extra []string
 	// Log receives the bridge's stderr (nil: discarded).
@@ -56,15 +58,27 @@ func FreePort() (int, error) {
 // Exchange/Queue, without connection limits (the benchmark opens 10,000 streams, all of one
 // tenant in the broadcast scenario), and waits until /readyz is true.
 func StartBridge(ctx context.Context, o BridgeOptions) (*BridgeProcess, error) {
-	b := &BridgeProcess{Addr: o.Addr, OpsAddr: o.OpsAddr, Path: "/api/v1/events", done: make(chan error, 1)}
-	for _, addr := range []*string{&b.Addr, &b.OpsAddr} {
-		if *addr == "" {
-			port, err := FreePort()
-			if err != nil {
-				return nil, err
-			}
-			*addr = "127.0.0.1:" + strconv.Itoa(port)
+	addr := o.Addr
+	if addr == "" {
+		ssePort, err := FreePort()
+		if err != nil {
+			return nil, err
 		}
+		addr = "127.0.0.1:" + strconv.Itoa(ssePort)
+	}
+	opsAddr := o.OpsAddr
+	if opsAddr == "" {
+		opsPort, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		opsAddr = "127.0.0.1:" + strconv.Itoa(opsPort)
+	}
+	b := &BridgeProcess{
+		Addr:    addr,
+		OpsAddr: opsAddr,
+		Path:    "/api/v1/events",
+		done:    make(chan error, 1),
 	}
 	args := []string{
 		"--listen", b.Addr, "--metrics-listen", b.OpsAddr, "--path", b.Path,
