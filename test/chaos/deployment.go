@@ -11,6 +11,8 @@ import (
 	"sync"
 	"time"
 
+	amqp091 "github.com/rabbitmq/amqp091-go"
+
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/metrics"
 	"github.com/eventstream-operator/eventstream-operator/test/bench"
@@ -512,4 +514,43 @@ func (d *Deployment) ReachedNoClient() int {
 		}
 	}
 	return n
+}
+
+// PublishMalformed publishes n messages the bridge must dead-letter (a body that is not JSON,
+// on a routing key of the template) and returns how many the broker confirmed.
+func (d *Deployment) PublishMalformed(n int) (int, error) {
+	pub, err := events.Dial(d.env.AMQPURL, nil, events.PublisherConfig{Exchange: d.Exchange})
+	if err != nil {
+		return 0, err
+	}
+	defer pub.Close()
+	confirmed := 0
+	for i := 0; i < n; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := pub.Publish(ctx, "team."+bench.Tenant(0)+".job.0.status", []byte("not json "+strconv.Itoa(i)), events.PublishOptions{})
+		cancel()
+		if err != nil {
+			return confirmed, fmt.Errorf("publish malformed message %d: %w", i, err)
+		}
+		confirmed++
+	}
+	return confirmed, nil
+}
+
+// DeadLettered returns the number of messages ready in the deployment's dead-letter queue.
+func (d *Deployment) DeadLettered() (int, error) {
+	conn, err := amqp091.Dial(d.env.AMQPURL)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return 0, err
+	}
+	q, err := ch.QueueDeclarePassive(d.Queue+".dlq", true, false, false, false, nil)
+	if err != nil {
+		return 0, fmt.Errorf("passive declare %q: %w", d.Queue+".dlq", err)
+	}
+	return q.Messages, nil
 }

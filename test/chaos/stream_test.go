@@ -12,7 +12,8 @@ import (
 // streamReplicaKills kill -9s the replicas of a two-replica stream deployment in turn under
 // load. Clients of the killed replica reconnect (after the retry: delay) to the other one with
 // Last-Event-ID and resume exactly; the killed replica restarts on its address and takes
-// clients at the next kill.
+// clients at the next kill. Malformed messages published before each kill must reach the
+// dead-letter queue once each, whatever the replicas and restarts.
 func (s *suite) streamReplicaKills(t *testing.T) {
 	p := s.profile
 	sc := s.begin(t, "stream replica kill -9")
@@ -22,7 +23,13 @@ func (s *suite) streamReplicaKills(t *testing.T) {
 
 	var silences []time.Duration
 	var worstReady time.Duration
+	malformed := 0
 	for k := 0; k < p.StreamKills; k++ {
+		n, err := d.PublishMalformed(malformedPerKill)
+		malformed += n
+		if err != nil {
+			t.Fatal(err)
+		}
 		victim := k % 2
 		on := d.ClientsOn(victim, now())
 		killed := d.KillReplica(victim)
@@ -39,7 +46,26 @@ func (s *suite) streamReplicaKills(t *testing.T) {
 	sc.figure(d, "restart → ready (re-reads the stream's recent history)", seconds(worstReady))
 	fast, _ := sc.settle(d, nil)
 	sc.exact(d, fast)
+
+	// Every malformed message was read by both replicas and again by each restarted one; the
+	// dead-letter queue must still get one copy of each. Wait for all, then a little longer
+	// for extra copies: a replica that restarted last dead-letters what it re-reads at once.
+	var copies int
+	waitFor(30*time.Second, func() bool {
+		copies, _ = d.DeadLettered()
+		return copies >= malformed
+	})
+	waitFor(2*time.Second, func() bool { // extra copies would arrive within this
+		more, _ := d.DeadLettered()
+		return more > copies
+	})
+	copies, _ = d.DeadLettered()
+	sc.check(d, fmt.Sprintf("dead-letter copies of %d malformed messages (2 replicas, %d restarts)", malformed, p.StreamKills),
+		fmt.Sprint(malformed), fmt.Sprint(copies), copies == malformed)
 }
+
+// malformedPerKill malformed messages are published before each kill of a stream replica.
+const malformedPerKill = 2
 
 // soak runs many clients on a two-replica stream under steady load without faults: exact
 // delivery, and no goroutine left behind once the clients are gone.
