@@ -95,6 +95,10 @@ test: ## Install and start what the tests need, then run unit and integration te
 test-e2e: ## End-to-end tests on the local cluster with a dedicated RabbitMQ node (hack/e2e.sh).
 	hack/e2e.sh
 
+.PHONY: test-chaos
+test-chaos: ## Fault-injection suite, full profile (hack/chaos.sh, ~15 min): prints the figures of docs/reliability.md.
+	hack/chaos.sh
+
 .PHONY: bench
 bench: ## Measure bridge and operator against the machine's limit; writes docs/performance.md.
 	hack/bench.sh $(BENCH_FLAGS)

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -23,6 +24,9 @@ type BridgeOptions struct {
 	JWTSecret string
 	// Addr is the SSE listen address (host:port); empty: a free loopback port.
 	Addr string
+	// OpsAddr is the operations listen address (host:port); empty: a free loopback port. Fixed
+	// addresses let a restarted bridge keep its URLs (test/chaos).
+	OpsAddr string
 	// Extra flags appended after the harness's own.
 	Extra []string
 	// Log receives the bridge's stderr (nil: discarded).
@@ -34,6 +38,7 @@ type BridgeProcess struct {
 	cmd      *exec.Cmd
 	done     chan error
 	stopOnce sync.Once
+	exitErr  error
 	Addr     string // SSE host:port
 	OpsAddr  string
 	Path     string
@@ -61,13 +66,17 @@ func StartBridge(ctx context.Context, o BridgeOptions) (*BridgeProcess, error) {
 		}
 		addr = "127.0.0.1:" + strconv.Itoa(ssePort)
 	}
-	opsPort, err := FreePort()
-	if err != nil {
-		return nil, err
+	opsAddr := o.OpsAddr
+	if opsAddr == "" {
+		opsPort, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		opsAddr = "127.0.0.1:" + strconv.Itoa(opsPort)
 	}
 	b := &BridgeProcess{
 		Addr:    addr,
-		OpsAddr: "127.0.0.1:" + strconv.Itoa(opsPort),
+		OpsAddr: opsAddr,
 		Path:    "/api/v1/events",
 		done:    make(chan error, 1),
 	}
@@ -135,15 +144,28 @@ func (b *BridgeProcess) WaitMetric(name string, ok func(float64) bool, timeout t
 	}
 }
 
-// Stop sends SIGTERM and waits (SIGKILL after 15s); it is idempotent.
-func (b *BridgeProcess) Stop() {
+// Stop sends SIGINT and waits (SIGKILL after 15s); it is idempotent.
+func (b *BridgeProcess) Stop() { b.signalAndWait(os.Interrupt, 15*time.Second) }
+
+// Terminate sends SIGTERM (what Kubernetes sends a pod) and waits for the drain, SIGKILL after
+// timeout; it returns the exit error (nil: exit status 0). Only the first of Stop, Terminate
+// and Kill signals; later calls return the first one's result.
+func (b *BridgeProcess) Terminate(timeout time.Duration) error {
+	return b.signalAndWait(syscall.SIGTERM, timeout)
+}
+
+// Kill ends the bridge with SIGKILL (no drain: a crash) and waits until it is gone.
+func (b *BridgeProcess) Kill() { b.signalAndWait(os.Kill, time.Minute) }
+
+func (b *BridgeProcess) signalAndWait(sig os.Signal, timeout time.Duration) error {
 	b.stopOnce.Do(func() {
-		_ = b.cmd.Process.Signal(os.Interrupt)
+		_ = b.cmd.Process.Signal(sig)
 		select {
-		case <-b.done:
-		case <-time.After(15 * time.Second):
+		case b.exitErr = <-b.done:
+		case <-time.After(timeout):
 			_ = b.cmd.Process.Kill()
-			<-b.done
+			b.exitErr = <-b.done
 		}
 	})
+	return b.exitErr
 }

@@ -1,0 +1,30 @@
+package chaos
+
+import "time"
+
+// origin is the zero of the suite's clock. Every measured moment (a publish, a delivery, a
+// fault, a readiness change) is taken with now(), on the monotonic clock, so durations between
+// them are exact whatever the wall clock does.
+var origin = time.Now()
+
+// instant is a moment on the suite's clock: the time since origin.
+type instant = time.Duration
+
+func now() instant { return time.Since(origin) }
+
+// waitFor polls cond every 50 ms until it holds (true) or timeout passes (false).
+func waitFor(timeout time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval, bounded by the deadline
+	}
+}
+
+// seconds formats d rounded to a tenth of a second, e.g. "2.4s".
+func seconds(d time.Duration) string { return d.Round(100 * time.Millisecond).String() }
