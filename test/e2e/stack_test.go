@@ -100,7 +100,7 @@ func applicationStackSpecs(ns, suffix string) {
 			// Another tenant's event for the same job id, confirmed and routed to the stream.
 			apptest.PublishWithAioPika(GinkgoT(), pythonEnv, stackOtherTeam, job, "running", 50, "another tenant's job")
 
-			const steps, stepSeconds = 10, 0.7 // 7 s of work: longer than a token refresh period (4 s)
+			const steps, stepSeconds = 10, 1.0 // 10 s of work: more than two token refresh periods (4 s)
 			reopensBefore := len(apptest.Reopened(tab.StreamRequests()))
 			apptest.SubmitJob(GinkgoT(), pythonEnv, taskQueue, stackTeam, job, steps, stepSeconds)
 			last := tab.WaitFor("the job to succeed", lastStatusIs("succeeded"))
@@ -130,6 +130,9 @@ func applicationStackSpecs(ns, suffix string) {
 				return len(queued(p.Updates)) >= 2 && len(p.Updates)-len(queued(p.Updates)) >= 2
 			})
 
+			// Right after a token refresh the page stays on one stream for 4 s: find its pod then.
+			streams := len(tab.StreamRequests())
+			tab.WaitFor("a token refresh", func(apptest.PageState) bool { return len(tab.StreamRequests()) > streams })
 			victim := servingBridgePod(ns, name)
 			fmt.Fprintf(GinkgoWriter, "the page is served by %s; deleting it\n", victim)
 			kubectl("delete", "pod", victim, "-n", ns, "--wait=false")
