@@ -56,6 +56,18 @@ publish_jobs() {
   done
 }
 
+# build_nextjs DIR BRIDGE_URL: examples/nextjs copied to DIR, its node_modules from hack/node.sh
+# (cached by lockfile), `next build` with BRIDGE_URL compiled into the rewrite. Runs in its own
+# bash (see background) in the repository's root.
+build_nextjs() {
+  local dir=$1 bridge_url=$2
+  mkdir -p "$dir"
+  (cd examples/nextjs && tar --exclude=node_modules --exclude=.next --exclude=next-env.d.ts -cf - .) | tar -xf - -C "$dir"
+  hack/node.sh "$dir" >/dev/null
+  cd "$dir"
+  NEXT_TELEMETRY_DISABLED=1 EVENTS_BRIDGE_URL=$bridge_url exec node_modules/.bin/next build
+}
+
 # submit_jobs QUEUE TEAM JOB: runs tasks.process_job (examples/python) for TEAM's JOB on the
 # Celery task QUEUE every 35 s: 30 steps of 1 s, running 0..96 % then succeeded 100 %. Runs in
 # its own bash (see background) in examples/python with RABBITMQ_URL set.
@@ -67,7 +79,14 @@ submit_jobs() {
   done
 }
 
+# down: removes what the demo started, one caller at a time: `make demo-down` stops the demo's
+# processes, whose own exit then runs down too and finds nothing left to do.
 down() {
+  mkdir -p "$root/bin"
+  (flock 9 && remove_demo) 9>"$root/bin/demo.lock"
+}
+
+remove_demo() {
   local rc=0
   [ -d "$state" ] || { log "nothing to clean up"; return 0; }
   say "cleaning up"
@@ -172,6 +191,20 @@ SERVICE
   kubectl get secret jwt -n "$ns" >/dev/null 2>&1 ||
     kubectl create secret generic jwt -n "$ns" --from-literal=secret="$(head -c 48 /dev/urandom | base64 -w0)" >/dev/null
   kubectl apply -n "$ns" -f config/samples/eventstream_classic.yaml
+
+  # The Next.js example, as a team deploys it: `next build` compiles the rewrite to the bridge
+  # Service (its ClusterIP here: the host has no cluster DNS). It needs only the Service, which
+  # the operator creates at once: the build runs while the bridge starts.
+  local ip="" build_pid
+  for _ in $(seq 1 120); do
+    ip=$(kubectl get service "$stream-bridge" -n "$ns" -o jsonpath='{.spec.clusterIP}' 2>/dev/null) && [ -n "$ip" ] && break
+    sleep 0.5
+  done
+  [ -n "$ip" ] || { log "the operator created no Service $stream-bridge in 60s"; exit 1; }
+  log "next build of examples/nextjs against http://$ip in the background ($state/nextjs-build.log)"
+  background nextjs-build bash -c "set -euo pipefail; $(declare -f build_nextjs); build_nextjs \"\$@\"" \
+    build_nextjs "$state/nextjs" "http://$ip"
+  build_pid=$!
   kubectl wait --for=condition=Ready "evs/$stream" -n "$ns" --timeout=180s
 
   local eventctl=$root/dist/eventctl   # built for this machine by hack/image.sh
@@ -186,25 +219,20 @@ SERVICE
   background "publish-$tenant" bash -c "$publisher" publish_jobs "$eventctl" "$tenant" "$rate"
   background "publish-$other_tenant" bash -c "$publisher" publish_jobs "$eventctl" "$other_tenant" 1
 
-  local ip url
-  ip=$(kubectl get service "$stream-bridge" -n "$ns" -o jsonpath='{.spec.clusterIP}')
+  local url
   url="http://$ip/api/v1/events?team_id=$tenant&access_token=$token"
   background port-forward kubectl port-forward --address 127.0.0.1 -n "$ns" "service/$stream-bridge" "$port:80"
 
-  # The Next.js example, as a team deploys it: `next build` compiles the rewrite to the bridge
-  # Service (its ClusterIP here, the host has no cluster DNS), `next start` mints the page's
-  # tokens with the sample's jwt Secret (in its environment only).
+  # `next start` mints the page's tokens with the sample's jwt Secret (in its environment only).
   say "Next.js page (examples/nextjs): next build against http://$ip, next start on 127.0.0.1:$web_port"
-  local app=$state/nextjs page
-  mkdir -p "$app"
-  (cd examples/nextjs && tar --exclude=node_modules --exclude=.next --exclude=next-env.d.ts -cf - .) | tar -xf - -C "$app"
-  hack/node.sh "$app" >/dev/null
-  if ! (cd "$app" && NEXT_TELEMETRY_DISABLED=1 EVENTS_BRIDGE_URL="http://$ip" node_modules/.bin/next build >"$state/nextjs-build.log" 2>&1); then
+  local page
+  if ! wait "$build_pid"; then
     cat "$state/nextjs-build.log" >&2
+    log "next build failed"
     exit 1
   fi
   (
-    cd "$app"
+    cd "$state/nextjs"
     export NEXT_TELEMETRY_DISABLED=1 EVENTS_JWT_SECRET
     EVENTS_JWT_SECRET=$(kubectl get secret jwt -n "$ns" -o jsonpath='{.data.secret}' | base64 -d)
     background nextjs node_modules/.bin/next start --hostname 127.0.0.1 --port "$web_port"
