@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # The one-command demo (`make demo`): a local single-node cluster and a RabbitMQ node, the
 # operator installed with Helm from a freshly built image, the sample EventStream applied,
-# job-status events published a few per second, `kubectl get eventstreams`, and the events of
-# one tenant streamed in the terminal through the bridge Service. Ctrl-C (or `make demo-down`
-# from another shell) removes everything the demo started.
+# job-status events published a few per second, the examples' stack on this machine (the
+# Next.js page of examples/nextjs served by `next start` against the bridge Service, a Celery
+# worker of examples/python running a job for team 42 again and again), `kubectl get
+# eventstreams`, and the events of one tenant streamed in the terminal through the bridge
+# Service. Ctrl-C (or `make demo-down` from another shell) removes everything the demo started.
 #
 # Usage: hack/demo.sh [up|down]       (default up)
 # Settings (environment):
 #   DEMO_SECONDS=N   run N seconds, then clean up and exit 0 (non-interactive use, CI)
 #   DEMO_RATE=3      events per second of the tenant shown (a second tenant publishes 1/s)
 #   DEMO_PORT=28080  local port of `kubectl port-forward` to the bridge (for a browser)
+#   DEMO_WEB_PORT=28081  local port of the Next.js page (`next start` on 127.0.0.1)
 # Needs root (the cluster: containerd, network namespaces, iptables). What the demo started
 # is recorded in bin/demo/; a cluster or RabbitMQ node that already ran is left running.
 set -euo pipefail
@@ -25,6 +28,9 @@ tenant=42
 other_tenant=43
 rate=${DEMO_RATE:-3}
 port=${DEMO_PORT:-28080}
+web_port=${DEMO_WEB_PORT:-28081}
+celery_job=celery     # the job id the Celery worker runs for team $tenant, again and again
+celery_queue=eventstream-demo.celery
 seconds=${DEMO_SECONDS:-0}
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
@@ -50,7 +56,37 @@ publish_jobs() {
   done
 }
 
+# build_nextjs DIR BRIDGE_URL: examples/nextjs copied to DIR, its node_modules from hack/node.sh
+# (cached by lockfile), `next build` with BRIDGE_URL compiled into the rewrite. Runs in its own
+# bash (see background) in the repository's root.
+build_nextjs() {
+  local dir=$1 bridge_url=$2
+  mkdir -p "$dir"
+  (cd examples/nextjs && tar --exclude=node_modules --exclude=.next --exclude=next-env.d.ts -cf - .) | tar -xf - -C "$dir"
+  hack/node.sh "$dir" >/dev/null
+  cd "$dir"
+  NEXT_TELEMETRY_DISABLED=1 EVENTS_BRIDGE_URL=$bridge_url exec node_modules/.bin/next build
+}
+
+# submit_jobs QUEUE TEAM JOB: runs tasks.process_job (examples/python) for TEAM's JOB on the
+# Celery task QUEUE every 35 s: 30 steps of 1 s, running 0..96 % then succeeded 100 %. Runs in
+# its own bash (see background) in examples/python with RABBITMQ_URL set.
+submit_jobs() {
+  local queue=$1 team=$2 job=$3
+  while :; do
+    /usr/bin/python3 -m celery -A tasks call tasks.process_job --args "[\"$team\", \"$job\", 30, 1.0]" --queue="$queue" || true
+    sleep 35
+  done
+}
+
+# down: removes what the demo started, one caller at a time: `make demo-down` stops the demo's
+# processes, whose own exit then runs down too and finds nothing left to do.
 down() {
+  mkdir -p "$root/bin"
+  (flock 9 && remove_demo) 9>"$root/bin/demo.lock"
+}
+
+remove_demo() {
   local rc=0
   [ -d "$state" ] || { log "nothing to clean up"; return 0; }
   say "cleaning up"
@@ -71,7 +107,16 @@ down() {
     kubectl delete namespace "$ns" "$system_ns" --ignore-not-found --timeout=90s >/dev/null || rc=1
     if [ -f "$state/started-cluster" ]; then hack/cluster.sh down || rc=1; fi
   fi
-  if [ -f "$state/started-rabbitmq" ]; then hack/rabbitmq.sh stop || rc=1; fi
+  if [ -f "$state/started-rabbitmq" ]; then
+    hack/rabbitmq.sh stop || rc=1
+  elif hack/rabbitmq.sh status >/dev/null 2>&1; then
+    # A node that ran before the demo keeps running: remove the Celery worker's queue and its
+    # direct exchange (the EventStream's topology went with the EventStream).
+    eval "$(hack/rabbitmq.sh env)"
+    for object in queues exchanges; do
+      curl -fsS -u guest:guest -X DELETE "$RABBITMQ_TEST_MANAGEMENT_URI/api/$object/%2F/$celery_queue" >/dev/null 2>&1 || true
+    done
+  fi
   rm -rf "$state"
   log "clean"
   return "$rc"
@@ -146,6 +191,20 @@ SERVICE
   kubectl get secret jwt -n "$ns" >/dev/null 2>&1 ||
     kubectl create secret generic jwt -n "$ns" --from-literal=secret="$(head -c 48 /dev/urandom | base64 -w0)" >/dev/null
   kubectl apply -n "$ns" -f config/samples/eventstream_classic.yaml
+
+  # The Next.js example, as a team deploys it: `next build` compiles the rewrite to the bridge
+  # Service (its ClusterIP here: the host has no cluster DNS). It needs only the Service, which
+  # the operator creates at once: the build runs while the bridge starts.
+  local ip="" build_pid
+  for _ in $(seq 1 120); do
+    ip=$(kubectl get service "$stream-bridge" -n "$ns" -o jsonpath='{.spec.clusterIP}' 2>/dev/null) && [ -n "$ip" ] && break
+    sleep 0.5
+  done
+  [ -n "$ip" ] || { log "the operator created no Service $stream-bridge in 60s"; exit 1; }
+  log "next build of examples/nextjs against http://$ip in the background ($state/nextjs-build.log)"
+  background nextjs-build bash -c "set -euo pipefail; $(declare -f build_nextjs); build_nextjs \"\$@\"" \
+    build_nextjs "$state/nextjs" "http://$ip"
+  build_pid=$!
   kubectl wait --for=condition=Ready "evs/$stream" -n "$ns" --timeout=180s
 
   local eventctl=$root/dist/eventctl   # built for this machine by hack/image.sh
@@ -160,10 +219,42 @@ SERVICE
   background "publish-$tenant" bash -c "$publisher" publish_jobs "$eventctl" "$tenant" "$rate"
   background "publish-$other_tenant" bash -c "$publisher" publish_jobs "$eventctl" "$other_tenant" 1
 
-  local ip url
-  ip=$(kubectl get service "$stream-bridge" -n "$ns" -o jsonpath='{.spec.clusterIP}')
+  local url
   url="http://$ip/api/v1/events?team_id=$tenant&access_token=$token"
   background port-forward kubectl port-forward --address 127.0.0.1 -n "$ns" "service/$stream-bridge" "$port:80"
+
+  # `next start` mints the page's tokens with the sample's jwt Secret (in its environment only).
+  say "Next.js page (examples/nextjs): next build against http://$ip, next start on 127.0.0.1:$web_port"
+  local page
+  if ! wait "$build_pid"; then
+    cat "$state/nextjs-build.log" >&2
+    log "next build failed"
+    exit 1
+  fi
+  (
+    cd "$state/nextjs"
+    export NEXT_TELEMETRY_DISABLED=1 EVENTS_JWT_SECRET
+    EVENTS_JWT_SECRET=$(kubectl get secret jwt -n "$ns" -o jsonpath='{.data.secret}' | base64 -d)
+    background nextjs node_modules/.bin/next start --hostname 127.0.0.1 --port "$web_port"
+  )
+  page="http://127.0.0.1:$web_port/?team_id=$tenant&job_id=$celery_job"
+  for _ in $(seq 1 120); do
+    curl -fsS -o /dev/null "$page" 2>/dev/null && break
+    sleep 0.5
+  done
+  curl -fsS -o /dev/null "$page" || { log "next start did not answer on port $web_port:"; cat "$state/nextjs.log" >&2; exit 1; }
+
+  say "Celery worker (examples/python) running job $celery_job of team $tenant every 35 s"
+  hack/python.sh >/dev/null
+  (
+    cd examples/python
+    export RABBITMQ_URL=$RABBITMQ_TEST_URI RABBITMQ_EVENTS_EXCHANGE=events.topic PYTHONDONTWRITEBYTECODE=1
+    background celery-worker /usr/bin/python3 -m celery -A tasks worker --pool=solo --queues="$celery_queue" \
+      --without-gossip --without-mingle --loglevel=INFO
+    local submitter
+    submitter="$(declare -f submit_jobs); submit_jobs \"\$@\""
+    background celery-jobs bash -c "$submitter" submit_jobs "$celery_queue" "$tenant" "$celery_job"
+  )
 
   say "kubectl get eventstreams -n $ns"
   # The figures are refreshed every few seconds; wait until the bridge's replica is counted.
@@ -175,6 +266,9 @@ SERVICE
 
   cat >&2 <<EOF
 
+  The Next.js page (examples/nextjs) following Celery's job $celery_job of team $tenant, live:
+    $page
+    (from another machine: ssh -L $web_port:127.0.0.1:$web_port, then the same URL)
   Open the events in a browser on this machine:
     $url
     or, through kubectl port-forward (also via ssh -L $port:127.0.0.1:$port):

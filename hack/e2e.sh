@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # The end-to-end tests (`make test-e2e`): brings up the local cluster (hack/cluster.sh) and a
 # RabbitMQ node of this run's own, builds the image and pushes it to the cluster's registry
-# under a tag of its own, builds eventctl for the host, then runs the Ginkgo suite in
-# test/e2e (build tag e2e). Everything it started is torn down on exit, also on failure or
+# under a tag of its own, builds eventctl for the host, installs what the examples' specs run
+# on the host (Node.js and examples/nextjs's node_modules with hack/node.sh, Debian's Celery
+# and aio-pika with hack/python.sh), then runs the Ginkgo suite in test/e2e (build tag e2e). Everything it started is torn down on exit, also on failure or
 # Ctrl-C.
 #
 # The RabbitMQ node is dedicated to this run (own directory, node name and ports), because
 # the suite stops and starts it; it never touches the node of `make test` (hack/rabbitmq.sh
-# defaults). Pods reach it at 10.88.0.1:$E2E_RABBITMQ_AMQP_PORT.
+# defaults). Pods reach it as the Service rabbitmq the suite creates in the stream's namespace
+# (an EndpointSlice to the host's address in the cluster and the node's ports).
 #
 # Settings (environment):
 #   E2E_KEEP=1             leave the cluster and the node running after the run (debugging)
@@ -63,10 +65,15 @@ hack/rabbitmq.sh stop
 rm -rf "$RABBITMQ_TEST_DIR"
 hack/rabbitmq.sh start
 
-step "tools: helm, chromium"
+step "tools: helm, chromium, node (examples/nextjs), python (examples/python)"
 HELM=$(hack/tool.sh helm)
 CHROMIUM=$(hack/chromium.sh)
 export HELM CHROMIUM
+# Cached by lockfile: the suite's `next build` copies examples/nextjs and links these.
+hack/node.sh >/dev/null
+hack/python.sh >/dev/null
+# The examples' helpers (test/apptest) fail instead of skipping when something is missing.
+export EVENTSTREAM_REQUIRE_INTEGRATION=1
 
 step "image"
 # A tag of this run's own: pods pull with IfNotPresent, so a re-pushed tag would not be pulled.

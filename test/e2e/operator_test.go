@@ -361,6 +361,9 @@ var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
 		Expect(seen.Opens).To(Equal(browserOpens), "the browser's EventSource stayed connected")
 	})
 
+	// Celery, aio-pika and the Next.js page on an EventStream of their own (stack_test.go).
+	applicationStackSpecs(ns, suffix)
+
 	It("follows TTL and binding-key changes applied with kubectl; the queue keeps its messages", func() {
 		policy := "eventstream." + ns + "." + sampleName
 		p, err := mgmt.GetPolicy("/", policy)

@@ -5,7 +5,9 @@
 // `kubectl apply` of the samples, events published with `eventctl publish` on the host and
 // read through the bridge Service's ClusterIP by `eventctl tail` and by headless Chromium's
 // EventSource, faults (bridge pods deleted, RabbitMQ stopped and started), spec changes
-// followed by the broker, deletion and `helm uninstall`.
+// followed by the broker, deletion and `helm uninstall`. The examples a team copies run
+// against it too (stack_test.go): a Celery worker and the aio-pika publisher on the host, the
+// Next.js page served by `next start` and shown in Chromium.
 //
 // kubectl, helm and eventctl run as the real binaries. The suite is behind the build tag
 // e2e, so `go test ./...` skips it; `make test-e2e` (hack/e2e.sh) brings up the cluster and
