@@ -108,7 +108,10 @@ var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
 	It("reconciles the sample: kubectl wait Ready, kubectl get evs shows real values", func() {
 		kubectl("create", "namespace", ns)
 		// As the sample's comment tells a user: the HS256 key Secret first, key `secret`.
-		kubectl("create", "secret", "generic", jwtSecretName, "-n", ns, "--from-literal=secret="+randomSecret())
+		// The key goes through stdin, which the suite never logs (a command line is logged).
+		_, err := command{name: cfg.Kubectl, args: []string{"create", "secret", "generic", jwtSecretName, "-n", ns,
+			"--from-file=secret=/dev/stdin"}, stdin: randomSecret()}.run()
+		Expect(err).NotTo(HaveOccurred())
 		kubectlApply(ns, rabbitmqService(cfg.PodRabbitMQURI, cfg.PodManagementURI))
 		kubectlApply(ns, sample())
 		kubectl("wait", "--for=condition=Ready", "evs/"+sampleName, "-n", ns, "--timeout=180s")
