@@ -73,6 +73,29 @@ func TestLint(t *testing.T) {
 	}
 }
 
+// TestValuesSchemaRefusesTyposAndWrongTypes: values.schema.json makes helm refuse a misspelt
+// or mistyped value instead of silently ignoring it; every value of values.yaml and of the
+// monitoring switches is accepted.
+func TestValuesSchemaRefusesTyposAndWrongTypes(t *testing.T) {
+	for _, set := range []string{
+		"replicaCont=2", "brokerQPS=fast", "logLevel=verbose", "resyncPeriod=often",
+		"image.pullPolcy=Always", "monitoring.podMonitor.enable=true", "watchNamespaces[0]=Not_A_Namespace",
+	} {
+		cmd := exec.Command(helmBinary(t), "template", "evs", chartDir, "--set", set)
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Errorf("helm template --set %s was accepted", set)
+			continue
+		}
+		if !strings.Contains(string(out), "schema") && !strings.Contains(string(out), "additional properties") {
+			t.Errorf("helm template --set %s failed without naming the schema: %s", set, out)
+		}
+	}
+	render(t, "monitoring.podMonitor.enabled=true", "monitoring.serviceMonitor.enabled=true",
+		"monitoring.prometheusRule.enabled=true", "monitoring.prometheusRule.labels.release=prometheus",
+		"watchNamespaces={team-a,team-b}", "brokerQPS=12.5", "resyncPeriod=90s")
+}
+
 func TestChartCRDsAreTheGeneratedOnes(t *testing.T) {
 	generated, _ := filepath.Glob(filepath.Join(kubetest.ProjectRoot(), "config", "crd", "bases", "*.yaml"))
 	if len(generated) == 0 {
