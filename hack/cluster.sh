@@ -815,13 +815,20 @@ teardown() {
   pods_remove
   stop_daemon kube-scheduler
   stop_daemon kube-controller-manager
+  stop_daemon coredns
   stop_daemon kube-apiserver
   stop_daemon etcd
   stop_daemon containerd
   stop_daemon registry
   sweep_containers
   unmount_all
-  network_down
+  # The bridge and the KUBE-* chains are the machine's: when another state directory's cluster
+  # still serves (this one's API server is stopped by now), they are its, and stay.
+  if ss -ltnH "sport = :$apiserver_port" 2>/dev/null | grep -q .; then
+    log "another cluster listens on :$apiserver_port: leaving the network ($bridge, KUBE-* chains) to it"
+  else
+    network_down
+  fi
   local left
   left=$(leftovers)
   [ -z "$left" ] || { log "ERROR: processes left running:"; echo "$left" >&2; exit 1; }
