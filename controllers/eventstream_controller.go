@@ -141,6 +141,7 @@ func (r *EventStreamReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 // error's kind.
 func (r *EventStreamReconciler) afterFailure(ctx context.Context, before, es *esv1.EventStream, err error) (ctrl.Result, error) {
 	se := asStepError(err, esv1.ReasonWorkloadError)
+	reconcileErrors.WithLabelValues(se.reason).Inc()
 	if conditionsChanged(before, es) {
 		r.event(es, corev1.EventTypeWarning, se.reason, "Reconcile", "%s", se.message)
 	}
@@ -178,6 +179,7 @@ func (r *EventStreamReconciler) reconcileDelete(ctx context.Context, es *esv1.Ev
 		return ctrl.Result{}, r.removeFinalizer(ctx, es)
 	}
 	se := asStepError(err, esv1.ReasonBrokerError)
+	reconcileErrors.WithLabelValues(se.reason).Inc()
 	deadline := es.DeletionTimestamp.Add(r.DeletionTimeout)
 	remaining := deadline.Sub(r.Clock.Now())
 	if se.kind != transient || remaining <= 0 {

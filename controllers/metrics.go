@@ -15,11 +15,23 @@ const (
 	MetricStreamCondition    = "eventstream_operator_stream_condition"
 	MetricStreamDeadLettered = "eventstream_operator_stream_dead_lettered_messages"
 	MetricStreamQueueReady   = "eventstream_operator_stream_queue_messages_ready"
+	// MetricReconcileErrors counts failed reconcile steps by reason, the condition reason the
+	// step reported (a constant of api/v1alpha1, e.g. BrokerUnreachable): bounded.
+	MetricReconcileErrors = "eventstream_operator_reconcile_errors_total"
+	// MetricBrokerRequests and MetricBrokerRequestDuration (a histogram: _bucket, _sum and
+	// _count series) record management API requests by operation and outcome.
+	MetricBrokerRequests        = broker.MetricRequests
+	MetricBrokerRequestDuration = broker.MetricRequestDuration
 )
 
 var (
-	// brokerRequests counts management API requests of all EventStreams.
-	brokerRequests = broker.RequestsCounter()
+	// brokerRequests records management API requests of all EventStreams.
+	brokerRequests = broker.NewRequestMetrics()
+
+	reconcileErrors = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: MetricReconcileErrors,
+		Help: "Failed reconcile steps of EventStreams, by the condition reason of the failure.",
+	}, []string{"reason"})
 
 	streamCondition = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: MetricStreamCondition,
@@ -36,7 +48,8 @@ var (
 )
 
 func init() {
-	metrics.Registry.MustRegister(brokerRequests, streamCondition, streamDeadLettered, streamQueueReady)
+	metrics.Registry.MustRegister(brokerRequests.Collectors()...)
+	metrics.Registry.MustRegister(reconcileErrors, streamCondition, streamDeadLettered, streamQueueReady)
 }
 
 // exportedConditions are the conditions exported as streamCondition.

@@ -19,31 +19,61 @@ import (
 // requestTimeout bounds every management API request.
 const requestTimeout = 10 * time.Second
 
+// Names of the metrics of management API requests. Their labels are operation (one per
+// Client method, e.g. get_queue) and outcome (ok, not_found, unreachable, error): bounded.
+const (
+	MetricRequests        = "eventstream_operator_broker_requests_total"
+	MetricRequestDuration = "eventstream_operator_broker_request_duration_seconds"
+)
+
+// RequestDurationBuckets span a local broker's answer (5 ms) to the request timeout (10 s).
+var RequestDurationBuckets = []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}
+
+// RequestMetrics are the metrics a ManagementFactory records every request in.
+type RequestMetrics struct {
+	// Requests counts requests by operation and outcome.
+	Requests *prometheus.CounterVec
+	// Duration observes each request's duration, by operation and outcome; the wait for the
+	// shared rate limiter is not part of it.
+	Duration *prometheus.HistogramVec
+}
+
+// NewRequestMetrics returns unregistered request metrics.
+func NewRequestMetrics() *RequestMetrics {
+	return &RequestMetrics{
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricRequests,
+			Help: "Requests made to RabbitMQ management APIs, by operation and outcome.",
+		}, []string{"operation", "outcome"}),
+		Duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    MetricRequestDuration,
+			Help:    "Duration of RabbitMQ management API requests (without the rate limiter's wait), by operation and outcome.",
+			Buckets: RequestDurationBuckets,
+		}, []string{"operation", "outcome"}),
+	}
+}
+
+// Collectors returns the metrics to register.
+func (m *RequestMetrics) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.Requests, m.Duration}
+}
+
 // ManagementFactory makes management API clients that share one rate limiter, so that many
-// EventStreams cannot storm a broker, and count their requests.
+// EventStreams cannot storm a broker, and record their requests.
 type ManagementFactory struct {
 	limiter   *rate.Limiter
-	requests  *prometheus.CounterVec
+	metrics   *RequestMetrics
 	transport *http.Transport
 }
 
 // NewManagementFactory returns a factory whose clients together make at most qps requests per
-// second (bursts up to burst). requests, when not nil, counts requests by operation and
-// outcome.
-func NewManagementFactory(qps float64, burst int, requests *prometheus.CounterVec) *ManagementFactory {
+// second (bursts up to burst). metrics, when not nil, records every request.
+func NewManagementFactory(qps float64, burst int, metrics *RequestMetrics) *ManagementFactory {
 	return &ManagementFactory{
 		limiter:   rate.NewLimiter(rate.Limit(qps), burst),
-		requests:  requests,
+		metrics:   metrics,
 		transport: newTransport(nil),
 	}
-}
-
-// RequestsCounter is the metric ManagementFactory counts requests with.
-func RequestsCounter() *prometheus.CounterVec {
-	return prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "eventstream_operator_broker_requests_total",
-		Help: "Requests made to RabbitMQ management APIs, by operation and outcome.",
-	}, []string{"operation", "outcome"})
 }
 
 // New implements Factory.
@@ -89,20 +119,28 @@ func (c *managementClient) do(ctx context.Context, operation string, call func()
 	if err := c.factory.limiter.Wait(ctx); err != nil {
 		return fmt.Errorf("%s: %w", operation, err)
 	}
+	start := time.Now()
 	err := classify(operation, call())
-	if c.factory.requests != nil {
-		outcome := "ok"
-		switch {
-		case errors.Is(err, ErrNotFound):
-			outcome = "not_found"
-		case errors.Is(err, ErrUnreachable):
-			outcome = "unreachable"
-		case err != nil:
-			outcome = "error"
-		}
-		c.factory.requests.WithLabelValues(operation, outcome).Inc()
+	if m := c.factory.metrics; m != nil {
+		outcome := requestOutcome(err)
+		m.Requests.WithLabelValues(operation, outcome).Inc()
+		m.Duration.WithLabelValues(operation, outcome).Observe(time.Since(start).Seconds())
 	}
 	return err
+}
+
+// requestOutcome is the outcome label of a classified request error.
+func requestOutcome(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case errors.Is(err, ErrNotFound):
+		return "not_found"
+	case errors.Is(err, ErrUnreachable):
+		return "unreachable"
+	default:
+		return "error"
+	}
 }
 
 func classify(operation string, err error) error {

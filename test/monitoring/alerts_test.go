@@ -11,6 +11,7 @@ import (
 	"slices"
 	"testing"
 
+	dto "github.com/prometheus/client_model/go"
 	"sigs.k8s.io/yaml"
 
 	"github.com/eventstream-operator/eventstream-operator/bridge/auth"
@@ -64,9 +65,7 @@ var metricName = regexp.MustCompile(`\beventstream_[a-z_]+\b`)
 // exposes (a renamed metric would silence the alert forever), and when an alert lacks its
 // summary, description or runbook.
 func TestAlertsQueryExposedMetrics(t *testing.T) {
-	exposed := bridgeMetricNames(t)
-	exposed = append(exposed, controllers.MetricStreamCondition, controllers.MetricStreamDeadLettered,
-		controllers.MetricStreamQueueReady)
+	exposed := exposedMetricNames(t)
 	raw, err := os.ReadFile(alertsFile)
 	if err != nil {
 		t.Fatal(err)
@@ -96,6 +95,20 @@ func TestAlertsQueryExposedMetrics(t *testing.T) {
 	}
 }
 
+// exposedMetricNames are the series names the bridge and the operator expose: the bridge's
+// registry as the bridge builds it, and the operator's metric names, exported by controllers
+// (a histogram's as its _bucket, _sum and _count series).
+func exposedMetricNames(t *testing.T) []string {
+	t.Helper()
+	names := bridgeMetricNames(t)
+	names = append(names, controllers.MetricStreamCondition, controllers.MetricStreamDeadLettered,
+		controllers.MetricStreamQueueReady, controllers.MetricReconcileErrors, controllers.MetricBrokerRequests)
+	for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+		names = append(names, controllers.MetricBrokerRequestDuration+suffix)
+	}
+	return names
+}
+
 // bridgeMetricNames gathers the bridge's registry as the bridge builds it.
 func bridgeMetricNames(t *testing.T) []string {
 	t.Helper()
@@ -110,6 +123,11 @@ func bridgeMetricNames(t *testing.T) []string {
 	var names []string
 	for _, f := range families {
 		names = append(names, f.GetName())
+		if f.GetType() == dto.MetricType_HISTOGRAM {
+			for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+				names = append(names, f.GetName()+suffix)
+			}
+		}
 	}
 	return names
 }
