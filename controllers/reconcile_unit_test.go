@@ -8,6 +8,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
@@ -140,6 +141,30 @@ func TestUnitReconcileBrokerFailures(t *testing.T) {
 	}
 }
 
+// TestUnitReconcileWaitsForSecret: a missing connection Secret is waiting, neither an error
+// nor stalled; the stream proceeds once the Secret exists.
+func TestUnitReconcileWaitsForSecret(t *testing.T) {
+	g := NewWithT(t)
+	env := newUnitEnv(t)
+	es := env.createStream("orders", "orders", func(es *esv1.EventStream) {
+		es.Spec.RabbitMQ.ConnectionSecret.Name = "later"
+	})
+
+	got, res, err := env.reconcile(es)
+
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(res.RequeueAfter).To(Equal(unitResync))
+	g.Expect(conditionOf(got, esv1.ConditionReconciling).Reason).To(Equal(esv1.ReasonSecretNotFound))
+	g.Expect(got.Status.Conditions).NotTo(ContainElement(HaveField("Type", esv1.ConditionStalled)))
+	g.Expect(env.broker.State().Queues).To(BeEmpty())
+
+	later := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: unitNamespace, Name: "later"},
+		Data: map[string][]byte{secretKeyURI: []byte("amqp://rabbitmq")}}
+	g.Expect(env.client.Create(env.ctx, later)).To(Succeed())
+	got = env.mustReconcile(es)
+	g.Expect(conditionOf(got, esv1.ConditionTopologyReady).Status).To(Equal(metav1.ConditionTrue))
+}
+
 // TestUnitReconcileRepairsDrift: what is deleted behind the operator's back comes back at the
 // next full check, at the latest after the resync period. Between resyncs only the queue
 // listing is read, so a missing queue is noticed at the next status refresh and anything else
@@ -237,6 +262,8 @@ func TestUnitReconcileDeletion(t *testing.T) {
 			keptAll: true, gone: true, eventType: "Normal", reason: "TopologyRetained"},
 		{name: "Delete, broker unreachable within the timeout", fault: brokertest.Unreachable,
 			keptAll: true, gone: false, eventType: "Warning", reason: "TopologyCleanupFailed"},
+		{name: "Delete, 4xx answer", fault: &broker.BrokerError{Operation: "delete_queue", StatusCode: http.StatusForbidden},
+			keptAll: true, gone: true, eventType: "Warning", reason: "TopologyCleanupAbandoned"},
 		{name: "Delete, broker unreachable past the timeout", fault: brokertest.Unreachable, elapsed: unitDeletionTimeout + 2*time.Second,
 			keptAll: true, gone: true, eventType: "Warning", reason: "TopologyCleanupAbandoned"},
 	}
