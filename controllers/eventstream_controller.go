@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	esv1 "github.com/eventstream-operator/eventstream-operator/api/v1alpha1"
+	"github.com/eventstream-operator/eventstream-operator/bridge/tracing"
 	"github.com/eventstream-operator/eventstream-operator/controllers/broker"
 )
 
@@ -92,6 +93,8 @@ type EventStreamReconciler struct {
 // transient failures (retried with jittered backoff); otherwise it requeues after the
 // jittered resync period.
 func (r *EventStreamReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+	ctx, span := tracing.StartReconcile(ctx, req.Namespace, req.Name)
+	defer func() { tracing.EndReconcile(span, retErr) }()
 	es := &esv1.EventStream{}
 	if err := r.Get(ctx, req.NamespacedName, es); err != nil {
 		if apierrors.IsNotFound(err) {

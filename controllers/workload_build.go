@@ -206,6 +206,7 @@ func buildPodSpec(in workloadInput) corev1.PodSpec {
 	if limit := es.Spec.Bridge.Resources.Limits.Memory(); !limit.IsZero() {
 		env = append(env, corev1.EnvVar{Name: "GOMEMLIMIT", Value: strconv.FormatInt(limit.Value()*9/10, 10)})
 	}
+	env = append(env, streamEnv(es.Spec.Bridge.Env)...)
 	probe := func(path string, period int32) *corev1.Probe {
 		return &corev1.Probe{
 			ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
@@ -414,4 +415,24 @@ func orDefault[T comparable](v, def T) T {
 		return def
 	}
 	return v
+}
+
+// streamEnv returns the stream's spec.bridge.env for the bridge container, to follow the
+// operator's own variables. Names the operator owns (operatorOwnsEnv) are dropped: the CRD
+// refuses them, and this keeps an object stored before that rule from overriding the
+// connection Secret, the JWT key or the memory limit.
+func streamEnv(env []corev1.EnvVar) []corev1.EnvVar {
+	kept := make([]corev1.EnvVar, 0, len(env))
+	for _, e := range env {
+		if !operatorOwnsEnv(e.Name) {
+			kept = append(kept, e)
+		}
+	}
+	return kept
+}
+
+// operatorOwnsEnv reports whether the operator sets the bridge variable name from the spec
+// (RABBITMQ_*, BRIDGE_*, GOMEMLIMIT); the CRD's rule on spec.bridge.env says the same.
+func operatorOwnsEnv(name string) bool {
+	return strings.HasPrefix(name, "RABBITMQ_") || strings.HasPrefix(name, "BRIDGE_") || name == "GOMEMLIMIT"
 }

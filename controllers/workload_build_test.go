@@ -49,6 +49,7 @@ func fullStream() *esv1.EventStream {
 				NodeSelector:   map[string]string{"pool": "edge"},
 				Tolerations:    []corev1.Toleration{{Key: "edge", Operator: corev1.TolerationOpExists}},
 				PodAnnotations: map[string]string{"prometheus.io/scrape": "true"},
+				Env:            []corev1.EnvVar{{Name: "OTEL_EXPORTER_OTLP_ENDPOINT", Value: "http://collector:4317"}},
 				Service:        esv1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, Port: 8443, Annotations: map[string]string{"lb": "internal"}},
 			},
 		},
@@ -93,6 +94,7 @@ func TestBuildDeploymentCarriesEverySpecField(t *testing.T) {
 		{"max unavailable", dep.Spec.Strategy.RollingUpdate.MaxUnavailable.IntValue(), 0},
 		{"memory limit", c.Resources.Limits.Memory().String(), "128Mi"},
 		{"GOMEMLIMIT 90 % of it", envValue(c.Env, "GOMEMLIMIT"), "120795955"},
+		{"stream env", envValue(c.Env, "OTEL_EXPORTER_OTLP_ENDPOINT"), "http://collector:4317"},
 		{"node selector", pod.NodeSelector["pool"], "edge"},
 		{"toleration", pod.Tolerations[0].Key, "edge"},
 		{"pod annotation", dep.Spec.Template.Annotations["prometheus.io/scrape"], "true"},
@@ -122,6 +124,46 @@ func TestBuildDeploymentCarriesEverySpecField(t *testing.T) {
 	}
 	if dep.Spec.Template.Annotations[ConfigHashAnnotation] == "" {
 		t.Error("no config hash on the pod template")
+	}
+}
+
+func TestBridgeEnvFollowsTheOperatorsAndCannotOverrideIt(t *testing.T) {
+	otelGRPC := []corev1.EnvVar{
+		{Name: "OTEL_EXPORTER_OTLP_PROTOCOL", Value: "grpc"},
+		{Name: "OTEL_EXPORTER_OTLP_ENDPOINT", Value: "http://collector:4317"},
+	}
+	secretHeaders := corev1.EnvVar{Name: "OTEL_EXPORTER_OTLP_HEADERS", ValueFrom: &corev1.EnvVarSource{
+		SecretKeyRef: &corev1.SecretKeySelector{LocalObjectReference: corev1.LocalObjectReference{Name: "otel"}, Key: "headers"},
+	}}
+	tests := []struct {
+		name string
+		env  []corev1.EnvVar
+		want []string // the container's env names, in order
+	}{
+		{"none", nil, []string{envRabbitMQURL, envJWTHS256Secrets, "GOMEMLIMIT"}},
+		{"OTEL over gRPC", otelGRPC, []string{envRabbitMQURL, envJWTHS256Secrets, "GOMEMLIMIT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_ENDPOINT"}},
+		{"value from a Secret", []corev1.EnvVar{secretHeaders}, []string{envRabbitMQURL, envJWTHS256Secrets, "GOMEMLIMIT", "OTEL_EXPORTER_OTLP_HEADERS"}},
+		{"operator's names dropped", []corev1.EnvVar{
+			{Name: envRabbitMQURL, Value: "amqp://elsewhere"}, {Name: envJWTHS256Secrets, Value: "guessable"},
+			{Name: "RABBITMQ_EVENTS_QUEUE", Value: "other"}, {Name: "GOMEMLIMIT", Value: "1"}, otelGRPC[0],
+		}, []string{envRabbitMQURL, envJWTHS256Secrets, "GOMEMLIMIT", "OTEL_EXPORTER_OTLP_PROTOCOL"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			es := fullStream()
+			es.Spec.Bridge.Env = tt.env
+			c := buildDeployment(workloadInput{Stream: es, DefaultImage: "i"}).Spec.Template.Spec.Containers[0]
+			var names []string
+			for _, e := range c.Env {
+				names = append(names, e.Name)
+			}
+			if !slices.Equal(names, tt.want) {
+				t.Fatalf("env names %v, want %v", names, tt.want)
+			}
+			if c.Env[0].ValueFrom.SecretKeyRef.Name != "rabbitmq" || envValue(c.Env, "GOMEMLIMIT") != "120795955" {
+				t.Fatalf("the operator's env was overridden: %+v", c.Env)
+			}
+		})
 	}
 }
 

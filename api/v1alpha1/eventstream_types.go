@@ -322,6 +322,17 @@ type BridgeSpec struct {
 	// +optional
 	PodAnnotations map[string]string `json:"podAnnotations,omitempty"`
 
+	// Env is added to the bridge container's environment, e.g. the OpenTelemetry OTEL_*
+	// variables that turn tracing on for this stream (see docs/tracing.md). Names starting with
+	// RABBITMQ_ or BRIDGE_, and GOMEMLIMIT, are the operator's: it sets them from this spec
+	// (connection Secret, JWT key, memory limit), so they are refused.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:XValidation:rule="self.all(e, !e.name.startsWith('RABBITMQ_') && !e.name.startsWith('BRIDGE_') && e.name != 'GOMEMLIMIT')",message="bridge.env must not set RABBITMQ_*, BRIDGE_* or GOMEMLIMIT: the operator sets those from the EventStream (rabbitmq.connectionSecret, bridge.auth, bridge.resources)"
+	// +listType=map
+	// +listMapKey=name
+	// +optional
+	Env []corev1.EnvVar `json:"env,omitempty"`
+
 	// Service exposes the bridge.
 	// +kubebuilder:default={}
 	// +optional

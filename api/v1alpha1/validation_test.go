@@ -77,6 +77,9 @@ func TestValidation(t *testing.T) {
 		{"per-subject limit 0", `bridge: {auth: {mode: none}, limits: {maxConnectionsPerSubject: 0}}`, "spec.bridge.limits.maxConnectionsPerSubject"},
 		{"jwt with two key sources", `bridge: {auth: {mode: jwt, jwt: {jwksURL: "https://idp/jwks", secretRef: {name: s}}}}`, "set exactly one of"},
 		{"heartbeat too short", `bridge: {heartbeat: 100ms}`, "heartbeat must be between 1s and 5m"},
+		{"bridge env overriding the connection Secret", `bridge: {env: [{name: OTEL_SERVICE_NAME, value: jobs}, {name: RABBITMQ_URL, value: "amqp://elsewhere"}]}`, "bridge.env must not set RABBITMQ_*, BRIDGE_* or GOMEMLIMIT"},
+		{"bridge env overriding the JWT key", `bridge: {env: [{name: BRIDGE_AUTH_HS256_SECRETS, value: guessable}]}`, "bridge.env must not set RABBITMQ_*, BRIDGE_* or GOMEMLIMIT"},
+		{"bridge env twice the same name", `bridge: {env: [{name: OTEL_SERVICE_NAME, value: a}, {name: OTEL_SERVICE_NAME, value: b}]}`, "spec.bridge.env[1]: Duplicate value"},
 		{"wildcard CORS origin", `bridge: {cors: {allowedOrigins: ["*"]}}`, "spec.bridge.cors.allowedOrigins[0]"},
 		{"missing secret", ``, "spec.rabbitmq"},
 	}
@@ -187,6 +190,14 @@ func TestValidation(t *testing.T) {
 
 	t.Run("auth none on a ClusterIP Service is accepted", func(t *testing.T) {
 		obj := manifest(t, "dev", `bridge: {auth: {mode: none}}`, true)
+		if err := c.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	t.Run("bridge env with OTEL variables is accepted", func(t *testing.T) {
+		obj := manifest(t, "otel", `bridge: {env: [{name: OTEL_EXPORTER_OTLP_PROTOCOL, value: grpc}, {name: OTEL_EXPORTER_OTLP_HEADERS, valueFrom: {secretKeyRef: {name: otel, key: headers}}}]}`, true)
+		withDevelopmentAuth(t, obj)
 		if err := c.Create(ctx, obj); err != nil {
 			t.Fatal(err)
 		}

@@ -70,6 +70,13 @@ func (in *BridgeSpec) DeepCopyInto(out *BridgeSpec) {
 			(*out)[key] = val
 		}
 	}
+	if in.Env != nil {
+		in, out := &in.Env, &out.Env
+		*out = make([]corev1.EnvVar, len(*in))
+		for i := range *in {
+			(*in)[i].DeepCopyInto(&(*out)[i])
+		}
+	}
 	in.Service.DeepCopyInto(&out.Service)
 }
 

@@ -18,7 +18,6 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -54,27 +53,25 @@ func Enabled() bool {
 	return os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT") != "" || os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") != ""
 }
 
-// Setup installs an OTLP/HTTP trace exporter, a batching tracer provider and the W3C trace
+// Setup installs an OTLP trace exporter, a batching tracer provider and the W3C trace
 // context + baggage propagator as OpenTelemetry globals when Enabled, configured by the standard
-// OTEL_* environment (endpoint, headers, timeout, sampler, OTEL_SERVICE_NAME and
-// OTEL_RESOURCE_ATTRIBUTES; serviceName is the default service.name). The returned shutdown
-// flushes pending spans; call it once at exit. When not Enabled it installs nothing and
-// shutdown does nothing. Only the http/protobuf protocol is supported.
+// OTEL_* environment (protocol, endpoint, headers, timeout, insecure, sampler, OTEL_SERVICE_NAME
+// and OTEL_RESOURCE_ATTRIBUTES; serviceName is the default service.name). The protocol is
+// OTEL_EXPORTER_OTLP_TRACES_PROTOCOL, else OTEL_EXPORTER_OTLP_PROTOCOL: "grpc" or
+// "http/protobuf" (the default); any other value is an error. OTEL_TRACES_EXPORTER may be unset,
+// "otlp" or "none". The returned shutdown flushes pending spans; call it once at exit. When not
+// Enabled it installs nothing and shutdown does nothing.
 func Setup(ctx context.Context, serviceName string) (shutdown func(context.Context) error, err error) {
 	noop := func(context.Context) error { return nil }
 	if !Enabled() {
 		return noop, nil
 	}
-	protocol := os.Getenv("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
-	if protocol == "" {
-		protocol = os.Getenv("OTEL_EXPORTER_OTLP_PROTOCOL")
+	if name := os.Getenv("OTEL_TRACES_EXPORTER"); name != "" && name != "otlp" {
+		return noop, fmt.Errorf("OTEL_TRACES_EXPORTER %q is not supported: use otlp or none", name)
 	}
-	if protocol != "" && protocol != "http/protobuf" {
-		return noop, fmt.Errorf("OTLP protocol %q is not supported: use http/protobuf (usually port 4318)", protocol)
-	}
-	exporter, err := otlptracehttp.New(ctx)
+	exporter, err := newExporter(ctx, Protocol())
 	if err != nil {
-		return noop, fmt.Errorf("create OTLP trace exporter: %w", err)
+		return noop, err
 	}
 	res, err := resource.New(ctx,
 		resource.WithAttributes(attribute.String("service.name", serviceName)),

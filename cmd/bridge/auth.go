@@ -57,7 +57,7 @@ func setupSecurity(cfg *app.Config, f *securityFlags, log *slog.Logger) (stop fu
 	if err != nil {
 		log.Error("tracing disabled", "error", err)
 	} else if tracing.Enabled() {
-		log.Info("tracing on: exporting spans over OTLP/HTTP")
+		log.Info("tracing on: exporting spans over OTLP", "protocol", tracing.Protocol())
 	}
 	if observe := tracing.DeliveryObserver(cfg.Queue); observe != nil {
 		cfg.Observe = observe

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -27,6 +28,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	esv1 "github.com/eventstream-operator/eventstream-operator/api/v1alpha1"
+	"github.com/eventstream-operator/eventstream-operator/bridge/tracing"
 	"github.com/eventstream-operator/eventstream-operator/controllers"
 	"github.com/eventstream-operator/eventstream-operator/internal/cli"
 	"github.com/eventstream-operator/eventstream-operator/internal/version"
@@ -35,6 +37,9 @@ import (
 // defaultBridgeImage is the published image of this release; the Helm chart passes the
 // operator's own image instead.
 const defaultBridgeImage = "ghcr.io/eventstream-operator/eventstream-operator:v0.1.0"
+
+// tracingFlushTimeout bounds sending the last spans at exit.
+const tracingFlushTimeout = 5 * time.Second
 
 func envOr(key, def string) string {
 	if v := os.Getenv(key); v != "" {
@@ -138,6 +143,15 @@ func main() {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&o.zap)))
 	setupLog := ctrl.Log.WithName("setup")
 
+	// Tracing is off unless the OTEL_* environment names a collector (docs/tracing.md); a
+	// bad setting is logged and the operator runs without it.
+	shutdownTracing, err := tracing.Setup(context.Background(), "eventstream-operator")
+	if err != nil {
+		setupLog.Error(err, "tracing disabled")
+	} else if tracing.Enabled() {
+		setupLog.Info("tracing on: exporting spans over OTLP", "protocol", tracing.Protocol())
+	}
+
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(esv1.AddToScheme(scheme))
@@ -191,8 +205,14 @@ func main() {
 	utilruntime.Must(mgr.AddHealthzCheck("healthz", healthz.Ping))
 	utilruntime.Must(mgr.AddReadyzCheck("readyz", healthz.Ping))
 	setupLog.Info("starting manager", "version", version.Version, "watchNamespaces", o.watchNamespaces, "resyncPeriod", o.resyncPeriod)
-	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
-		setupLog.Error(err, "run manager")
+	runErr := mgr.Start(ctrl.SetupSignalHandler())
+	flushCtx, cancelFlush := context.WithTimeout(context.Background(), tracingFlushTimeout)
+	if err := shutdownTracing(flushCtx); err != nil {
+		setupLog.Error(err, "flush traces")
+	}
+	cancelFlush()
+	if runErr != nil {
+		setupLog.Error(runErr, "run manager")
 		os.Exit(1)
 	}
 }
