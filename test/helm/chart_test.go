@@ -1,5 +1,6 @@
 // Package helm tests the Helm chart: helm lint and helm template with the pinned helm, and
-// the rendered objects against the generated CRD and RBAC.
+// the rendered objects against the generated CRD and RBAC; and the kustomize install
+// (config/default, make dist) against the same generated files and the chart's defaults.
 package helm
 
 import (
