@@ -35,7 +35,8 @@ func kubectlBinary(t *testing.T) string {
 
 // TestKustomizeInstall: `kubectl kustomize config/default` (what make dist writes to
 // dist/install.yaml) holds the generated CRD and RBAC rules, and an operator Deployment in the
-// restricted security context whose flags, ports, probes and resources are the chart's defaults.
+// restricted security context whose flags, ports, probes and resources are the chart's defaults,
+// and the chart's leader election rules.
 func TestKustomizeInstall(t *testing.T) {
 	out, err := exec.Command(kubectlBinary(t), "kustomize", filepath.Join(kubetest.ProjectRoot(), "config", "default")).CombinedOutput()
 	if err != nil {
@@ -114,6 +115,11 @@ func TestKustomizeInstall(t *testing.T) {
 		if !reflect.DeepEqual(pod[field], chartPod[field]) {
 			t.Errorf("pod %s = %v, chart's %v", field, pod[field], chartPod[field])
 		}
+	}
+	leaderElection := find(objects, "Role", namespace, "eventstream-operator-leader-election")
+	chartLeaderElection := find(chart, "Role", namespace, "eventstream-operator-leader-election")
+	if leaderElection == nil || chartLeaderElection == nil || !reflect.DeepEqual(leaderElection.Object["rules"], chartLeaderElection.Object["rules"]) {
+		t.Errorf("leader election Role rules differ from the chart's")
 	}
 	selector, _, _ := unstructured.NestedStringMap(dep.Object, "spec", "selector", "matchLabels")
 	chartSelector, _, _ := unstructured.NestedStringMap(chartDep.Object, "spec", "selector", "matchLabels")
