@@ -63,6 +63,14 @@ IMAGE ?= 127.0.0.1:25000/eventstream-operator:dev-$(shell date +%s)
 image: ## Build the image without Docker (hack/image.sh) and push it to IMAGE; prints the ref with digest.
 	hack/image.sh $(IMAGE)
 
+KUBECTL ?= $(shell command -v kubectl || echo $(BIN)/k8s/kubectl)
+
+.PHONY: dist
+dist: ## Render config/default into dist/install.yaml: kubectl apply --server-side -f dist/install.yaml.
+	mkdir -p dist
+	$(KUBECTL) kustomize config/default > dist/install.yaml.tmp
+	mv dist/install.yaml.tmp dist/install.yaml
+
 ##@ Local cluster and demo
 
 .PHONY: cluster-up

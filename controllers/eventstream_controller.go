@@ -63,6 +63,9 @@ type EventStreamReconciler struct {
 
 	// BridgeImage runs the bridge pods unless a stream names its own image.
 	BridgeImage string
+	// BridgeImagePullSecrets name Secrets, in each stream's namespace, put on the bridge
+	// ServiceAccount's imagePullSecrets.
+	BridgeImagePullSecrets []string
 	// StatusInterval is how often queue and bridge figures are refreshed, jittered.
 	StatusInterval time.Duration
 	// Scraper reads bridge pods' metrics; an HTTP scraper with a 2 s timeout by default.

@@ -55,7 +55,7 @@ func (r *EventStreamReconciler) applyWorkload(ctx context.Context, es *esv1.Even
 	}
 	existed := err == nil
 
-	for _, obj := range []client.Object{buildServiceAccount(es), deployment} {
+	for _, obj := range []client.Object{buildServiceAccount(es, r.BridgeImagePullSecrets), deployment} {
 		if err := r.apply(ctx, es, obj); err != nil {
 			return err
 		}

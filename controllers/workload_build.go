@@ -88,14 +88,19 @@ func childMeta(es *esv1.EventStream) metav1.ObjectMeta {
 }
 
 // buildServiceAccount returns the bridge's ServiceAccount; the bridge needs no API access,
-// so its token is not mounted.
-func buildServiceAccount(es *esv1.EventStream) *corev1.ServiceAccount {
+// so its token is not mounted. pullSecrets (the operator's --bridge-image-pull-secrets) name
+// Secrets in the stream's namespace that the kubelet uses to pull the bridge image.
+func buildServiceAccount(es *esv1.EventStream, pullSecrets []string) *corev1.ServiceAccount {
 	no := false
-	return &corev1.ServiceAccount{
+	sa := &corev1.ServiceAccount{
 		TypeMeta:                     metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"},
 		ObjectMeta:                   childMeta(es),
 		AutomountServiceAccountToken: &no,
 	}
+	for _, name := range pullSecrets {
+		sa.ImagePullSecrets = append(sa.ImagePullSecrets, corev1.LocalObjectReference{Name: name})
+	}
+	return sa
 }
 
 // buildService exposes the bridge's SSE port with the spec's type, port and annotations.

@@ -271,6 +271,31 @@ func TestBuildServiceAndPDB(t *testing.T) {
 	}
 }
 
+// TestBuildServiceAccountImagePullSecrets: the operator's --bridge-image-pull-secrets land on
+// the bridge ServiceAccount, in order, and none means no imagePullSecrets at all.
+func TestBuildServiceAccountImagePullSecrets(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		pullSecrets []string
+		want        []corev1.LocalObjectReference
+	}{
+		{name: "none", pullSecrets: nil, want: nil},
+		{name: "one", pullSecrets: []string{"registry"}, want: []corev1.LocalObjectReference{{Name: "registry"}}},
+		{name: "two in order", pullSecrets: []string{"b-registry", "a-mirror"},
+			want: []corev1.LocalObjectReference{{Name: "b-registry"}, {Name: "a-mirror"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			sa := buildServiceAccount(fullStream(), tc.pullSecrets)
+			if !slices.Equal(sa.ImagePullSecrets, tc.want) {
+				t.Errorf("imagePullSecrets = %v, want %v", sa.ImagePullSecrets, tc.want)
+			}
+			if sa.Name != "jobs-bridge" || sa.Namespace != "apps" || sa.AutomountServiceAccountToken == nil || *sa.AutomountServiceAccountToken {
+				t.Errorf("service account = %+v", sa)
+			}
+		})
+	}
+}
+
 func TestParseBridgeMetrics(t *testing.T) {
 	text := `# TYPE eventstream_bridge_clients gauge
 eventstream_bridge_clients 7

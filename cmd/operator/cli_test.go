@@ -26,6 +26,7 @@ func TestCommandLine(t *testing.T) {
 		usageError("zero qps", "--broker-qps 0 must be a positive number", "--broker-qps=0"),
 		usageError("zero reconciles", "--max-concurrent-reconciles 0 must be at least 1", "--max-concurrent-reconciles=0"),
 		usageError("bad namespace", `--watch-namespaces: "Team_A" is not a namespace name`, "--watch-namespaces=default,Team_A"),
+		usageError("bad pull secret", `--bridge-image-pull-secrets: "Bad_Secret" is not a Secret name`, "--bridge-image-pull-secrets=registry,Bad_Secret"),
 		usageError("argument", `unexpected argument "run"`, "run"),
 	})
 }

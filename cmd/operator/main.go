@@ -61,6 +61,7 @@ type options struct {
 	brokerQPS         float64
 	brokerBurst       int
 	bridgeImage       string
+	bridgePullSecrets []string
 	concurrentStreams int
 	zap               zap.Options
 }
@@ -69,7 +70,7 @@ type options struct {
 // --kubeconfig) and checks every value; see cli.Parse for -h and --version.
 func parseOptions(args []string) (options, error) {
 	o := options{zap: zap.Options{Development: false}}
-	var watchNamespaces string
+	var watchNamespaces, bridgePullSecrets string
 	fs := flag.CommandLine
 	fs.Init("operator", flag.ContinueOnError)
 	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "address of the metrics endpoint; 0 disables it")
@@ -83,6 +84,7 @@ func parseOptions(args []string) (options, error) {
 	fs.Float64Var(&o.brokerQPS, "broker-qps", 50, "management API requests per second, across all streams")
 	fs.IntVar(&o.brokerBurst, "broker-burst", 100, "management API request burst")
 	fs.StringVar(&o.bridgeImage, "bridge-image", envOr("BRIDGE_IMAGE", defaultBridgeImage), "image of the bridge pods unless a stream names its own; the Helm chart sets the operator's own image")
+	fs.StringVar(&bridgePullSecrets, "bridge-image-pull-secrets", "", "comma-separated Secrets, in each stream's namespace, put on the bridge ServiceAccount's imagePullSecrets")
 	fs.IntVar(&o.concurrentStreams, "max-concurrent-reconciles", 4, "EventStreams reconciled in parallel")
 	o.zap.BindFlags(fs)
 	if err := cli.Parse(fs, args, os.Stdout, true); err != nil {
@@ -91,12 +93,20 @@ func parseOptions(args []string) (options, error) {
 	if err := cli.NoArgs(fs); err != nil {
 		return o, err
 	}
-	for _, ns := range strings.Split(watchNamespaces, ",") {
-		if ns = strings.TrimSpace(ns); ns != "" {
-			o.watchNamespaces = append(o.watchNamespaces, ns)
+	o.watchNamespaces = splitList(watchNamespaces)
+	o.bridgePullSecrets = splitList(bridgePullSecrets)
+	return o, cli.Usage(o.validate())
+}
+
+// splitList splits a comma-separated flag value, dropping blanks.
+func splitList(value string) []string {
+	var out []string
+	for _, item := range strings.Split(value, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
 		}
 	}
-	return o, cli.Usage(o.validate())
+	return out
 }
 
 // validate names every flag value the operator cannot run with.
@@ -125,6 +135,11 @@ func (o options) validate() error {
 	for _, ns := range o.watchNamespaces {
 		if msgs := validation.IsDNS1123Label(ns); len(msgs) > 0 {
 			errs = append(errs, fmt.Errorf("--watch-namespaces: %q is not a namespace name: %s", ns, strings.Join(msgs, "; ")))
+		}
+	}
+	for _, name := range o.bridgePullSecrets {
+		if msgs := validation.IsDNS1123Subdomain(name); len(msgs) > 0 {
+			errs = append(errs, fmt.Errorf("--bridge-image-pull-secrets: %q is not a Secret name: %s", name, strings.Join(msgs, "; ")))
 		}
 	}
 	if o.leaderElectionNS != "" {
@@ -197,6 +212,7 @@ func main() {
 		MaxConcurrentReconciles: o.concurrentStreams,
 		StatusInterval:          o.statusInterval,
 		BridgeImage:             o.bridgeImage,
+		BridgeImagePullSecrets:  o.bridgePullSecrets,
 	}
 	if err := reconciler.SetupWithManager(mgr); err != nil {
 		setupLog.Error(err, "set up EventStream controller")

@@ -1,5 +1,6 @@
 // Package helm tests the Helm chart: helm lint and helm template with the pinned helm, and
-// the rendered objects against the generated CRD and RBAC.
+// the rendered objects against the generated CRD and RBAC; and the kustomize install
+// (config/default, make dist) against the same generated files and the chart's defaults.
 package helm
 
 import (
@@ -46,24 +47,55 @@ func helm(t *testing.T, args ...string) string {
 	return out.String()
 }
 
+// render returns the rendered objects by kind/name (the last one wins when several
+// namespaces hold the same name: use renderAll for those).
 func render(t *testing.T, sets ...string) map[string]*unstructured.Unstructured {
+	t.Helper()
+	objects := map[string]*unstructured.Unstructured{}
+	for _, obj := range renderAll(t, sets...) {
+		objects[obj.GetKind()+"/"+obj.GetName()] = obj
+	}
+	return objects
+}
+
+// renderAll returns every object helm template renders with the given --set values.
+func renderAll(t *testing.T, sets ...string) []*unstructured.Unstructured {
 	t.Helper()
 	args := []string{"template", "evs", chartDir, "--namespace", "evs-system", "--include-crds"}
 	for _, s := range sets {
 		args = append(args, "--set", s)
 	}
-	objects := map[string]*unstructured.Unstructured{}
-	for _, doc := range strings.Split(helm(t, args...), "\n---") {
+	return parseObjects(t, helm(t, args...))
+}
+
+// parseObjects parses a multi-document YAML stream, skipping empty documents.
+func parseObjects(t *testing.T, stream string) []*unstructured.Unstructured {
+	t.Helper()
+	var objects []*unstructured.Unstructured
+	for _, doc := range strings.Split(stream, "\n---") {
 		obj := &unstructured.Unstructured{}
 		if err := yaml.Unmarshal([]byte(doc), &obj.Object); err != nil {
 			t.Fatalf("rendered YAML does not parse: %v\n%s", err, doc)
 		}
-		if obj.Object == nil {
-			continue
+		if obj.Object != nil {
+			objects = append(objects, obj)
 		}
-		objects[obj.GetKind()+"/"+obj.GetName()] = obj
 	}
 	return objects
+}
+
+// generatedRules returns the rules of the generated config/rbac/role.yaml.
+func generatedRules(t *testing.T) any {
+	t.Helper()
+	roleYAML, err := os.ReadFile(filepath.Join(kubetest.ProjectRoot(), "config", "rbac", "role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var generatedRole map[string]any
+	if err := yaml.Unmarshal(roleYAML, &generatedRole); err != nil {
+		t.Fatal(err)
+	}
+	return generatedRole["rules"]
 }
 
 func TestLint(t *testing.T) {
@@ -80,6 +112,9 @@ func TestValuesSchemaRefusesTyposAndWrongTypes(t *testing.T) {
 	for _, set := range []string{
 		"replicaCont=2", "brokerQPS=fast", "logLevel=verbose", "resyncPeriod=often",
 		"image.pullPolcy=Always", "monitoring.podMonitor.enable=true", "watchNamespaces[0]=Not_A_Namespace",
+		"imagePullSecret[0].name=registry", "imagePullSecrets[0].nme=registry", "extraArgs=--flag",
+		"networkPolicy.enable=true", "podDisruptionBudget.maxUnavailable=half", "priorityClassName[0]=x",
+		"rbac.aggregatedRole=false",
 	} {
 		cmd := exec.Command(helmBinary(t), "template", "evs", chartDir, "--set", set)
 		out, err := cmd.CombinedOutput()
@@ -93,7 +128,11 @@ func TestValuesSchemaRefusesTyposAndWrongTypes(t *testing.T) {
 	}
 	render(t, "monitoring.podMonitor.enabled=true", "monitoring.serviceMonitor.enabled=true",
 		"monitoring.prometheusRule.enabled=true", "monitoring.prometheusRule.labels.release=prometheus",
-		"watchNamespaces={team-a,team-b}", "brokerQPS=12.5", "resyncPeriod=90s")
+		"watchNamespaces={team-a,team-b}", "brokerQPS=12.5", "resyncPeriod=90s",
+		"imagePullSecrets[0].name=registry", "extraArgs={--max-concurrent-reconciles=8}", "extraEnv[0].name=A",
+		"networkPolicy.enabled=true", "networkPolicy.apiServerPorts={443}", "podDisruptionBudget.enabled=true",
+		"podDisruptionBudget.maxUnavailable=50%", "priorityClassName=high", "rbac.aggregatedRoles=false",
+		"topologySpreadConstraints[0].maxSkew=1")
 }
 
 func TestChartCRDsAreTheGeneratedOnes(t *testing.T) {
@@ -123,15 +162,7 @@ func TestRenderedObjects(t *testing.T) {
 		}
 	}
 
-	roleYAML, err := os.ReadFile(filepath.Join(kubetest.ProjectRoot(), "config", "rbac", "role.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var generatedRole map[string]any
-	if err := yaml.Unmarshal(roleYAML, &generatedRole); err != nil {
-		t.Fatal(err)
-	}
-	if role := objects["ClusterRole/evs-eventstream-operator"]; role != nil && !reflect.DeepEqual(role.Object["rules"], generatedRole["rules"]) {
+	if role := objects["ClusterRole/evs-eventstream-operator"]; role != nil && !reflect.DeepEqual(role.Object["rules"], generatedRules(t)) {
 		t.Errorf("chart ClusterRole rules differ from the generated config/rbac/role.yaml")
 	}
 

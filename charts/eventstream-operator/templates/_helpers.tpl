@@ -26,3 +26,10 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "eventstream-operator.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
 {{- end -}}
+
+{{- /* The names of .Values.imagePullSecrets, comma-separated. */ -}}
+{{- define "eventstream-operator.pullSecretNames" -}}
+{{- $names := list -}}
+{{- range .Values.imagePullSecrets }}{{ $names = append $names .name }}{{ end -}}
+{{- join "," $names -}}
+{{- end -}}
