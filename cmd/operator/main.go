@@ -34,9 +34,10 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/internal/version"
 )
 
-// defaultBridgeImage is the published image of this release; the Helm chart passes the
+// defaultBridgeImage is the published image of this build's version (the image tag, injected
+// with --version); the Helm chart and config/default pass the
 // operator's own image instead.
-const defaultBridgeImage = "ghcr.io/eventstream-operator/eventstream-operator:v0.1.0"
+var defaultBridgeImage = "ghcr.io/eventstream-operator/eventstream-operator:" + version.Version
 
 // tracingFlushTimeout bounds sending the last spans at exit.
 const tracingFlushTimeout = 5 * time.Second
