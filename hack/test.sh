@@ -51,8 +51,8 @@ eval "$(hack/rabbitmq.sh env)"
 export KUBEBUILDER_ASSETS=$root/bin/k8s
 export EVENTSTREAM_REQUIRE_INTEGRATION=1
 
-step "lint"
-make --no-print-directory lint
+step "lint, and generated files up to date (make verify: CRD, RBAC, deepcopy, go.mod)"
+make --no-print-directory lint verify
 
 step "unit and integration tests"
 # The chaos suite runs on its own afterwards: it measures recovery times, which other test
