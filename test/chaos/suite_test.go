@@ -30,8 +30,8 @@ const (
 // then prints the figures as markdown (also written to $CHAOS_REPORT when set). Scenarios run
 // one after the other: each injects its faults into the one broker.
 func TestChaos(t *testing.T) {
-	if testing.Short() {
-		t.Skip("the chaos suite kills processes and restarts its broker for minutes; run it without -short")
+	if testing.Short() && os.Getenv("EVENTSTREAM_REQUIRE_INTEGRATION") != "1" {
+		t.Skip("-short: the chaos suite kills processes and restarts its broker for minutes (make test runs it)")
 	}
 	profile, err := ProfileNamed(os.Getenv("CHAOS_PROFILE"))
 	if err != nil {

@@ -49,7 +49,7 @@ func TestAPIServerAcceptsTheInstalls(t *testing.T) {
 		"topologySpreadConstraints[0].maxSkew=1", "topologySpreadConstraints[0].topologyKey=kubernetes.io/hostname",
 		"topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway",
 		"topologySpreadConstraints[0].labelSelector.matchLabels.app\\.kubernetes\\.io/name=eventstream-operator")
-	out, err := exec.Command(kubectlBinary(t), "kustomize", filepath.Join(kubetest.ProjectRoot(), "config", "default")).CombinedOutput()
+	out, err := exec.Command(kubetest.Kubectl(t), "kustomize", filepath.Join(kubetest.ProjectRoot(), "config", "default")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("kubectl kustomize config/default: %v\n%s", err, out)
 	}

@@ -21,24 +21,9 @@ import (
 
 var chartDir = filepath.Join(kubetest.ProjectRoot(), "charts", "eventstream-operator")
 
-func helmBinary(t *testing.T) string {
-	t.Helper()
-	bin := os.Getenv("HELM")
-	if bin == "" {
-		bin = filepath.Join(kubetest.ProjectRoot(), "bin", "helm")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		if os.Getenv("EVENTSTREAM_REQUIRE_INTEGRATION") == "1" {
-			t.Fatalf("helm not found at %s: run make test", bin)
-		}
-		t.Skipf("helm not found at %s: run `hack/tool.sh helm` or make test", bin)
-	}
-	return bin
-}
-
 func helm(t *testing.T, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(helmBinary(t), args...)
+	cmd := exec.Command(kubetest.Helm(t), args...)
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
@@ -116,7 +101,7 @@ func TestValuesSchemaRefusesTyposAndWrongTypes(t *testing.T) {
 		"networkPolicy.enable=true", "podDisruptionBudget.maxUnavailable=half", "priorityClassName[0]=x",
 		"rbac.aggregatedRole=false",
 	} {
-		cmd := exec.Command(helmBinary(t), "template", "evs", chartDir, "--set", set)
+		cmd := exec.Command(kubetest.Helm(t), "template", "evs", chartDir, "--set", set)
 		out, err := cmd.CombinedOutput()
 		if err == nil {
 			t.Errorf("helm template --set %s was accepted", set)

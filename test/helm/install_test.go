@@ -14,31 +14,12 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/test/kubetest"
 )
 
-// kubectlBinary finds kubectl (KUBECTL, PATH, or the one hack/build-k8s.sh links into bin/k8s).
-func kubectlBinary(t *testing.T) string {
-	t.Helper()
-	if bin := os.Getenv("KUBECTL"); bin != "" {
-		return bin
-	}
-	if bin, err := exec.LookPath("kubectl"); err == nil {
-		return bin
-	}
-	bin := filepath.Join(kubetest.ProjectRoot(), "bin", "k8s", "kubectl")
-	if _, err := os.Stat(bin); err != nil {
-		if os.Getenv("EVENTSTREAM_REQUIRE_INTEGRATION") == "1" {
-			t.Fatalf("kubectl not found: run make test")
-		}
-		t.Skip("kubectl not found on PATH nor in bin/k8s: run hack/build-k8s.sh kubectl or make test")
-	}
-	return bin
-}
-
 // TestKustomizeInstall: `kubectl kustomize config/default` (what make dist writes to
 // dist/install.yaml) holds the generated CRD and RBAC rules, and an operator Deployment in the
 // restricted security context whose flags, ports, probes and resources are the chart's defaults,
 // and the chart's leader election rules.
 func TestKustomizeInstall(t *testing.T) {
-	out, err := exec.Command(kubectlBinary(t), "kustomize", filepath.Join(kubetest.ProjectRoot(), "config", "default")).CombinedOutput()
+	out, err := exec.Command(kubetest.Kubectl(t), "kustomize", filepath.Join(kubetest.ProjectRoot(), "config", "default")).CombinedOutput()
 	if err != nil {
 		t.Fatalf("kubectl kustomize config/default: %v\n%s", err, out)
 	}

@@ -208,7 +208,7 @@ func renderDashboardConfigMap(t *testing.T, sets ...string) *corev1.ConfigMap {
 	for _, s := range sets {
 		args = append(args, "--set", s)
 	}
-	cmd := exec.Command(helmBinary(t), args...)
+	cmd := exec.Command(kubetest.Helm(t), args...)
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Run(); err != nil {
@@ -224,21 +224,6 @@ func renderDashboardConfigMap(t *testing.T, sets ...string) *corev1.ConfigMap {
 		}
 	}
 	return nil
-}
-
-func helmBinary(t *testing.T) string {
-	t.Helper()
-	bin := os.Getenv("HELM")
-	if bin == "" {
-		bin = filepath.Join(kubetest.ProjectRoot(), "bin", "helm")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		if os.Getenv("EVENTSTREAM_REQUIRE_INTEGRATION") == "1" {
-			t.Fatalf("helm not found at %s: run make test", bin)
-		}
-		t.Skipf("helm not found at %s: run `hack/tool.sh helm` or make test", bin)
-	}
-	return bin
 }
 
 func keysOf(m map[string]string) []string {
