@@ -21,6 +21,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
+	"github.com/eventstream-operator/eventstream-operator/test/browsertest"
 )
 
 // received is one SSE event a client got: its id, its event name ("" or "message" for
@@ -161,15 +162,7 @@ type browser struct {
 // startBrowser starts Chromium; it is closed when the enclosing container ends.
 func startBrowser() *browser {
 	GinkgoHelper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(cfg.Chromium),
-		chromedp.Flag("headless", true),
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.NoFirstRun,
-		chromedp.UserDataDir(GinkgoT().TempDir()),
-	)
+	opts := browsertest.AllocatorOptions(cfg.Chromium, GinkgoT().TempDir())
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancel := chromedp.NewContext(allocCtx)
 	// Starts the browser now, so a broken installation fails here and not in a spec.
