@@ -25,7 +25,7 @@ import (
 func TestPublishAcrossBrokerRestartLosesNothing(t *testing.T) {
 	t.Parallel()
 	node := rabbitmqtest.Dedicated(t, "publisher-restart")
-	ch := dialChannel(t, node.URI)
+	ch := rabbitmqtest.Channel(t, node.URI)
 	runs := []*restartPublisher{
 		{name: "stream", queueType: "stream"},
 		{name: "classic", queueType: "classic"},
@@ -198,15 +198,7 @@ func (r *restartPublisher) dial(ctx context.Context, uri string) *Publisher {
 // is not in it.
 func (r *restartPublisher) checkQueue(t *testing.T, uri string) {
 	t.Helper()
-	conn, err := amqp.Dial(uri)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := rabbitmqtest.Channel(t, uri)
 	if err := ch.Qos(1000, 0, false); err != nil {
 		t.Fatal(err)
 	}

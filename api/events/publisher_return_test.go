@@ -31,26 +31,12 @@ func declareExchange(t *testing.T, ch *amqp.Channel, bindingKey string) (exchang
 	return exchange, queue
 }
 
-func dialChannel(t *testing.T, uri string) *amqp.Channel {
-	t.Helper()
-	conn, err := amqp.Dial(uri)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ch
-}
-
 // TestPublishUnroutableIsReported: the broker confirms a message that no queue took; the
 // publisher must not call that published. It retries as its policy says and reports
 // ErrUnroutable (before mandatory publishing, Publish returned nil and the event was lost).
 func TestPublishUnroutableIsReported(t *testing.T) {
 	node := rabbitmqtest.Shared(t)
-	ch := dialChannel(t, node.URI)
+	ch := rabbitmqtest.Channel(t, node.URI)
 	exchange, _ := declareExchange(t, ch, "") // no binding at all
 
 	pub, err := Dial(node.URI, nil, PublisherConfig{Exchange: exchange,
@@ -76,7 +62,7 @@ func TestPublishUnroutableIsReported(t *testing.T) {
 // yet is published again and done once the binding exists; it arrives in the queue once.
 func TestPublishReturnedIsRetriedUntilRouted(t *testing.T) {
 	node := rabbitmqtest.Shared(t)
-	ch := dialChannel(t, node.URI)
+	ch := rabbitmqtest.Channel(t, node.URI)
 	exchange, queue := declareExchange(t, ch, "")
 
 	pub, err := Dial(node.URI, nil, PublisherConfig{Exchange: exchange,
@@ -120,7 +106,7 @@ func TestPublishReturnedIsRetriedUntilRouted(t *testing.T) {
 // with the same id.
 func TestPublishReturnsMatchTheirPublish(t *testing.T) {
 	node := rabbitmqtest.Shared(t)
-	ch := dialChannel(t, node.URI)
+	ch := rabbitmqtest.Channel(t, node.URI)
 	exchange, queue := declareExchange(t, ch, "team.*.job.routed.status")
 
 	pub, err := Dial(node.URI, nil, PublisherConfig{Exchange: exchange, Retry: RetryPolicy{Attempts: 1}})
@@ -166,7 +152,7 @@ func TestPublishReturnsMatchTheirPublish(t *testing.T) {
 // TestPublishReturnRetryStopsWithContext: a cancelled context ends the pause between retries.
 func TestPublishReturnRetryStopsWithContext(t *testing.T) {
 	node := rabbitmqtest.Shared(t)
-	ch := dialChannel(t, node.URI)
+	ch := rabbitmqtest.Channel(t, node.URI)
 	exchange, _ := declareExchange(t, ch, "")
 	pub, err := Dial(node.URI, nil, PublisherConfig{Exchange: exchange,
 		Retry: RetryPolicy{Attempts: 5, InitialBackoff: time.Hour}})
@@ -223,7 +209,7 @@ func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool)
 // one pause, not one pause per message waited for in turn (50 × 300 ms before).
 func TestPublishReturnPausesDoNotAddUp(t *testing.T) {
 	node := rabbitmqtest.Shared(t)
-	ch := dialChannel(t, node.URI)
+	ch := rabbitmqtest.Channel(t, node.URI)
 	exchange, _ := declareExchange(t, ch, "")
 	pub, err := Dial(node.URI, nil, PublisherConfig{Exchange: exchange,
 		Retry: RetryPolicy{Attempts: 2, InitialBackoff: 300 * time.Millisecond}})

@@ -189,20 +189,11 @@ func TestRedeliveriesAreCounted(t *testing.T) {
 	}
 }
 
+// queueReady is the ready messages of queue, -1 when it does not exist.
 func queueReady(t *testing.T, uri, queue string) int {
 	t.Helper()
-	conn, err := amqp091.Dial(uri)
-	if err != nil {
-		t.Fatal(err)
+	if n, ok := rabbitmqtest.QueueMessages(t, uri, queue); ok {
+		return n
 	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
-	if err != nil {
-		return -1
-	}
-	return q.Messages
+	return -1
 }

@@ -12,11 +12,10 @@ import (
 	"testing"
 	"time"
 
-	amqp091 "github.com/rabbitmq/amqp091-go"
-
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/auth"
 	"github.com/eventstream-operator/eventstream-operator/bridge/sse"
+	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
 // startBridge starts an in-process bridge against uri with flags args (listeners on loopback
@@ -151,20 +150,11 @@ func itoa(i int) string { return strconv.Itoa(i) }
 // queueMessages returns the ready message count of queue (passive declare).
 func queueMessages(t *testing.T, uri, queue string) int {
 	t.Helper()
-	conn, err := amqp091.Dial(uri)
-	if err != nil {
-		t.Fatal(err)
+	n, ok := rabbitmqtest.QueueMessages(t, uri, queue)
+	if !ok {
+		t.Fatalf("queue %q does not exist", queue)
 	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
-	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
-	if err != nil {
-		t.Fatalf("passive declare %q: %v", queue, err)
-	}
-	return q.Messages
+	return n
 }
 
 // eventually polls cond until it holds or timeout passes.

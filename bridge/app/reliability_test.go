@@ -11,7 +11,6 @@ import (
 
 	rabbithole "github.com/michaelklishin/rabbit-hole/v2"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
@@ -149,15 +148,7 @@ func TestStreamDeadLettersEachMalformedMessageOnce(t *testing.T) {
 // drainQueue takes every ready message of queue and returns their bodies.
 func drainQueue(t *testing.T, uri, queue string) []string {
 	t.Helper()
-	conn, err := amqp091.Dial(uri)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := rabbitmqtest.Channel(t, uri)
 	var bodies []string
 	for {
 		d, ok, err := ch.Get(queue, true)
@@ -365,15 +356,7 @@ func TestStreamDeadLetterCopyReturnedByTheBrokerIsStoredLater(t *testing.T) {
 	br := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange, "--queue-type=stream")
 	eventually(t, 15*time.Second, "bridge ready", br.Ready)
 
-	conn, err := amqp091.Dial(node.URI)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := rabbitmqtest.Channel(t, node.URI)
 	dlx, dlq := queue+".dlx", queue+".dlq"
 	if err := ch.QueueUnbind(dlq, "#", dlx, nil); err != nil {
 		t.Fatal(err)

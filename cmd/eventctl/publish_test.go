@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	amqp "github.com/rabbitmq/amqp091-go"
-
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
@@ -19,15 +17,7 @@ import (
 // before mandatory publishing eventctl printed "published" and the events were lost.
 func TestPublishUnroutableFails(t *testing.T) {
 	node := rabbitmqtest.Shared(t)
-	conn, err := amqp.Dial(node.URI)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch := rabbitmqtest.Channel(t, node.URI)
 	exchange := "eventctl-unroutable-" + events.NewID()[:8]
 	if err := ch.ExchangeDeclare(exchange, "topic", false, true, false, false, nil); err != nil { // no queue bound
 		t.Fatal(err)

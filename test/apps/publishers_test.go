@@ -19,14 +19,7 @@ func declareExchange(t *testing.T, uri, bindingKey string) (exchange, queue stri
 	t.Helper()
 	exchange, queue = "apps-x-"+events.NewID()[:8], "apps-q-"+events.NewID()[:8]
 	t.Cleanup(func() { rabbitmqtest.DeleteTopology(uri, queue, exchange) })
-	conn, err := amqp091.Dial(uri)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	if ch, err = conn.Channel(); err != nil {
-		t.Fatal(err)
-	}
+	ch = rabbitmqtest.Channel(t, uri)
 	if err := ch.ExchangeDeclare(exchange, "topic", true, false, false, false, nil); err != nil {
 		t.Fatal(err)
 	}

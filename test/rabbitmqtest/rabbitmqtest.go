@@ -176,3 +176,40 @@ func DeleteTopology(uri, queue, exchange string) {
 	_ = ch.ExchangeDelete(exchange, false, false)
 	_ = ch.ExchangeDelete(queue+".dlx", false, false)
 }
+
+// Channel opens a connection and a channel to uri for a test's own declarations and reads;
+// the connection is closed when the test ends.
+func Channel(t T, uri string) *amqp091.Channel {
+	t.Helper()
+	conn, err := amqp091.Dial(uri)
+	if err != nil {
+		t.Fatalf("dial RabbitMQ: %v", err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatalf("open channel: %v", err)
+	}
+	return ch
+}
+
+// QueueMessages is the number of ready messages in queue (a passive declare on a channel of
+// its own, as a passive declare of a missing queue closes the channel); ok is false when the
+// queue does not exist.
+func QueueMessages(t T, uri, queue string) (n int, ok bool) {
+	t.Helper()
+	conn, err := amqp091.Dial(uri)
+	if err != nil {
+		t.Fatalf("dial RabbitMQ: %v", err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatalf("open channel: %v", err)
+	}
+	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	if err != nil {
+		return 0, false
+	}
+	return q.Messages, true
+}
