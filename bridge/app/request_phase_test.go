@@ -2,7 +2,6 @@ package app
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/eventstream-operator/eventstream-operator/test/bench"
+	"github.com/eventstream-operator/eventstream-operator/test/clitest"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -44,7 +44,7 @@ func TestAnnouncedBodiesDoNotHoldSockets(t *testing.T) {
 		t.Fatal(err)
 	}
 	secret := []byte("a-test-secret-of-at-least-32-bytes-long")
-	var logs syncBuffer
+	var logs clitest.Output
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	b, err := bench.StartBridge(ctx, bench.BridgeOptions{
@@ -184,22 +184,4 @@ func openFilesLimit(t *testing.T, pid int) string {
 		t.Fatalf("no open files limit in /proc/%d/limits", pid)
 	}
 	return string(m[1])
-}
-
-// syncBuffer is a bytes.Buffer safe for a process's output and the test reading it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

@@ -1,7 +1,6 @@
 package auth_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -18,7 +17,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -30,6 +28,7 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/bridge/auth"
 	"github.com/eventstream-operator/eventstream-operator/bridge/metrics"
 	"github.com/eventstream-operator/eventstream-operator/bridge/sse"
+	"github.com/eventstream-operator/eventstream-operator/test/clitest"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -101,25 +100,7 @@ type bridge struct {
 	metrics   *metrics.Metrics
 	publisher *events.Publisher
 	base      string
-	logs      *lockedBuffer // everything the bridge logged, at debug level
-}
-
-// lockedBuffer is an io.Writer safe for the bridge's concurrent logging.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	logs      *clitest.Output // everything the bridge logged, at debug level
 }
 
 // startBridge starts a bridge authenticating with authCfg; configure, when given, adjusts the
@@ -138,7 +119,7 @@ func startBridge(t *testing.T, node *rabbitmqtest.Node, authCfg auth.Config, con
 		"--exchange=" + name, "--queue=" + name, "--log-level=debug"}); err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuffer{}
+	logs := &clitest.Output{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)

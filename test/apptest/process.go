@@ -1,41 +1,24 @@
 package apptest
 
 import (
-	"bytes"
 	"io"
 	"os/exec"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/eventstream-operator/eventstream-operator/test/clitest"
 )
 
 // ProcessLog collects a process's output and shows it in the test log when the test fails.
 func ProcessLog(t T, name string) io.Writer {
 	t.Helper()
-	b := &lockedBuffer{}
+	b := &clitest.Output{}
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("%s output:\n%s", name, b.String())
 		}
 	})
 	return b
-}
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // StartProcess starts cmd in its own process group and stops the group when the test ends

@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/test/browsertest"
+	"github.com/eventstream-operator/eventstream-operator/test/clitest"
 )
 
 // received is one SSE event a client got: its id, its event name ("" or "message" for
@@ -63,29 +63,11 @@ func teams(all []received) []string {
 	return out
 }
 
-// lockedBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // tailProcess is a running `eventctl tail --json URL`. Its reader goroutine ends when the
 // process's stdout closes; stop (registered with DeferCleanup) ends the process.
 type tailProcess struct {
 	cmd    *exec.Cmd
-	stderr lockedBuffer
+	stderr clitest.Output
 	done   chan struct{}
 
 	mu     sync.Mutex
@@ -254,8 +236,8 @@ func publish(team, job, message string) error {
 type sequencePublisher struct {
 	cmd       *exec.Cmd
 	stdin     io.WriteCloser
-	stdout    lockedBuffer
-	stderr    lockedBuffer
+	stdout    clitest.Output
+	stderr    clitest.Output
 	quit      chan struct{}
 	done      chan struct{}
 	mu        sync.Mutex

@@ -1,13 +1,11 @@
 package helm
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,24 +18,6 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/test/clitest"
 	"github.com/eventstream-operator/eventstream-operator/test/kubetest"
 )
-
-// lockedBuffer collects a process's output while the test reads it.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestOperatorRunsWithNamespacedRBAC: the real operator binary, authenticated as the chart's
 // ServiceAccount and holding only the Roles the chart renders for watchNamespaces (no
@@ -112,7 +92,7 @@ func TestOperatorRunsWithNamespacedRBAC(t *testing.T) {
 	}
 
 	bin := clitest.Build(t, "github.com/eventstream-operator/eventstream-operator/cmd/operator", clitest.Version())
-	var output lockedBuffer
+	var output clitest.Output
 	operator := exec.Command(bin, "--kubeconfig="+kubeconfigPath, "--watch-namespaces=team-a,team-b",
 		"--leader-elect=true", "--leader-election-namespace=evs-system",
 		"--metrics-bind-address=0", "--health-probe-bind-address=0")
