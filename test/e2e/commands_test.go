@@ -106,10 +106,7 @@ func randomSecret() string {
 // JWT Secret the way the sample's comment shows (kubectl get secret … | eventctl token).
 func mintToken(namespace, team string) string {
 	GinkgoHelper()
-	encoded := kubectl("get", "secret", jwtSecretName, "-n", namespace, "-o", "jsonpath={.data.secret}")
-	key, err := base64.StdEncoding.DecodeString(encoded)
-	Expect(err).NotTo(HaveOccurred())
-	out, err := command{name: cfg.Eventctl, args: []string{"token", "--secret-file", "-", "--team", team, "--ttl", "2h"}, stdin: string(key)}.run()
+	out, err := command{name: cfg.Eventctl, args: []string{"token", "--secret-file", "-", "--team", team, "--ttl", "2h"}, stdin: jwtKey(namespace)}.run()
 	Expect(err).NotTo(HaveOccurred())
 	token := strings.TrimSpace(out)
 	Expect(strings.Count(token, ".")).To(Equal(2), "eventctl token prints only a JWT")

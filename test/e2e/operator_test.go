@@ -246,7 +246,7 @@ var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
 	})
 
 	It("on a stream queue with two replicas, clients resuming with Last-Event-ID miss nothing while every bridge pod is replaced", func() {
-		kubectlApply(ns, streamEventStream(haName, haQueue))
+		kubectlApply(ns, streamEventStream(haName, haQueue, "{mode: none}"))
 		kubectl("wait", "--for=condition=Ready", "evs/"+haName, "-n", ns, "--timeout=180s")
 		// Written out, auth mode none works and is flagged.
 		kubectl("wait", "--for=condition=InsecureAuth", "evs/"+haName, "-n", ns, "--timeout=60s")
@@ -550,9 +550,9 @@ spec:
 `, sampleName, ttl, quoted(bindingKeys), replicas, jwtSecretName)
 }
 
-// streamEventStream is a stream queue read by two bridge replicas, with auth mode none written
-// out (development).
-func streamEventStream(name, queue string) string {
+// streamEventStream is a stream queue read by two bridge replicas with spec.bridge.auth as
+// given (YAML flow), e.g. {mode: none} written out for development.
+func streamEventStream(name, queue, auth string) string {
 	return fmt.Sprintf(`apiVersion: sse.eventstream.dev/v1alpha1
 kind: EventStream
 metadata:
@@ -568,8 +568,8 @@ spec:
   bridge:
     replicas: 2
     heartbeat: 2s
-    auth: {mode: none}
-`, name, queue)
+    auth: %s
+`, name, queue, auth)
 }
 
 func quoted(items []string) string {

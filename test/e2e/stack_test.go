@@ -49,7 +49,7 @@ func applicationStackSpecs(ns, suffix string) {
 		)
 
 		BeforeAll(func() {
-			kubectlApply(ns, stackEventStream(name, queue))
+			kubectlApply(ns, streamEventStream(name, queue, "{jwt: {secretRef: {name: "+jwtSecretName+"}}}"))
 			DeferCleanup(func() {
 				kubectl("delete", "eventstream", name, "-n", ns, "--ignore-not-found", "--timeout=120s")
 			})
@@ -162,30 +162,6 @@ func applicationStackSpecs(ns, suffix string) {
 				len(last.Updates), len(confirmed), len(tab.StreamRequests()))
 		})
 	})
-}
-
-// stackEventStream is a stream queue read by two bridge replicas, with the sample's JWT key
-// Secret.
-func stackEventStream(name, queue string) string {
-	return fmt.Sprintf(`apiVersion: sse.eventstream.dev/v1alpha1
-kind: EventStream
-metadata:
-  name: %s
-spec:
-  rabbitmq:
-    connectionSecret: {name: rabbitmq}
-  queue:
-    name: %s
-    type: stream
-    messageTTL: 1h
-    maxLengthBytes: 100000000
-  bridge:
-    replicas: 2
-    heartbeat: 2s
-    auth:
-      jwt:
-        secretRef: {name: %s}
-`, name, queue, jwtSecretName)
 }
 
 // jwtKey is the HS256 key of the sample's jwt Secret, which the Next.js token route signs with.
