@@ -11,6 +11,10 @@ import (
 // otherwise; its placeholders are the bridge's query filters.
 const DefaultRoutingKeyTemplate = "team.{team_id}.job.{job_id}.status"
 
+// DefaultExchange is the topic exchange publishers send to unless an EventStream says
+// otherwise.
+const DefaultExchange = "events.topic"
+
 // ContentType is the content type of every event message.
 const ContentType = "application/json"
 

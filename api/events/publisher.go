@@ -102,7 +102,7 @@ func Dial(url string, tlsConfig *tls.Config, cfg PublisherConfig) (*Publisher, e
 // channel.
 func NewPublisher(conn *amqp.Connection, cfg PublisherConfig) (*Publisher, error) {
 	if cfg.Exchange == "" {
-		cfg.Exchange = "events.topic"
+		cfg.Exchange = DefaultExchange
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now

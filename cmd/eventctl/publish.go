@@ -37,7 +37,7 @@ func runPublish(ctx context.Context, args []string, getenv func(string) string, 
 	var f publishFlags
 	exchangeDefault := getenv("RABBITMQ_EVENTS_EXCHANGE")
 	if exchangeDefault == "" {
-		exchangeDefault = "events.topic"
+		exchangeDefault = events.DefaultExchange
 	}
 	fs.StringVar(&f.exchange, "exchange", exchangeDefault, "topic exchange (env RABBITMQ_EVENTS_EXCHANGE)")
 	fs.StringVar(&f.template, "routing-key-template", events.DefaultRoutingKeyTemplate, "routing-key template")

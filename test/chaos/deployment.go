@@ -15,6 +15,7 @@ import (
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/metrics"
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 	"github.com/eventstream-operator/eventstream-operator/test/bench"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
@@ -548,9 +549,10 @@ func (d *Deployment) DeadLettered() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	q, err := ch.QueueDeclarePassive(d.Queue+".dlq", true, false, false, false, nil)
+	dlq := contract.DeadLetterQueue(d.Queue)
+	q, err := ch.QueueDeclarePassive(dlq, true, false, false, false, nil)
 	if err != nil {
-		return 0, fmt.Errorf("passive declare %q: %w", d.Queue+".dlq", err)
+		return 0, fmt.Errorf("passive declare %q: %w", dlq, err)
 	}
 	return q.Messages, nil
 }
