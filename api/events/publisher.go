@@ -2,9 +2,7 @@ package events
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -15,12 +13,6 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 )
-
-// TimestampMillisHeader carries the publish time in Unix milliseconds. The AMQP timestamp
-// property has one-second resolution; the bridge prefers this header for its
-// publish→delivery latency histogram (the name is the one RabbitMQ's message-timestamp
-// plugin uses).
-const TimestampMillisHeader = "timestamp_in_ms"
 
 // PublisherConfig configures a Publisher.
 type PublisherConfig struct {
@@ -269,13 +261,6 @@ func (p *Publisher) Close() error {
 		return nil
 	}
 	return err
-}
-
-// NewID returns a random 128-bit id in hex, for event and message ids.
-func NewID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 // redactURL keeps credentials of url out of an error message (amqp091 errors do not include
