@@ -14,6 +14,7 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
 	"github.com/eventstream-operator/eventstream-operator/bridge/metrics"
+	"github.com/eventstream-operator/eventstream-operator/publish"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -77,13 +78,13 @@ func TestConsumerLag(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("consumer did not connect")
 			}
-			p, err := events.Dial(node.URI, nil, events.PublisherConfig{Exchange: exchange})
+			p, err := publish.Dial(node.URI, nil, publish.PublisherConfig{Exchange: exchange})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer p.Close()
 			for i := 0; i < 30; i++ {
-				if err := p.Publish(context.Background(), "team.1.job."+strconv.Itoa(i)+".status", []byte(`{}`), events.PublishOptions{}); err != nil {
+				if err := p.Publish(context.Background(), "team.1.job."+strconv.Itoa(i)+".status", []byte(`{}`), publish.PublishOptions{}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -159,13 +160,13 @@ func TestRedeliveriesAreCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := events.Dial(node.URI, nil, events.PublisherConfig{Exchange: exchange})
+	p, err := publish.Dial(node.URI, nil, publish.PublisherConfig{Exchange: exchange})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
 	for i := 0; i < 5; i++ {
-		if err := p.Publish(context.Background(), "team.1.job.1.status", []byte(`{}`), events.PublishOptions{}); err != nil {
+		if err := p.Publish(context.Background(), "team.1.job.1.status", []byte(`{}`), publish.PublishOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

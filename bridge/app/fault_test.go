@@ -21,8 +21,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
-	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/sse"
+	"github.com/eventstream-operator/eventstream-operator/publish"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -132,9 +132,9 @@ func TestSIGTERMDrainsAndKeepsUnackedMessages(t *testing.T) {
 	// Publish a backlog faster than a prefetch of 1 lets the bridge consume it.
 	const total = 5000
 	p := publisher(t, node.URI, exchange)
-	var confirms []*events.Confirmation
+	var confirms []*publish.Confirmation
 	for i := 1; i <= total; i++ {
-		dc, err := p.PublishDeferred(context.Background(), "team.1.job.1.status", []byte(fmt.Sprintf(`{"id":"e%d"}`, i)), events.PublishOptions{})
+		dc, err := p.PublishDeferred(context.Background(), "team.1.job.1.status", []byte(fmt.Sprintf(`{"id":"e%d"}`, i)), publish.PublishOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,7 +155,7 @@ func TestSIGTERMDrainsAndKeepsUnackedMessages(t *testing.T) {
 		t.Fatalf("retry hint after SIGTERM = %d, want jittered in [200, 600)", c.dec.Retry())
 	}
 	for _, dc := range confirms {
-		if err := events.WaitConfirm(context.Background(), dc); err != nil {
+		if err := publish.WaitConfirm(context.Background(), dc); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -12,8 +12,8 @@ import (
 	rabbithole "github.com/michaelklishin/rabbit-hole/v2"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
+	"github.com/eventstream-operator/eventstream-operator/publish"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -281,9 +281,9 @@ func TestStreamDeadLetterSurvivesConnectionResets(t *testing.T) {
 	const n = 1500
 	published := make(chan error, 1)
 	go func() { // a steady flow, so the leader is copying when the connections go
-		var confirms []*events.Confirmation
+		var confirms []*publish.Confirmation
 		for i := 1; i <= n; i++ {
-			dc, err := p.PublishDeferred(context.Background(), "team.1.job.1.status", []byte(fmt.Sprintf("{broken %d", i)), events.PublishOptions{})
+			dc, err := p.PublishDeferred(context.Background(), "team.1.job.1.status", []byte(fmt.Sprintf("{broken %d", i)), publish.PublishOptions{})
 			if err != nil {
 				published <- err
 				return
@@ -292,7 +292,7 @@ func TestStreamDeadLetterSurvivesConnectionResets(t *testing.T) {
 			time.Sleep(2 * time.Millisecond)
 		}
 		for _, dc := range confirms {
-			if err := events.WaitConfirm(context.Background(), dc); err != nil {
+			if err := publish.WaitConfirm(context.Background(), dc); err != nil {
 				published <- err
 				return
 			}

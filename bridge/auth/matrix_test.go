@@ -28,6 +28,7 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/bridge/auth"
 	"github.com/eventstream-operator/eventstream-operator/bridge/metrics"
 	"github.com/eventstream-operator/eventstream-operator/bridge/sse"
+	"github.com/eventstream-operator/eventstream-operator/publish"
 	"github.com/eventstream-operator/eventstream-operator/test/clitest"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
@@ -98,7 +99,7 @@ func (iss *issuer) sign(t *testing.T, method jwt.SigningMethod, key any, kid str
 type bridge struct {
 	*app.Bridge
 	metrics   *metrics.Metrics
-	publisher *events.Publisher
+	publisher *publish.Publisher
 	base      string
 	logs      *clitest.Output // everything the bridge logged, at debug level
 }
@@ -155,7 +156,7 @@ func startBridge(t *testing.T, node *rabbitmqtest.Node, authCfg auth.Config, con
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
-	publisher, err := events.Dial(node.URI, nil, events.PublisherConfig{Exchange: name})
+	publisher, err := publish.Dial(node.URI, nil, publish.PublisherConfig{Exchange: name})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +167,7 @@ func startBridge(t *testing.T, node *rabbitmqtest.Node, authCfg auth.Config, con
 func (b *bridge) publish(t *testing.T, tenant, marker string) {
 	t.Helper()
 	body := []byte(`{"tenant":"` + tenant + `","marker":"` + marker + `"}`)
-	if err := b.publisher.Publish(context.Background(), "team."+tenant+".job.1.status", body, events.PublishOptions{}); err != nil {
+	if err := b.publisher.Publish(context.Background(), "team."+tenant+".job.1.status", body, publish.PublishOptions{}); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
 }

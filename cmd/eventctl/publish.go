@@ -16,6 +16,7 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/tracing"
 	"github.com/eventstream-operator/eventstream-operator/internal/cli"
+	"github.com/eventstream-operator/eventstream-operator/publish"
 )
 
 // maxInFlight bounds the confirms a load run waits for at once.
@@ -28,7 +29,7 @@ type publishFlags struct {
 	progress, count            int
 	rate                       float64
 	stdin                      bool
-	retry                      events.RetryPolicy
+	retry                      publish.RetryPolicy
 }
 
 func runPublish(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -51,11 +52,11 @@ func runPublish(ctx context.Context, args []string, getenv func(string) string, 
 	fs.IntVar(&f.count, "count", 1, "number of events to publish (load); progress runs from 0 to 100")
 	fs.Float64Var(&f.rate, "rate", 0, "events per second (0: as fast as confirms allow)")
 	fs.BoolVar(&f.stdin, "stdin", false, "read events from stdin, one JSON event per line; --team/--job ignored")
-	fs.IntVar(&f.retry.Attempts, "retry-attempts", events.DefaultRetryPolicy.Attempts,
+	fs.IntVar(&f.retry.Attempts, "retry-attempts", publish.DefaultRetryPolicy.Attempts,
 		"publishes in all of an event the broker returns as unroutable (no queue took it) before eventctl fails")
-	fs.DurationVar(&f.retry.InitialBackoff, "retry-backoff", events.DefaultRetryPolicy.InitialBackoff,
+	fs.DurationVar(&f.retry.InitialBackoff, "retry-backoff", publish.DefaultRetryPolicy.InitialBackoff,
 		"pause before republishing a returned event; doubles per retry up to --retry-max-backoff")
-	fs.DurationVar(&f.retry.MaxBackoff, "retry-max-backoff", events.DefaultRetryPolicy.MaxBackoff, "longest pause between retries")
+	fs.DurationVar(&f.retry.MaxBackoff, "retry-max-backoff", publish.DefaultRetryPolicy.MaxBackoff, "longest pause between retries")
 	fs.Usage = usageFunc(fs, "eventctl publish [flags]")
 	if err := cli.Parse(fs, args, stdout, false); err != nil {
 		return err
@@ -82,7 +83,7 @@ func runPublish(ctx context.Context, args []string, getenv func(string) string, 
 	if stopTracing != nil {
 		defer func() { _ = stopTracing(context.Background()) }()
 	}
-	pub, err := events.Dial(url, tlsConfig, events.PublisherConfig{Exchange: f.exchange, HeaderInjector: tracing.Inject, Retry: f.retry})
+	pub, err := publish.Dial(url, tlsConfig, publish.PublisherConfig{Exchange: f.exchange, HeaderInjector: tracing.Inject, Retry: f.retry})
 	if err != nil {
 		return err
 	}
@@ -108,17 +109,17 @@ func runPublish(ctx context.Context, args []string, getenv func(string) string, 
 
 // publishOne publishes ev inside a producer span (when tracing is on) and waits until the
 // publish is done: confirmed and not returned (a returned event is retried, then an error).
-func publishOne(ctx context.Context, pub *events.Publisher, tmpl *events.Template, exchange string, ev events.Event) error {
+func publishOne(ctx context.Context, pub *publish.Publisher, tmpl *events.Template, exchange string, ev events.Event) error {
 	key, err := ev.RoutingKey(tmpl)
 	if err != nil {
 		return err
 	}
 	ctx, span := tracing.StartPublish(ctx, exchange, key)
 	defer span.End()
-	return pub.PublishEvent(ctx, tmpl, ev, events.PublishOptions{})
+	return pub.PublishEvent(ctx, tmpl, ev, publish.PublishOptions{})
 }
 
-func publishStdin(ctx context.Context, pub *events.Publisher, tmpl *events.Template, exchange string, stdin io.Reader, stdout io.Writer) error {
+func publishStdin(ctx context.Context, pub *publish.Publisher, tmpl *events.Template, exchange string, stdin io.Reader, stdout io.Writer) error {
 	scanner := bufio.NewScanner(stdin)
 	scanner.Buffer(make([]byte, 64<<10), 1<<20)
 	n := 0
@@ -152,7 +153,7 @@ func publishStdin(ctx context.Context, pub *events.Publisher, tmpl *events.Templ
 // publishLoad publishes f.count events at f.rate with up to maxInFlight not yet done, and
 // reports the achieved rate. It fails on the first event that is not published (nacked, or
 // returned on every retry), naming it.
-func publishLoad(ctx context.Context, pub *events.Publisher, tmpl *events.Template, f publishFlags, stdout io.Writer) error {
+func publishLoad(ctx context.Context, pub *publish.Publisher, tmpl *events.Template, f publishFlags, stdout io.Writer) error {
 	var tick <-chan time.Time
 	if f.rate > 0 {
 		ticker := time.NewTicker(time.Duration(float64(time.Second) / f.rate))
@@ -161,7 +162,7 @@ func publishLoad(ctx context.Context, pub *events.Publisher, tmpl *events.Templa
 	}
 	type pending struct {
 		n       int
-		confirm *events.Confirmation
+		confirm *publish.Confirmation
 	}
 	inFlight := make([]pending, 0, maxInFlight)
 	waitAll := func() error {
@@ -195,7 +196,7 @@ func publishLoad(ctx context.Context, pub *events.Publisher, tmpl *events.Templa
 		if err != nil {
 			return err
 		}
-		c, err := pub.PublishDeferred(ctx, key, body, events.PublishOptions{MessageID: ev.ID})
+		c, err := pub.PublishDeferred(ctx, key, body, publish.PublishOptions{MessageID: ev.ID})
 		if err != nil {
 			return err
 		}

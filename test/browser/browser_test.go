@@ -23,6 +23,7 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/app"
 	"github.com/eventstream-operator/eventstream-operator/bridge/auth"
+	"github.com/eventstream-operator/eventstream-operator/publish"
 	"github.com/eventstream-operator/eventstream-operator/test/browsertest"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
@@ -157,7 +158,7 @@ func TestEventSourceReceivesAndResumesAcrossRestart(t *testing.T) {
 		t.Fatalf("bridge has %d subscribers", first.Hub.Len())
 	}
 
-	pub, err := events.Dial(node.URI, nil, events.PublisherConfig{Exchange: exchange})
+	pub, err := publish.Dial(node.URI, nil, publish.PublisherConfig{Exchange: exchange})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +169,7 @@ func TestEventSourceReceivesAndResumesAcrossRestart(t *testing.T) {
 	}
 	publish := func(from, to int) {
 		for i := from; i <= to; i++ {
-			if err := pub.Publish(context.Background(), "team.7.job.1.status", []byte(body(i)), events.PublishOptions{}); err != nil {
+			if err := pub.Publish(context.Background(), "team.7.job.1.status", []byte(body(i)), publish.PublishOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -286,13 +287,13 @@ func TestEventSourceGetsGapAfterClassicRestart(t *testing.T) {
 	_, waitFor := openPage(t, browserPath, srv.URL+"/")
 	waitFor("the stream to open", func(s seen) bool { return s.Opens == 1 })
 
-	pub, err := events.Dial(node.URI, nil, events.PublisherConfig{Exchange: exchange})
+	pub, err := publish.Dial(node.URI, nil, publish.PublisherConfig{Exchange: exchange})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pub.Close()
 	publish := func(data string) {
-		if err := pub.Publish(context.Background(), "team.7.job.1.status", []byte(data), events.PublishOptions{}); err != nil {
+		if err := pub.Publish(context.Background(), "team.7.job.1.status", []byte(data), publish.PublishOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -23,6 +23,7 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/bridge/auth"
 	"github.com/eventstream-operator/eventstream-operator/bridge/cors"
 	"github.com/eventstream-operator/eventstream-operator/bridge/server"
+	"github.com/eventstream-operator/eventstream-operator/publish"
 	"github.com/eventstream-operator/eventstream-operator/test/browsertest"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
@@ -119,14 +120,14 @@ func newLimitsFixture(t *testing.T, args ...string) *limitsFixture {
 	}
 	f.bridge = b
 
-	pub, err := events.Dial(node.URI, nil, events.PublisherConfig{Exchange: exchange})
+	pub, err := publish.Dial(node.URI, nil, publish.PublisherConfig{Exchange: exchange})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pub.Close() })
 	f.publish = func(team string, n int) {
 		body := fmt.Sprintf(`{"team":%q,"n":%d}`, team, n)
-		if err := pub.Publish(context.Background(), "team."+team+".job.1.status", []byte(body), events.PublishOptions{}); err != nil {
+		if err := pub.Publish(context.Background(), "team."+team+".job.1.status", []byte(body), publish.PublishOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/auth"
+	"github.com/eventstream-operator/eventstream-operator/publish"
 	"github.com/eventstream-operator/eventstream-operator/test/browsertest"
 	"github.com/eventstream-operator/eventstream-operator/test/kubetest"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
@@ -129,7 +130,7 @@ openEvents({
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	pub, err := events.Dial(node.URI, nil, events.PublisherConfig{Exchange: exchange})
+	pub, err := publish.Dial(node.URI, nil, publish.PublisherConfig{Exchange: exchange})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +138,7 @@ openEvents({
 	// Publish for long enough that at least three tokens expire mid-stream.
 	const n = 200
 	for i := 1; i <= n; i++ {
-		if err := pub.Publish(context.Background(), "team.7.job.1.status", fmt.Appendf(nil, `{"n":%d}`, i), events.PublishOptions{}); err != nil {
+		if err := pub.Publish(context.Background(), "team.7.job.1.status", fmt.Appendf(nil, `{"n":%d}`, i), publish.PublishOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(40 * time.Millisecond) // pacing the publisher over ~8 s, not synchronisation

@@ -1,4 +1,4 @@
-package events
+package publish
 
 import (
 	"context"
@@ -9,6 +9,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -16,7 +17,7 @@ import (
 // exclusive queue bound to it with that key; both vanish with conn.
 func declareExchange(t *testing.T, ch *amqp.Channel, bindingKey string) (exchange, queue string) {
 	t.Helper()
-	exchange, queue = "events-test-ret-"+NewID()[:8], "events-test-ret-"+NewID()[:8]
+	exchange, queue = "events-test-ret-"+events.NewID()[:8], "events-test-ret-"+events.NewID()[:8]
 	if err := ch.ExchangeDeclare(exchange, "topic", false, true, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -47,8 +48,8 @@ func TestPublishUnroutableIsReported(t *testing.T) {
 	defer pub.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	ev := Event{ID: "evt-unroutable", Type: "job.status", TeamID: "42", JobID: "7", Status: "running", Time: fixedTime}
-	err = pub.PublishEvent(ctx, MustParseTemplate(DefaultRoutingKeyTemplate), ev, PublishOptions{})
+	ev := events.Event{ID: "evt-unroutable", Type: "job.status", TeamID: "42", JobID: "7", Status: "running", Time: fixedTime}
+	err = pub.PublishEvent(ctx, events.MustParseTemplate(events.DefaultRoutingKeyTemplate), ev, PublishOptions{})
 	if !errors.Is(err, ErrUnroutable) {
 		t.Fatalf("publish to an exchange without a binding: err = %v, want ErrUnroutable", err)
 	}

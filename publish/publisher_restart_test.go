@@ -1,4 +1,4 @@
-package events
+package publish
 
 import (
 	"context"
@@ -86,7 +86,7 @@ func TestPublishAcrossBrokerRestartLosesNothing(t *testing.T) {
 	}
 }
 
-// restartPublisher publishes events numbered 1, 2, … to one exchange through an events.Publisher,
+// restartPublisher publishes events numbered 1, 2, … to one exchange through a Publisher,
 // dialling a new one whenever its connection fails, and republishes every event whose publish
 // was not reported done. It keeps what it was told: which events are published, how many
 // returns, unroutable reports and failed attempts it saw.
