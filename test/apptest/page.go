@@ -9,6 +9,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 	"github.com/eventstream-operator/eventstream-operator/test/browsertest"
 )
 
@@ -60,11 +61,11 @@ func OpenTab(t T, browserPath, pageURL string) *Tab {
 		defer tab.mu.Unlock()
 		switch e := ev.(type) {
 		case *network.EventRequestWillBeSent:
-			if u, err := url.Parse(e.Request.URL); err == nil && u.Path == "/api/v1/events" {
+			if u, err := url.Parse(e.Request.URL); err == nil && u.Path == contract.DefaultPath {
 				tab.streams = append(tab.streams, u.Query())
 			}
 		case *network.EventResponseReceived:
-			if u, err := url.Parse(e.Response.URL); err == nil && u.Path == "/api/v1/events" {
+			if u, err := url.Parse(e.Response.URL); err == nil && u.Path == contract.DefaultPath {
 				tab.statuses = append(tab.statuses, e.Response.Status)
 			}
 		}

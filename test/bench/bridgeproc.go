@@ -13,6 +13,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 )
 
 // BridgeOptions starts the real bridge binary for a benchmark.
@@ -77,7 +79,7 @@ func StartBridge(ctx context.Context, o BridgeOptions) (*BridgeProcess, error) {
 	b := &BridgeProcess{
 		Addr:    addr,
 		OpsAddr: opsAddr,
-		Path:    "/api/v1/events",
+		Path:    contract.DefaultPath,
 		done:    make(chan error, 1),
 	}
 	args := []string{
