@@ -10,6 +10,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
+	"github.com/eventstream-operator/eventstream-operator/test/poll"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -80,7 +81,7 @@ func TestPublishReturnedIsRetriedUntilRouted(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- confirm.Wait(ctx) }()
-	waitFor(t, 10*time.Second, "the first return", func() bool { return pub.Returned() >= 1 })
+	poll.Until(t, 10*time.Second, "the first return", func() bool { return pub.Returned() >= 1 })
 	select {
 	case err := <-done:
 		t.Fatalf("Wait returned %v while no queue was bound", err)
@@ -163,7 +164,9 @@ func TestPublishReturnRetryStopsWithContext(t *testing.T) {
 	defer pub.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		waitFor(t, 10*time.Second, "the first return", func() bool { return pub.Returned() >= 1 })
+		if !poll.Within(context.Background(), 10*time.Second, poll.Interval, func() bool { return pub.Returned() >= 1 }) {
+			t.Error("timed out after 10s waiting for the first return")
+		}
 		cancel()
 	}()
 	err = pub.Publish(ctx, "team.1.job.1.status", []byte(`{}`), PublishOptions{})
@@ -190,19 +193,6 @@ func TestRetryPolicyBackoff(t *testing.T) {
 	}
 	if _, err := (RetryPolicy{Attempts: -1}).withDefaults(); err == nil {
 		t.Fatal("negative attempts accepted")
-	}
-}
-
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Errorf("timed out after %v waiting for %s", timeout, what)
-			return
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
 	"github.com/eventstream-operator/eventstream-operator/bridge/metrics"
 	"github.com/eventstream-operator/eventstream-operator/publish"
+	"github.com/eventstream-operator/eventstream-operator/test/poll"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -88,26 +89,15 @@ func TestConsumerLag(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			waitFor(t, "lag ≥ 20 while stuck", func() bool { return testutil.ToFloat64(m.Lag) >= 20 })
+			poll.Until(t, 15*time.Second, "lag ≥ 20 while stuck", func() bool { return testutil.ToFloat64(m.Lag) >= 20 })
 			close(sink.release)
-			waitFor(t, "lag 0 after catching up", func() bool {
+			poll.Until(t, 15*time.Second, "lag 0 after catching up", func() bool {
 				return testutil.ToFloat64(m.Lag) == 0 && testutil.ToFloat64(m.Consumed) == 30
 			})
 			if qt == Stream && c.lastOffset.Load() < 29 {
 				t.Errorf("last stream offset %d", c.lastOffset.Load())
 			}
 		})
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -184,7 +174,7 @@ func TestRedeliveriesAreCounted(t *testing.T) {
 		_ = c.Run(ctx2)
 	}()
 	defer func() { cancel2(); <-done2 }()
-	waitFor(t, "the 5 returned messages consumed", func() bool { return len(seen.n) == 5 })
+	poll.Until(t, 15*time.Second, "the 5 returned messages consumed", func() bool { return len(seen.n) == 5 })
 	if r := testutil.ToFloat64(m.Redelivered); r != 5 {
 		t.Fatalf("redelivered = %v, want 5", r)
 	}

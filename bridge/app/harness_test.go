@@ -158,18 +158,6 @@ func queueMessages(t *testing.T, uri, queue string) int {
 	return n
 }
 
-// eventually polls cond until it holds or timeout passes.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 func httpStatus(url string) int {
 	resp, err := http.Get(url)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
 	"github.com/eventstream-operator/eventstream-operator/bridge/metrics"
 	"github.com/eventstream-operator/eventstream-operator/publish"
+	"github.com/eventstream-operator/eventstream-operator/test/poll"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -74,7 +75,7 @@ func TestBridgeConsumerContinuesThePublishersTrace(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the consumer handed nothing to the hub within 30s")
 	}
-	eventually(t, 10*time.Second, func() bool { return len(recorder.Ended()) >= 3 }, "consume spans did not end")
+	poll.Until(t, 10*time.Second, "3 ended consume spans", func() bool { return len(recorder.Ended()) >= 3 })
 
 	publish := endedSpan(t, recorder, "publish "+name)
 	var delivered, malformed bool
