@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/eventstream-operator/eventstream-operator/bridge/sse"
 	"github.com/eventstream-operator/eventstream-operator/publish"
+	"github.com/eventstream-operator/eventstream-operator/test/clitest"
 	"github.com/eventstream-operator/eventstream-operator/test/poll"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
@@ -86,11 +86,7 @@ func bridgeBinary(t *testing.T) string {
 			buildErr = err
 			return
 		}
-		binary = filepath.Join(dir, "bridge")
-		out, err := exec.Command("go", "build", "-o", binary, "github.com/eventstream-operator/eventstream-operator/cmd/bridge").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build cmd/bridge: %v: %s", err, out)
-		}
+		binary, buildErr = clitest.Compile(dir, clitest.BridgePackage, "")
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
