@@ -25,6 +25,7 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/publish"
 	"github.com/eventstream-operator/eventstream-operator/test/bridgetest"
 	"github.com/eventstream-operator/eventstream-operator/test/browsertest"
+	"github.com/eventstream-operator/eventstream-operator/test/poll"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -174,13 +175,7 @@ func (f *limitsFixture) waitFor(tb *tab, what string, cond func(tabState) bool, 
 
 func (f *limitsFixture) waitClients(n int) {
 	f.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for f.bridge.Hub.Len() != n {
-		if time.Now().After(deadline) {
-			f.t.Fatalf("bridge has %d streams, want %d", f.bridge.Hub.Len(), n)
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval
-	}
+	poll.Until(f.t, 30*time.Second, fmt.Sprintf("%d streams on the bridge", n), func() bool { return f.bridge.Hub.Len() == n })
 }
 
 func (f *limitsFixture) rejected(reason string) float64 {
