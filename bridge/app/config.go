@@ -27,10 +27,10 @@ import (
 // Environment keys read as defaults (flags win). Credentials come only from RABBITMQ_URL.
 const (
 	EnvURL        = contract.EnvRabbitMQURL
-	EnvExchange   = "RABBITMQ_EVENTS_EXCHANGE"
-	EnvQueue      = "RABBITMQ_EVENTS_QUEUE"
-	EnvBindingKey = "RABBITMQ_EVENTS_BINDING_KEY"
-	EnvPrefetch   = "RABBITMQ_PREFETCH_COUNT"
+	EnvExchange   = contract.EnvEventsExchange
+	EnvQueue      = contract.EnvEventsQueue
+	EnvBindingKey = contract.EnvEventsBindingKey
+	EnvPrefetch   = contract.EnvPrefetchCount
 )
 
 // Config is the bridge's configuration. Fields set from flags are listed in docs/bridge.md.

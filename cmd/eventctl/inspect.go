@@ -15,7 +15,7 @@ import (
 
 func runInspect(_ context.Context, args []string, getenv func(string) string, stdout, _ io.Writer) error {
 	fs := flag.NewFlagSet("eventctl inspect", flag.ContinueOnError)
-	queueDefault := getenv("RABBITMQ_EVENTS_QUEUE")
+	queueDefault := getenv(contract.EnvEventsQueue)
 	if queueDefault == "" {
 		queueDefault = contract.DefaultQueue
 	}
@@ -33,7 +33,7 @@ func runInspect(_ context.Context, args []string, getenv func(string) string, st
 	if err := checkRabbitMQURL(getenv); err != nil {
 		return cli.Usage(err)
 	}
-	url := getenv("RABBITMQ_URL")
+	url := getenv(contract.EnvRabbitMQURL)
 	conn, err := amqp.Dial(url)
 	if err != nil {
 		return fmt.Errorf("connect to RabbitMQ: %w", err)

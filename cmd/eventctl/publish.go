@@ -16,6 +16,7 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/tracing"
 	"github.com/eventstream-operator/eventstream-operator/internal/cli"
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 	"github.com/eventstream-operator/eventstream-operator/publish"
 )
 
@@ -36,7 +37,7 @@ func runPublish(ctx context.Context, args []string, getenv func(string) string, 
 	fs := flag.NewFlagSet("eventctl publish", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var f publishFlags
-	exchangeDefault := getenv("RABBITMQ_EVENTS_EXCHANGE")
+	exchangeDefault := getenv(contract.EnvEventsExchange)
 	if exchangeDefault == "" {
 		exchangeDefault = events.DefaultExchange
 	}
@@ -64,7 +65,7 @@ func runPublish(ctx context.Context, args []string, getenv func(string) string, 
 	if err := checkPublishFlags(fs, f, getenv); err != nil {
 		return err
 	}
-	url := getenv("RABBITMQ_URL")
+	url := getenv(contract.EnvRabbitMQURL)
 	if url == "" {
 		return errors.New("RABBITMQ_URL is not set (the AMQP URI with credentials comes only from the environment)")
 	}

@@ -42,8 +42,14 @@ const (
 // Arg is one flag as the operator passes it: --name=value.
 func Arg(name, value string) string { return "--" + name + "=" + value }
 
-// Environment keys of the bridge the operator sets on its pods.
+// Environment keys. The operator sets EnvRabbitMQURL on the bridge pods; the bridge and
+// eventctl read the others as defaults of their flags (the names applications of this kind
+// already use).
 const (
 	// EnvRabbitMQURL holds the AMQP URI with credentials; it has no flag.
-	EnvRabbitMQURL = "RABBITMQ_URL"
+	EnvRabbitMQURL      = "RABBITMQ_URL"
+	EnvEventsExchange   = "RABBITMQ_EVENTS_EXCHANGE"
+	EnvEventsQueue      = "RABBITMQ_EVENTS_QUEUE"
+	EnvEventsBindingKey = "RABBITMQ_EVENTS_BINDING_KEY"
+	EnvPrefetchCount    = "RABBITMQ_PREFETCH_COUNT"
 )
