@@ -11,6 +11,7 @@ import (
 
 	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 	"github.com/eventstream-operator/eventstream-operator/test/browsertest"
+	"github.com/eventstream-operator/eventstream-operator/test/poll"
 )
 
 // Update is one line of the page's list of job updates.
@@ -108,17 +109,11 @@ func (b *Tab) State() PageState {
 // WaitFor polls the page (60 s at most: the machine may be loaded) until cond holds.
 func (b *Tab) WaitFor(what string, cond func(PageState) bool) PageState {
 	b.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		s := b.State()
-		if cond(s) {
-			return s
-		}
-		if time.Now().After(deadline) {
-			b.t.Fatalf("page: timed out waiting for %s; it shows %+v", what, s)
-		}
-		time.Sleep(50 * time.Millisecond) // DOM poll, bounded by the deadline
+	var s PageState
+	if !poll.Within(context.Background(), 60*time.Second, 50*time.Millisecond, func() bool { s = b.State(); return cond(s) }) {
+		b.t.Fatalf("page: timed out waiting for %s; it shows %+v", what, s)
 	}
+	return s
 }
 
 // Reopened returns the streams the page reopened with a fresh token and the last event id
