@@ -10,15 +10,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-)
 
-// Metric names the bridge exposes (bridge/metrics) and the operator sums into status.
-const (
-	metricClients    = "eventstream_bridge_clients"
-	metricDelivered  = "eventstream_bridge_events_delivered_total"
-	metricDropped    = "eventstream_bridge_events_dropped_total"
-	metricReconnects = "eventstream_bridge_broker_reconnects_total"
-	metricLag        = "eventstream_bridge_consumer_lag_messages"
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 )
 
 // maxMetricsBytes bounds what one scrape reads.
@@ -82,11 +75,11 @@ func parseBridgeMetrics(r io.Reader) (BridgeFigures, error) {
 		return int64(total)
 	}
 	return BridgeFigures{
-		Clients:     sum(metricClients),
-		Delivered:   sum(metricDelivered),
-		Dropped:     sum(metricDropped),
-		Reconnects:  sum(metricReconnects),
-		LagMessages: sum(metricLag),
+		Clients:     sum(contract.MetricClients),
+		Delivered:   sum(contract.MetricEventsDelivered),
+		Dropped:     sum(contract.MetricEventsDropped),
+		Reconnects:  sum(contract.MetricBrokerReconnects),
+		LagMessages: sum(contract.MetricConsumerLagMessages),
 	}, nil
 }
 

@@ -9,6 +9,7 @@ import (
 
 	esv1 "github.com/eventstream-operator/eventstream-operator/api/v1alpha1"
 	"github.com/eventstream-operator/eventstream-operator/controllers/broker"
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 )
 
 // Queue ownership is recorded on the broker, where every operator sharing it (other
@@ -79,8 +80,8 @@ func unquoteMeta(s string) string {
 // queue's objects: the queue itself, a stream whose dead-letter queue is this queue, and a
 // stream whose queue is this queue's dead-letter queue.
 func overlappingQueues(queue string) []string {
-	names := []string{queue, queue + ".dlq"}
-	if base, ok := strings.CutSuffix(queue, ".dlq"); ok && base != "" {
+	names := []string{queue, contract.DeadLetterQueue(queue)}
+	if base, ok := contract.QueueOfDeadLetterQueue(queue); ok {
 		names = append(names, base)
 	}
 	return names

@@ -7,17 +7,14 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"time"
 
 	esv1 "github.com/eventstream-operator/eventstream-operator/api/v1alpha1"
 	"github.com/eventstream-operator/eventstream-operator/controllers/broker"
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 )
 
 // policyPriority puts the operator's policy above policies at the default priority 0.
 const policyPriority = 10
-
-// defaultMessageTTL applies when the spec has none (the API server defaults it too).
-const defaultMessageTTL = 10 * time.Minute
 
 // topology is what the broker must hold for one EventStream. It is derived from the spec
 // alone, so that it can be compared with what the broker reports.
@@ -29,8 +26,8 @@ type topology struct {
 	DeadLetterExchange string
 	DeadLetterQueue    string
 	// BridgeQueues are queues the bridges declare for themselves and the operator deletes
-	// with the stream: a stream queue's dead-letter progress (<queue>.dlq-progress, the name
-	// of bridge/amqp.DeadLetterProgressQueueName).
+	// with the stream: a stream queue's dead-letter progress
+	// (contract.DeadLetterProgressQueue).
 	BridgeQueues []string
 	Policy       broker.Policy
 	// Bindings of the queue to Exchange, sorted by routing key.
@@ -48,19 +45,19 @@ func desiredTopology(es *esv1.EventStream) topology {
 		QueueType: string(spec.Queue.Type),
 	}
 	if t.Exchange == "" {
-		t.Exchange = "events.topic"
+		t.Exchange = contract.DefaultExchange
 	}
 	if t.Queue == "" {
-		t.Queue = "events.sse"
+		t.Queue = contract.DefaultQueue
 	}
 	if t.QueueType == "" {
-		t.QueueType = string(esv1.QueueTypeClassic)
+		t.QueueType = contract.DefaultQueueType
 	}
 	if deadLetterEnabled(spec.Queue) {
-		t.DeadLetterExchange = t.Queue + ".dlx"
-		t.DeadLetterQueue = t.Queue + ".dlq"
+		t.DeadLetterExchange = contract.DeadLetterExchange(t.Queue)
+		t.DeadLetterQueue = contract.DeadLetterQueue(t.Queue)
 		if t.QueueType == string(esv1.QueueTypeStream) {
-			t.BridgeQueues = []string{t.Queue + ".dlq-progress"}
+			t.BridgeQueues = []string{contract.DeadLetterProgressQueue(t.Queue)}
 		}
 	}
 	t.Policy = broker.Policy{
@@ -83,7 +80,10 @@ func desiredTopology(es *esv1.EventStream) topology {
 }
 
 func deadLetterEnabled(q esv1.QueueSpec) bool {
-	return q.DeadLetter.Enabled == nil || *q.DeadLetter.Enabled
+	if q.DeadLetter.Enabled == nil {
+		return contract.DefaultDeadLetter
+	}
+	return *q.DeadLetter.Enabled
 }
 
 func policyName(namespace, name string) string {
@@ -96,7 +96,7 @@ func policyName(namespace, name string) string {
 // at least 1) and max-length-bytes, and no dead-letter-exchange (streams do not dead-letter;
 // the bridge republishes malformed messages to the dead-letter exchange itself).
 func policyDefinition(q esv1.QueueSpec, t topology) map[string]any {
-	ttl := defaultMessageTTL
+	ttl := contract.DefaultMessageTTL // the API server defaults it too
 	if q.MessageTTL != nil {
 		ttl = q.MessageTTL.Duration
 	}

@@ -9,8 +9,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	esv1 "github.com/eventstream-operator/eventstream-operator/api/v1alpha1"
-	bridgeamqp "github.com/eventstream-operator/eventstream-operator/bridge/amqp"
 	"github.com/eventstream-operator/eventstream-operator/controllers/broker"
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 )
 
 func TestDesiredTopology(t *testing.T) {
@@ -151,7 +151,7 @@ func TestSameDefinition(t *testing.T) {
 func TestBridgeQueuesAreTheBridgesNames(t *testing.T) {
 	es := &esv1.EventStream{Spec: esv1.EventStreamSpec{Queue: esv1.QueueSpec{Name: "jobs", Type: esv1.QueueTypeStream}}}
 	got := desiredTopology(es).BridgeQueues
-	if want := []string{bridgeamqp.DeadLetterProgressQueueName("jobs")}; !slices.Equal(got, want) {
+	if want := []string{contract.DeadLetterProgressQueue("jobs")}; !slices.Equal(got, want) {
 		t.Errorf("bridge queues %v, want %v", got, want)
 	}
 	es.Spec.Queue.Type = esv1.QueueTypeClassic

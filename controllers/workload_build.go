@@ -18,13 +18,12 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	esv1 "github.com/eventstream-operator/eventstream-operator/api/v1alpha1"
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 )
 
 // Ports, paths and names of the bridge pods. The bridge serves SSE on the http port and
 // /metrics, /healthz and /readyz on the metrics port.
 const (
-	bridgeHTTPPort     = 8080
-	bridgeMetricsPort  = 9090
 	bridgeHTTPPortName = "http"
 	// BridgeMetricsPortName is the container port the operator scrapes.
 	BridgeMetricsPortName = "metrics"
@@ -42,7 +41,6 @@ const (
 	managedByValue      = "eventstream-operator"
 	bridgeComponentName = "eventstream-bridge"
 
-	envRabbitMQURL     = "RABBITMQ_URL"
 	envJWTHS256Secrets = "BRIDGE_AUTH_HS256_SECRETS"
 	caMountDir         = "/etc/eventstream/tls"
 	jwtKeyMountDir     = "/etc/eventstream/jwt"
@@ -181,7 +179,7 @@ func buildPodSpec(in workloadInput) corev1.PodSpec {
 	uid := bridgeUID
 	grace := bridgeGracePeriod
 	env := []corev1.EnvVar{{
-		Name: envRabbitMQURL,
+		Name: contract.EnvRabbitMQURL,
 		ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 			LocalObjectReference: es.Spec.RabbitMQ.ConnectionSecret, Key: secretKeyURI,
 		}},
@@ -238,8 +236,8 @@ func buildPodSpec(in workloadInput) corev1.PodSpec {
 			Args:    bridgeArgs(es),
 			Env:     env,
 			Ports: []corev1.ContainerPort{
-				{Name: bridgeHTTPPortName, ContainerPort: bridgeHTTPPort, Protocol: corev1.ProtocolTCP},
-				{Name: BridgeMetricsPortName, ContainerPort: bridgeMetricsPort, Protocol: corev1.ProtocolTCP},
+				{Name: bridgeHTTPPortName, ContainerPort: contract.HTTPPort, Protocol: corev1.ProtocolTCP},
+				{Name: BridgeMetricsPortName, ContainerPort: contract.MetricsPort, Protocol: corev1.ProtocolTCP},
 			},
 			ReadinessProbe: probe("/readyz", 5),
 			LivenessProbe:  probe("/healthz", 10),
@@ -263,77 +261,77 @@ func bridgeArgs(es *esv1.EventStream) []string {
 	topo := desiredTopology(es)
 	b := spec.Bridge
 	args := []string{
-		"--exchange=" + topo.Exchange,
-		"--queue=" + topo.Queue,
-		"--queue-type=" + topo.QueueType,
-		"--prefetch=" + strconv.Itoa(int(orDefault(spec.Consumer.Prefetch, 100))),
-		"--listen=:" + strconv.Itoa(bridgeHTTPPort),
-		"--metrics-listen=:" + strconv.Itoa(bridgeMetricsPort),
-		"--path=" + orDefault(b.Path, "/api/v1/events"),
-		"--routing-key-template=" + orDefault(b.RoutingKeyTemplate, "team.{team_id}.job.{job_id}.status"),
-		"--tenant-param=" + orDefault(b.TenantPlaceholder, "team_id"),
-		"--heartbeat=" + durationOr(b.Heartbeat, 15*time.Second).String(),
-		"--buffer-size=" + strconv.Itoa(int(orDefault(b.Buffer.Size, 256))),
-		"--overflow=" + string(orDefault(b.Buffer.Overflow, esv1.OverflowDropOldest)),
-		"--replay-size=" + strconv.Itoa(int(orDefault(b.Replay.Size, 1000))),
-		"--max-connections=" + strconv.Itoa(int(orDefault(b.Limits.MaxConnections, 10000))),
-		"--max-connections-per-tenant=" + strconv.Itoa(int(orDefault(b.Limits.MaxConnectionsPerTenant, 1000))),
-		"--max-connections-per-subject=" + strconv.Itoa(int(orDefault(b.Limits.MaxConnectionsPerSubject, 100))),
-		"--drain-timeout=" + bridgeDrainTimeout.String(),
-		"--log-format=json",
+		contract.Arg(contract.FlagExchange, topo.Exchange),
+		contract.Arg(contract.FlagQueue, topo.Queue),
+		contract.Arg(contract.FlagQueueType, topo.QueueType),
+		contract.Arg(contract.FlagPrefetch, strconv.Itoa(int(orDefault(spec.Consumer.Prefetch, contract.DefaultPrefetch)))),
+		contract.Arg(contract.FlagListen, contract.ListenAddress(contract.HTTPPort)),
+		contract.Arg(contract.FlagMetricsListen, contract.ListenAddress(contract.MetricsPort)),
+		contract.Arg(contract.FlagPath, bridgePath(es)),
+		contract.Arg(contract.FlagRoutingKeyTemplate, orDefault(b.RoutingKeyTemplate, contract.DefaultRoutingKeyTemplate)),
+		contract.Arg(contract.FlagTenantParam, orDefault(b.TenantPlaceholder, contract.DefaultTenantParam)),
+		contract.Arg(contract.FlagHeartbeat, durationOr(b.Heartbeat, contract.DefaultHeartbeat).String()),
+		contract.Arg(contract.FlagBufferSize, strconv.Itoa(int(orDefault(b.Buffer.Size, contract.DefaultBufferSize)))),
+		contract.Arg(contract.FlagOverflow, string(orDefault(b.Buffer.Overflow, contract.DefaultOverflow))),
+		contract.Arg(contract.FlagReplaySize, strconv.Itoa(int(orDefault(b.Replay.Size, contract.DefaultReplaySize)))),
+		contract.Arg(contract.FlagMaxConnections, strconv.Itoa(int(orDefault(b.Limits.MaxConnections, contract.DefaultMaxConnections)))),
+		contract.Arg(contract.FlagMaxConnectionsPerTenant, strconv.Itoa(int(orDefault(b.Limits.MaxConnectionsPerTenant, contract.DefaultMaxConnectionsPerTenant)))),
+		contract.Arg(contract.FlagMaxConnectionsPerSubject, strconv.Itoa(int(orDefault(b.Limits.MaxConnectionsPerSubject, contract.DefaultMaxConnectionsPerSubject)))),
+		contract.Arg(contract.FlagDrainTimeout, bridgeDrainTimeout.String()),
+		contract.Arg(contract.FlagLogFormat, "json"),
 	}
 	if topo.DeadLetterExchange != "" {
-		args = append(args, "--dead-letter-exchange="+topo.DeadLetterExchange)
+		args = append(args, contract.Arg(contract.FlagDeadLetterExchange, topo.DeadLetterExchange))
 	}
 	// A stream replica that lost the broker ends its streams so that clients move to another
 	// replica. With one replica there is none: behind an ingress the reconnect would meet a
 	// 502/503, which a browser's EventSource treats as final. Keep the streams open instead.
 	if topo.QueueType == string(esv1.QueueTypeStream) && replicas(es) <= 1 {
-		args = append(args, "--broker-lost-grace=0")
+		args = append(args, contract.Arg(contract.FlagBrokerLostGrace, "0"))
 	}
 	if tls := spec.RabbitMQ.TLS; tls != nil {
-		args = append(args, "--amqp-ca-file="+caMountDir+"/"+keyOr(tls.CASecret.Key, esv1.DefaultCAKey))
+		args = append(args, contract.Arg(contract.FlagAMQPCAFile, caMountDir+"/"+keyOr(tls.CASecret.Key, esv1.DefaultCAKey)))
 	}
 	if len(b.CORS.AllowedOrigins) > 0 {
-		args = append(args, "--cors-allowed-origins="+strings.Join(b.CORS.AllowedOrigins, ","))
+		args = append(args, contract.Arg(contract.FlagCORSAllowedOrigins, strings.Join(b.CORS.AllowedOrigins, ",")))
 	}
 	jwt := b.Auth.JWT
 	// An empty mode is jwt, as the CRD defaults it: only none written out turns auth off.
 	if b.Auth.Mode == esv1.AuthModeNone {
-		return append(args, "--auth-mode=none")
+		return append(args, contract.Arg(contract.FlagAuthMode, string(esv1.AuthModeNone)))
 	}
 	// Without settings (the API server rejects that) the bridge refuses to start rather
 	// than serve every tenant.
-	args = append(args, "--auth-mode=jwt")
+	args = append(args, contract.Arg(contract.FlagAuthMode, string(esv1.AuthModeJWT)))
 	if jwt == nil {
 		return args
 	}
 	switch {
 	case jwt.SecretRef != nil:
-		args = append(args, "--auth-hs256-secret-env="+envJWTHS256Secrets)
+		args = append(args, contract.Arg(contract.FlagAuthHS256SecretEnv, envJWTHS256Secrets))
 	case jwt.JWKSURL != "":
-		args = append(args, "--auth-jwks-url="+jwt.JWKSURL)
+		args = append(args, contract.Arg(contract.FlagAuthJWKSURL, jwt.JWKSURL))
 	case jwt.PublicKeySecretRef != nil:
-		args = append(args, "--auth-public-key-file="+jwtKeyMountDir+"/"+keyOr(jwt.PublicKeySecretRef.Key, esv1.DefaultPublicKeyKey))
+		args = append(args, contract.Arg(contract.FlagAuthPublicKeyFile, jwtKeyMountDir+"/"+keyOr(jwt.PublicKeySecretRef.Key, esv1.DefaultPublicKeyKey)))
 	}
 	if len(jwt.Algorithms) > 0 {
 		algs := make([]string, 0, len(jwt.Algorithms))
 		for _, a := range jwt.Algorithms {
 			algs = append(algs, string(a))
 		}
-		args = append(args, "--auth-algorithms="+strings.Join(algs, ","))
+		args = append(args, contract.Arg(contract.FlagAuthAlgorithms, strings.Join(algs, ",")))
 	}
 	if jwt.Audience != "" {
-		args = append(args, "--auth-audience="+jwt.Audience)
+		args = append(args, contract.Arg(contract.FlagAuthAudience, jwt.Audience))
 	}
 	if jwt.Issuer != "" {
-		args = append(args, "--auth-issuer="+jwt.Issuer)
+		args = append(args, contract.Arg(contract.FlagAuthIssuer, jwt.Issuer))
 	}
 	args = append(args,
-		"--auth-tenants-claim="+orDefault(jwt.TenantsClaim, "teams"),
-		"--auth-required-scope="+orDefault(jwt.RequiredScope, "events:read"))
+		contract.Arg(contract.FlagAuthTenantsClaim, orDefault(jwt.TenantsClaim, contract.DefaultTenantsClaim)),
+		contract.Arg(contract.FlagAuthRequiredScope, orDefault(jwt.RequiredScope, contract.DefaultRequiredScope)))
 	if jwt.Cookie != "" {
-		args = append(args, "--auth-cookie="+jwt.Cookie)
+		args = append(args, contract.Arg(contract.FlagAuthCookie, jwt.Cookie))
 	}
 	return args
 }
@@ -382,7 +380,12 @@ func configHash(pod corev1.PodSpec, secretDigests map[string]string) string {
 // bridgeEndpoint is the in-cluster URL of the stream.
 func bridgeEndpoint(es *esv1.EventStream) string {
 	return fmt.Sprintf("http://%s.%s.svc:%d%s", bridgeName(es), es.Namespace,
-		servicePort(es.Spec.Bridge.Service.Port), orDefault(es.Spec.Bridge.Path, "/api/v1/events"))
+		servicePort(es.Spec.Bridge.Service.Port), bridgePath(es))
+}
+
+// bridgePath is the HTTP path the bridge serves the stream on.
+func bridgePath(es *esv1.EventStream) string {
+	return orDefault(es.Spec.Bridge.Path, contract.DefaultPath)
 }
 
 func secretVolume(name, secretName string) corev1.Volume {
@@ -394,16 +397,16 @@ func secretVolume(name, secretName string) corev1.Volume {
 
 func replicas(es *esv1.EventStream) int32 {
 	if es.Spec.Bridge.Replicas == nil {
-		return 1
+		return contract.DefaultReplicas
 	}
 	return *es.Spec.Bridge.Replicas
 }
 
 func serviceType(t corev1.ServiceType) corev1.ServiceType {
-	return orDefault(t, corev1.ServiceTypeClusterIP)
+	return orDefault(t, contract.DefaultServiceType)
 }
 
-func servicePort(p int32) int32 { return orDefault(p, 80) }
+func servicePort(p int32) int32 { return orDefault(p, contract.DefaultServicePort) }
 
 func keyOr(key, def string) string { return orDefault(key, def) }
 

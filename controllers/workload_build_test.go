@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	esv1 "github.com/eventstream-operator/eventstream-operator/api/v1alpha1"
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 )
 
 const secretValue = "amqp://user:s3cr3t-passw0rd@rabbitmq:5672/"
@@ -140,13 +141,13 @@ func TestBridgeEnvFollowsTheOperatorsAndCannotOverrideIt(t *testing.T) {
 		env  []corev1.EnvVar
 		want []string // the container's env names, in order
 	}{
-		{"none", nil, []string{envRabbitMQURL, envJWTHS256Secrets, "GOMEMLIMIT"}},
-		{"OTEL over gRPC", otelGRPC, []string{envRabbitMQURL, envJWTHS256Secrets, "GOMEMLIMIT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_ENDPOINT"}},
-		{"value from a Secret", []corev1.EnvVar{secretHeaders}, []string{envRabbitMQURL, envJWTHS256Secrets, "GOMEMLIMIT", "OTEL_EXPORTER_OTLP_HEADERS"}},
+		{"none", nil, []string{contract.EnvRabbitMQURL, envJWTHS256Secrets, "GOMEMLIMIT"}},
+		{"OTEL over gRPC", otelGRPC, []string{contract.EnvRabbitMQURL, envJWTHS256Secrets, "GOMEMLIMIT", "OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_ENDPOINT"}},
+		{"value from a Secret", []corev1.EnvVar{secretHeaders}, []string{contract.EnvRabbitMQURL, envJWTHS256Secrets, "GOMEMLIMIT", "OTEL_EXPORTER_OTLP_HEADERS"}},
 		{"operator's names dropped", []corev1.EnvVar{
-			{Name: envRabbitMQURL, Value: "amqp://elsewhere"}, {Name: envJWTHS256Secrets, Value: "guessable"},
+			{Name: contract.EnvRabbitMQURL, Value: "amqp://elsewhere"}, {Name: envJWTHS256Secrets, Value: "guessable"},
 			{Name: "RABBITMQ_EVENTS_QUEUE", Value: "other"}, {Name: "GOMEMLIMIT", Value: "1"}, otelGRPC[0],
-		}, []string{envRabbitMQURL, envJWTHS256Secrets, "GOMEMLIMIT", "OTEL_EXPORTER_OTLP_PROTOCOL"}},
+		}, []string{contract.EnvRabbitMQURL, envJWTHS256Secrets, "GOMEMLIMIT", "OTEL_EXPORTER_OTLP_PROTOCOL"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

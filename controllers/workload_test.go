@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -24,7 +23,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	esv1 "github.com/eventstream-operator/eventstream-operator/api/v1alpha1"
-	"github.com/eventstream-operator/eventstream-operator/test/kubetest"
+	"github.com/eventstream-operator/eventstream-operator/test/clitest"
 )
 
 func child[T client.Object](obj T, es *esv1.EventStream) func(Gomega) T {
@@ -276,11 +275,8 @@ func buildBridge() string {
 	dir, err := os.MkdirTemp("", "evs-bridge-bin-")
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(os.RemoveAll, dir)
-	bin := filepath.Join(dir, "bridge")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/bridge")
-	cmd.Dir = kubetest.ProjectRoot()
-	out, err := cmd.CombinedOutput()
-	Expect(err).NotTo(HaveOccurred(), "%s", out)
+	bin, err := clitest.Compile(dir, clitest.BridgePackage, "")
+	Expect(err).NotTo(HaveOccurred())
 	builtBridge = bin
 	return bin
 }

@@ -1,6 +1,8 @@
 package events
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,8 +13,18 @@ import (
 // otherwise; its placeholders are the bridge's query filters.
 const DefaultRoutingKeyTemplate = "team.{team_id}.job.{job_id}.status"
 
+// DefaultExchange is the topic exchange publishers send to unless an EventStream says
+// otherwise.
+const DefaultExchange = "events.topic"
+
 // ContentType is the content type of every event message.
 const ContentType = "application/json"
+
+// TimestampMillisHeader carries the publish time in Unix milliseconds. The AMQP timestamp
+// property has one-second resolution; the bridge prefers this header for its
+// publish→delivery latency histogram (the name is the one RabbitMQ's message-timestamp
+// plugin uses).
+const TimestampMillisHeader = "timestamp_in_ms"
 
 // Event is the JSON contract of a message on the events exchange (docs/events.md).
 // The bridge forwards the message body unchanged as the SSE data, so fields added by a
@@ -78,3 +90,10 @@ func (e Event) RoutingKey(t *Template) (string, error) {
 
 // Marshal encodes the event as its JSON contract.
 func (e Event) Marshal() ([]byte, error) { return json.Marshal(e) }
+
+// NewID returns a random 128-bit id in hex, for event and message ids.
+func NewID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

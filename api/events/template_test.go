@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseTemplate(t *testing.T) {
@@ -129,7 +130,7 @@ func TestValidBindingKey(t *testing.T) {
 
 func TestEventRoutingKeyAndValidate(t *testing.T) {
 	tmpl := MustParseTemplate(DefaultRoutingKeyTemplate)
-	ev := Event{ID: "e1", Type: "job.status", TeamID: "42", JobID: "7", Status: "running", Progress: 50, Time: fixedTime}
+	ev := Event{ID: "e1", Type: "job.status", TeamID: "42", JobID: "7", Status: "running", Progress: 50, Time: time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)}
 	if err := ev.Validate(); err != nil {
 		t.Fatal(err)
 	}

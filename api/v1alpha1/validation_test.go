@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	esv1 "github.com/eventstream-operator/eventstream-operator/api/v1alpha1"
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 	"github.com/eventstream-operator/eventstream-operator/test/kubetest"
 )
 
@@ -128,29 +129,29 @@ func TestValidation(t *testing.T) {
 		}
 		s := es.Spec
 		checks := map[string][2]any{
-			"exchange":     {string(s.Exchange.Name), "events.topic"},
-			"queue":        {string(s.Queue.Name), "events.sse"},
-			"type":         {string(s.Queue.Type), "classic"},
-			"ttl":          {s.Queue.MessageTTL.Duration.String(), "10m0s"},
-			"deadLetter":   {*s.Queue.DeadLetter.Enabled, true},
-			"bindingKeys":  {len(s.BindingKeys) == 1 && s.BindingKeys[0] == "team.*.job.*.status", true},
-			"prefetch":     {s.Consumer.Prefetch, int32(100)},
-			"replicas":     {*s.Bridge.Replicas, int32(1)},
-			"path":         {s.Bridge.Path, "/api/v1/events"},
-			"template":     {s.Bridge.RoutingKeyTemplate, "team.{team_id}.job.{job_id}.status"},
-			"auth":         {string(s.Bridge.Auth.Mode), "jwt"},
-			"hs256 key":    {s.Bridge.Auth.JWT.SecretRef.Key, "secret"},
-			"tenants":      {s.Bridge.Auth.JWT.TenantsClaim, "teams"},
-			"scope":        {s.Bridge.Auth.JWT.RequiredScope, "events:read"},
-			"per subject":  {s.Bridge.Limits.MaxConnectionsPerSubject, int32(100)},
-			"per tenant":   {s.Bridge.Limits.MaxConnectionsPerTenant, int32(1000)},
-			"service type": {string(s.Bridge.Service.Type), "ClusterIP"},
-			"heartbeat":    {s.Bridge.Heartbeat.Duration.String(), "15s"},
-			"buffer":       {s.Bridge.Buffer.Size, int32(256)},
-			"overflow":     {string(s.Bridge.Buffer.Overflow), "dropOldest"},
-			"replay":       {s.Bridge.Replay.Size, int32(1000)},
-			"service port": {s.Bridge.Service.Port, int32(80)},
-			"deletion":     {string(s.DeletionPolicy), "Delete"},
+			"exchange":     {string(s.Exchange.Name), contract.DefaultExchange},
+			"queue":        {string(s.Queue.Name), contract.DefaultQueue},
+			"type":         {string(s.Queue.Type), contract.DefaultQueueType},
+			"ttl":          {s.Queue.MessageTTL.Duration, contract.DefaultMessageTTL},
+			"deadLetter":   {*s.Queue.DeadLetter.Enabled, contract.DefaultDeadLetter},
+			"bindingKeys":  {len(s.BindingKeys) == 1 && s.BindingKeys[0] == contract.DefaultBindingKey, true},
+			"prefetch":     {s.Consumer.Prefetch, int32(contract.DefaultPrefetch)},
+			"replicas":     {*s.Bridge.Replicas, int32(contract.DefaultReplicas)},
+			"path":         {s.Bridge.Path, contract.DefaultPath},
+			"template":     {s.Bridge.RoutingKeyTemplate, contract.DefaultRoutingKeyTemplate},
+			"auth":         {string(s.Bridge.Auth.Mode), contract.DefaultAuthMode},
+			"hs256 key":    {s.Bridge.Auth.JWT.SecretRef.Key, esv1.DefaultHS256SecretKey},
+			"tenants":      {s.Bridge.Auth.JWT.TenantsClaim, contract.DefaultTenantsClaim},
+			"scope":        {s.Bridge.Auth.JWT.RequiredScope, contract.DefaultRequiredScope},
+			"per subject":  {s.Bridge.Limits.MaxConnectionsPerSubject, int32(contract.DefaultMaxConnectionsPerSubject)},
+			"per tenant":   {s.Bridge.Limits.MaxConnectionsPerTenant, int32(contract.DefaultMaxConnectionsPerTenant)},
+			"service type": {string(s.Bridge.Service.Type), contract.DefaultServiceType},
+			"heartbeat":    {s.Bridge.Heartbeat.Duration, contract.DefaultHeartbeat},
+			"buffer":       {s.Bridge.Buffer.Size, int32(contract.DefaultBufferSize)},
+			"overflow":     {string(s.Bridge.Buffer.Overflow), contract.DefaultOverflow},
+			"replay":       {s.Bridge.Replay.Size, int32(contract.DefaultReplaySize)},
+			"service port": {s.Bridge.Service.Port, int32(contract.DefaultServicePort)},
+			"deletion":     {string(s.DeletionPolicy), contract.DefaultDeletionPolicy},
 		}
 		for name, c := range checks {
 			if c[0] != c[1] {

@@ -24,6 +24,7 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
 	"github.com/eventstream-operator/eventstream-operator/bridge/metrics"
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 )
 
 // Malformed-message reasons (label values of the malformed metric).
@@ -130,10 +131,10 @@ type Consumer struct {
 // New returns a consumer feeding sink. cfg.Template, Logger and Metrics are required.
 func New(cfg Config, sink Sink) *Consumer {
 	if cfg.DeadLetterExchange == "" {
-		cfg.DeadLetterExchange = cfg.Queue + ".dlx"
+		cfg.DeadLetterExchange = contract.DeadLetterExchange(cfg.Queue)
 	}
 	if cfg.Prefetch <= 0 {
-		cfg.Prefetch = 100
+		cfg.Prefetch = contract.DefaultPrefetch
 	}
 	if cfg.MaxMessageBytes <= 0 {
 		cfg.MaxMessageBytes = 1 << 20

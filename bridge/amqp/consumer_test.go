@@ -14,6 +14,8 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
 	"github.com/eventstream-operator/eventstream-operator/bridge/metrics"
+	"github.com/eventstream-operator/eventstream-operator/publish"
+	"github.com/eventstream-operator/eventstream-operator/test/poll"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -77,36 +79,25 @@ func TestConsumerLag(t *testing.T) {
 			case <-time.After(10 * time.Second):
 				t.Fatal("consumer did not connect")
 			}
-			p, err := events.Dial(node.URI, nil, events.PublisherConfig{Exchange: exchange})
+			p, err := publish.Dial(node.URI, nil, publish.PublisherConfig{Exchange: exchange})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer p.Close()
 			for i := 0; i < 30; i++ {
-				if err := p.Publish(context.Background(), "team.1.job."+strconv.Itoa(i)+".status", []byte(`{}`), events.PublishOptions{}); err != nil {
+				if err := p.Publish(context.Background(), "team.1.job."+strconv.Itoa(i)+".status", []byte(`{}`), publish.PublishOptions{}); err != nil {
 					t.Fatal(err)
 				}
 			}
-			waitFor(t, "lag ≥ 20 while stuck", func() bool { return testutil.ToFloat64(m.Lag) >= 20 })
+			poll.Until(t, 15*time.Second, "lag ≥ 20 while stuck", func() bool { return testutil.ToFloat64(m.Lag) >= 20 })
 			close(sink.release)
-			waitFor(t, "lag 0 after catching up", func() bool {
+			poll.Until(t, 15*time.Second, "lag 0 after catching up", func() bool {
 				return testutil.ToFloat64(m.Lag) == 0 && testutil.ToFloat64(m.Consumed) == 30
 			})
 			if qt == Stream && c.lastOffset.Load() < 29 {
 				t.Errorf("last stream offset %d", c.lastOffset.Load())
 			}
 		})
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
@@ -159,13 +150,13 @@ func TestRedeliveriesAreCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, err := events.Dial(node.URI, nil, events.PublisherConfig{Exchange: exchange})
+	p, err := publish.Dial(node.URI, nil, publish.PublisherConfig{Exchange: exchange})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p.Close()
 	for i := 0; i < 5; i++ {
-		if err := p.Publish(context.Background(), "team.1.job.1.status", []byte(`{}`), events.PublishOptions{}); err != nil {
+		if err := p.Publish(context.Background(), "team.1.job.1.status", []byte(`{}`), publish.PublishOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -183,7 +174,7 @@ func TestRedeliveriesAreCounted(t *testing.T) {
 		_ = c.Run(ctx2)
 	}()
 	defer func() { cancel2(); <-done2 }()
-	waitFor(t, "the 5 returned messages consumed", func() bool { return len(seen.n) == 5 })
+	poll.Until(t, 15*time.Second, "the 5 returned messages consumed", func() bool { return len(seen.n) == 5 })
 	if r := testutil.ToFloat64(m.Redelivered); r != 5 {
 		t.Fatalf("redelivered = %v, want 5", r)
 	}

@@ -11,6 +11,7 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 )
 
 // Stream mode dead-lettering, exactly once per malformed message whatever the number of
@@ -20,7 +21,7 @@ import (
 // one of them, the dead-letter leader, which republishes malformed messages to the DLX and
 // records in the broker how far it got:
 //
-//   - The lock and the progress are one durable classic queue, DeadLetterProgressQueueName.
+//   - The lock and the progress are one durable classic queue, contract.DeadLetterProgressQueue.
 //     The leader is the replica holding an exclusive consumer on it: the broker refuses a
 //     second one, and frees it only after the leader's channel is gone, returning the messages
 //     the leader had not acked to the queue in the same step.
@@ -89,7 +90,7 @@ func (c *Consumer) leadDeadLettering(ctx context.Context, conn *amqp091.Connecti
 		return fmt.Errorf("open dead-letter channel: %w", err)
 	}
 	defer ch.Close()
-	l := &deadLetterLeader{c: c, ch: ch, queue: DeadLetterProgressQueueName(c.cfg.Queue), recorded: -1}
+	l := &deadLetterLeader{c: c, ch: ch, queue: contract.DeadLetterProgressQueue(c.cfg.Queue), recorded: -1}
 	if _, err := ch.QueueDeclare(l.queue, true, false, false, false, amqp091.Table{"x-queue-type": string(Classic)}); err != nil {
 		return fmt.Errorf("declare dead-letter progress queue %q: %w", l.queue, err)
 	}

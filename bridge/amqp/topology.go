@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 )
 
 // QueueType is the RabbitMQ queue type the bridge consumes.
@@ -24,14 +26,6 @@ func ParseQueueType(s string) (QueueType, error) {
 	return "", fmt.Errorf("queue type %q: want classic, quorum or stream", s)
 }
 
-// DeadLetterQueueName is the dead-letter queue of queue: "<queue>.dlq".
-func DeadLetterQueueName(queue string) string { return queue + ".dlq" }
-
-// DeadLetterProgressQueueName is the queue where the dead-letter leader of a stream records
-// how far it dead-lettered (deadletter.go): "<queue>.dlq-progress". The operator's policy
-// pattern is anchored to the queue's own name, so it never applies TTL or limits to it.
-func DeadLetterProgressQueueName(queue string) string { return queue + ".dlq-progress" }
-
 // declareTopology declares what the operator normally owns, for running the bridge by hand
 // and for tests: the topic exchange, a fanout dead-letter exchange with its "<queue>.dlq",
 // the queue and its binding. Classic and quorum queues get x-dead-letter-exchange as a queue
@@ -44,7 +38,7 @@ func declareTopology(ch *amqp091.Channel, cfg Config) error {
 	if err := ch.ExchangeDeclare(cfg.DeadLetterExchange, "fanout", true, false, false, false, nil); err != nil {
 		return fmt.Errorf("declare dead-letter exchange %q: %w", cfg.DeadLetterExchange, err)
 	}
-	dlq := DeadLetterQueueName(cfg.Queue)
+	dlq := contract.DeadLetterQueue(cfg.Queue)
 	if _, err := ch.QueueDeclare(dlq, true, false, false, false, nil); err != nil {
 		return fmt.Errorf("declare dead-letter queue %q: %w", dlq, err)
 	}

@@ -21,15 +21,16 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/bridge/auth"
 	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
 	"github.com/eventstream-operator/eventstream-operator/bridge/metrics"
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 )
 
 // Environment keys read as defaults (flags win). Credentials come only from RABBITMQ_URL.
 const (
-	EnvURL        = "RABBITMQ_URL"
-	EnvExchange   = "RABBITMQ_EVENTS_EXCHANGE"
-	EnvQueue      = "RABBITMQ_EVENTS_QUEUE"
-	EnvBindingKey = "RABBITMQ_EVENTS_BINDING_KEY"
-	EnvPrefetch   = "RABBITMQ_PREFETCH_COUNT"
+	EnvURL        = contract.EnvRabbitMQURL
+	EnvExchange   = contract.EnvEventsExchange
+	EnvQueue      = contract.EnvEventsQueue
+	EnvBindingKey = contract.EnvEventsBindingKey
+	EnvPrefetch   = contract.EnvPrefetchCount
 )
 
 // Config is the bridge's configuration. Fields set from flags are listed in docs/bridge.md.
@@ -100,42 +101,42 @@ func BindFlags(fs *flag.FlagSet, getenv func(string) string) *Config {
 		}
 		return def
 	}
-	prefetch := 100
+	prefetch := contract.DefaultPrefetch
 	if v := getenv(EnvPrefetch); v != "" {
 		if n, err := strconv.Atoi(v); err == nil {
 			prefetch = n
 		}
 	}
-	fs.StringVar(&c.AMQPCAFile, "amqp-ca-file", "", "PEM file of CAs to verify the broker's TLS certificate (amqps://)")
-	fs.StringVar(&c.Exchange, "exchange", envOr(EnvExchange, "events.topic"), "topic exchange publishers send to (env "+EnvExchange+")")
-	fs.StringVar(&c.Queue, "queue", envOr(EnvQueue, "events.sse"), "queue to consume (env "+EnvQueue+")")
-	fs.StringVar(&c.QueueType, "queue-type", "classic", "queue type: classic, quorum or stream")
+	fs.StringVar(&c.AMQPCAFile, contract.FlagAMQPCAFile, "", "PEM file of CAs to verify the broker's TLS certificate (amqps://)")
+	fs.StringVar(&c.Exchange, contract.FlagExchange, envOr(EnvExchange, contract.DefaultExchange), "topic exchange publishers send to (env "+EnvExchange+")")
+	fs.StringVar(&c.Queue, contract.FlagQueue, envOr(EnvQueue, contract.DefaultQueue), "queue to consume (env "+EnvQueue+")")
+	fs.StringVar(&c.QueueType, contract.FlagQueueType, contract.DefaultQueueType, "queue type: classic, quorum or stream")
 	fs.StringVar(&c.BindingKey, "binding-key", getenv(EnvBindingKey), "binding key for --declare-topology; default: the template with placeholders as * (env "+EnvBindingKey+")")
 	fs.BoolVar(&c.DeclareTopology, "declare-topology", false, "declare exchange, queue, binding and dead-lettering itself (running by hand, tests); the operator normally does it")
-	fs.IntVar(&c.Prefetch, "prefetch", prefetch, "consumer prefetch count, 1..65535 (env "+EnvPrefetch+")")
-	fs.StringVar(&c.DeadLetterExch, "dead-letter-exchange", "", "dead-letter exchange for malformed messages; default <queue>.dlx")
-	fs.StringVar(&c.Listen, "listen", ":8080", "SSE listen address")
-	fs.StringVar(&c.MetricsListen, "metrics-listen", ":9090", "listen address of /metrics, /healthz, /readyz")
-	fs.StringVar(&c.Path, "path", "/api/v1/events", "HTTP path of the event stream")
-	fs.StringVar(&c.RoutingKeyTemplate, "routing-key-template", events.DefaultRoutingKeyTemplate, "routing-key template; its placeholders are the query filters")
-	fs.StringVar(&c.TenantParam, "tenant-param", "team_id", "the template placeholder that names the tenant")
-	fs.DurationVar(&c.Heartbeat, "heartbeat", 15*time.Second, "interval of heartbeat comments")
+	fs.IntVar(&c.Prefetch, contract.FlagPrefetch, prefetch, "consumer prefetch count, 1..65535 (env "+EnvPrefetch+")")
+	fs.StringVar(&c.DeadLetterExch, contract.FlagDeadLetterExchange, "", "dead-letter exchange for malformed messages; default "+contract.DeadLetterExchange("<queue>"))
+	fs.StringVar(&c.Listen, contract.FlagListen, contract.ListenAddress(contract.HTTPPort), "SSE listen address")
+	fs.StringVar(&c.MetricsListen, contract.FlagMetricsListen, contract.ListenAddress(contract.MetricsPort), "listen address of /metrics, /healthz, /readyz")
+	fs.StringVar(&c.Path, contract.FlagPath, contract.DefaultPath, "HTTP path of the event stream")
+	fs.StringVar(&c.RoutingKeyTemplate, contract.FlagRoutingKeyTemplate, contract.DefaultRoutingKeyTemplate, "routing-key template; its placeholders are the query filters")
+	fs.StringVar(&c.TenantParam, contract.FlagTenantParam, contract.DefaultTenantParam, "the template placeholder that names the tenant")
+	fs.DurationVar(&c.Heartbeat, contract.FlagHeartbeat, contract.DefaultHeartbeat, "interval of heartbeat comments")
 	fs.DurationVar(&c.Retry, "retry", 3*time.Second, "reconnect delay sent to clients as retry:")
-	fs.IntVar(&c.BufferSize, "buffer-size", 256, "events buffered per client")
-	fs.StringVar(&c.Overflow, "overflow", "dropOldest", "full client buffer policy: dropOldest, lastValue or disconnect")
-	fs.IntVar(&c.ReplaySize, "replay-size", 1000, "events kept in memory for Last-Event-ID resume (0: none)")
+	fs.IntVar(&c.BufferSize, contract.FlagBufferSize, contract.DefaultBufferSize, "events buffered per client")
+	fs.StringVar(&c.Overflow, contract.FlagOverflow, contract.DefaultOverflow, "full client buffer policy: dropOldest, lastValue or disconnect")
+	fs.IntVar(&c.ReplaySize, contract.FlagReplaySize, contract.DefaultReplaySize, "events kept in memory for Last-Event-ID resume (0: none)")
 	fs.IntVar(&c.MaxMessageBytes, "max-message-bytes", 1<<20, "larger messages are dead-lettered as oversize")
-	fs.DurationVar(&c.DrainTimeout, "drain-timeout", 10*time.Second, "time to end streams and stop consuming on SIGTERM")
-	fs.DurationVar(&c.BrokerLostGrace, "broker-lost-grace", 2*time.Second, "stream queues: after this long without the broker, end the open streams with a short retry: so clients resume on a replica that has it (0: never)")
-	fs.IntVar(&c.MaxConnections, "max-connections", 10000, "open streams in total (0: unlimited)")
-	fs.IntVar(&c.MaxConnectionsPerTenant, "max-connections-per-tenant", 1000, "open streams per tenant (0: unlimited)")
-	fs.IntVar(&c.MaxConnectionsPerSubject, "max-connections-per-subject", 100, "open streams per subject, the token's sub; a token without sub counts as a subject of its own (0: unlimited)")
+	fs.DurationVar(&c.DrainTimeout, contract.FlagDrainTimeout, 10*time.Second, "time to end streams and stop consuming on SIGTERM")
+	fs.DurationVar(&c.BrokerLostGrace, contract.FlagBrokerLostGrace, 2*time.Second, "stream queues: after this long without the broker, end the open streams with a short retry: so clients resume on a replica that has it (0: never)")
+	fs.IntVar(&c.MaxConnections, contract.FlagMaxConnections, contract.DefaultMaxConnections, "open streams in total (0: unlimited)")
+	fs.IntVar(&c.MaxConnectionsPerTenant, contract.FlagMaxConnectionsPerTenant, contract.DefaultMaxConnectionsPerTenant, "open streams per tenant (0: unlimited)")
+	fs.IntVar(&c.MaxConnectionsPerSubject, contract.FlagMaxConnectionsPerSubject, contract.DefaultMaxConnectionsPerSubject, "open streams per subject, the token's sub; a token without sub counts as a subject of its own (0: unlimited)")
 	fs.IntVar(&c.MaxHeaderBytes, "max-header-bytes", 8<<10, "largest request header block")
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", 5*time.Second, "time a client has to send its request headers")
 	fs.IntVar(&c.MaxFilterValues, "max-filter-values", 16, "filter values allowed in one request, over all parameters")
 	fs.IntVar(&c.MaxStreamReaders, "max-stream-readers", 100, "stream mode: clients resuming from before the replay window served by their own stream reader at once; beyond: a gap")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&c.LogFormat, "log-format", "json", "json or text")
+	fs.StringVar(&c.LogFormat, contract.FlagLogFormat, "json", "json or text")
 	return c
 }
 

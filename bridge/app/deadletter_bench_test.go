@@ -9,6 +9,7 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
+	"github.com/eventstream-operator/eventstream-operator/publish"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -43,16 +44,16 @@ func BenchmarkStreamDeadLetter(b *testing.B) {
 
 	b.ResetTimer()
 	start := time.Now()
-	var confirms []*events.Confirmation
+	var confirms []*publish.Confirmation
 	for i := 0; i < b.N; i++ {
-		dc, err := p.PublishDeferred(context.Background(), "team.1.job.1.status", []byte(fmt.Sprintf("{broken %d", i)), events.PublishOptions{})
+		dc, err := p.PublishDeferred(context.Background(), "team.1.job.1.status", []byte(fmt.Sprintf("{broken %d", i)), publish.PublishOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}
 		confirms = append(confirms, dc)
 	}
 	for _, dc := range confirms {
-		if err := events.WaitConfirm(context.Background(), dc); err != nil {
+		if err := publish.WaitConfirm(context.Background(), dc); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
+	"github.com/eventstream-operator/eventstream-operator/publish"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -37,7 +38,7 @@ func benchmarkEndToEnd(b *testing.B, rate int) {
 	for br.Hub.Len() != clients {
 		time.Sleep(10 * time.Millisecond)
 	}
-	p, err := events.Dial(node.URI, nil, events.PublisherConfig{Exchange: exchange})
+	p, err := publish.Dial(node.URI, nil, publish.PublisherConfig{Exchange: exchange})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -51,25 +52,25 @@ func benchmarkEndToEnd(b *testing.B, rate int) {
 	}
 	b.ResetTimer()
 	start := time.Now()
-	var inFlight []*events.Confirmation
+	var inFlight []*publish.Confirmation
 	for i := 0; i < b.N; i++ {
 		if tick != nil {
 			<-tick
 		}
 		body := `{"n":` + strconv.Itoa(i) + `,"sent":` + strconv.FormatInt(time.Now().UnixNano(), 10) + `,"pad":"` + strings.Repeat("x", 120) + `"}`
-		dc, err := p.PublishDeferred(context.Background(), "team.1.job.1.status", []byte(body), events.PublishOptions{})
+		dc, err := p.PublishDeferred(context.Background(), "team.1.job.1.status", []byte(body), publish.PublishOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}
 		if inFlight = append(inFlight, dc); len(inFlight) == 256 {
 			for _, c := range inFlight {
-				_ = events.WaitConfirm(context.Background(), c)
+				_ = publish.WaitConfirm(context.Background(), c)
 			}
 			inFlight = inFlight[:0]
 		}
 	}
 	for _, c := range inFlight {
-		_ = events.WaitConfirm(context.Background(), c)
+		_ = publish.WaitConfirm(context.Background(), c)
 	}
 	for _, c := range cs {
 		c.wait(b, b.N)

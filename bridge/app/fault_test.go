@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,8 +20,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
-	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/sse"
+	"github.com/eventstream-operator/eventstream-operator/publish"
+	"github.com/eventstream-operator/eventstream-operator/test/clitest"
+	"github.com/eventstream-operator/eventstream-operator/test/poll"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -36,19 +37,19 @@ func TestBrokerRestartReconnectsWithoutLosingEvents(t *testing.T) {
 	queue, exchange := uniqueName(t, "q"), uniqueName(t, "x")
 	b := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange)
 	ready := "http://" + b.OpsAddr() + "/readyz"
-	eventually(t, 5*time.Second, "ready", func() bool { return httpStatus(ready) == 200 })
+	poll.Until(t, 5*time.Second, "ready", func() bool { return httpStatus(ready) == 200 })
 
 	c := connect(t, b, "team_id=1", "")
-	eventually(t, 5*time.Second, "subscriber", func() bool { return b.Hub.Len() == 1 })
+	poll.Until(t, 5*time.Second, "subscriber", func() bool { return b.Hub.Len() == 1 })
 	p := publisher(t, node.URI, exchange)
 	publishEvents(t, p, "1", "1", 1, 20)
 	before := c.take(20, 10*time.Second)
 	p.Close()
 
 	node.Stop(t)
-	eventually(t, 20*time.Second, "readyz 503 while the broker is down", func() bool { return httpStatus(ready) == 503 })
+	poll.Until(t, 20*time.Second, "readyz 503 while the broker is down", func() bool { return httpStatus(ready) == 503 })
 	heartbeats := c.dec.Comments()
-	eventually(t, 5*time.Second, "heartbeats during the outage", func() bool { return c.dec.Comments() > heartbeats+1 })
+	poll.Until(t, 5*time.Second, "heartbeats during the outage", func() bool { return c.dec.Comments() > heartbeats+1 })
 
 	node.Start(t)
 	p2 := publisher(t, node.URI, exchange)
@@ -59,7 +60,7 @@ func TestBrokerRestartReconnectsWithoutLosingEvents(t *testing.T) {
 			t.Fatalf("event %d: %s", i+1, m.Data)
 		}
 	}
-	eventually(t, 10*time.Second, "ready again", func() bool { return httpStatus(ready) == 200 })
+	poll.Until(t, 10*time.Second, "ready again", func() bool { return httpStatus(ready) == 200 })
 	if n := testutil.ToFloat64(b.Metrics.Reconnects); n < 1 {
 		t.Fatalf("reconnects = %v", n)
 	}
@@ -85,11 +86,7 @@ func bridgeBinary(t *testing.T) string {
 			buildErr = err
 			return
 		}
-		binary = filepath.Join(dir, "bridge")
-		out, err := exec.Command("go", "build", "-o", binary, "github.com/eventstream-operator/eventstream-operator/cmd/bridge").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build cmd/bridge: %v: %s", err, out)
-		}
+		binary, buildErr = clitest.Compile(dir, clitest.BridgePackage, "")
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -123,18 +120,18 @@ func TestSIGTERMDrainsAndKeepsUnackedMessages(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _, _ = cmd.Process.Wait() })
-	eventually(t, 10*time.Second, "bridge ready", func() bool { return httpStatus("http://"+ports[1]+"/readyz") == 200 })
+	poll.Until(t, 10*time.Second, "bridge ready", func() bool { return httpStatus("http://"+ports[1]+"/readyz") == 200 })
 	c := connectURL(t, "http://"+ports[0]+"/api/v1/events?team_id=1")
-	eventually(t, 5*time.Second, "client registered", func() bool {
+	poll.Until(t, 5*time.Second, "client registered", func() bool {
 		return strings.Contains(scrape(t, "http://"+ports[1]+"/metrics"), "eventstream_bridge_clients 1")
 	})
 
 	// Publish a backlog faster than a prefetch of 1 lets the bridge consume it.
 	const total = 5000
 	p := publisher(t, node.URI, exchange)
-	var confirms []*events.Confirmation
+	var confirms []*publish.Confirmation
 	for i := 1; i <= total; i++ {
-		dc, err := p.PublishDeferred(context.Background(), "team.1.job.1.status", []byte(fmt.Sprintf(`{"id":"e%d"}`, i)), events.PublishOptions{})
+		dc, err := p.PublishDeferred(context.Background(), "team.1.job.1.status", []byte(fmt.Sprintf(`{"id":"e%d"}`, i)), publish.PublishOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -155,7 +152,7 @@ func TestSIGTERMDrainsAndKeepsUnackedMessages(t *testing.T) {
 		t.Fatalf("retry hint after SIGTERM = %d, want jittered in [200, 600)", c.dec.Retry())
 	}
 	for _, dc := range confirms {
-		if err := events.WaitConfirm(context.Background(), dc); err != nil {
+		if err := publish.WaitConfirm(context.Background(), dc); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -254,13 +251,13 @@ func testConnectionClosed(t *testing.T, queueType string) {
 	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
 	b := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange, "--queue-type="+queueType)
 	c := connect(t, b, "team_id=1", "")
-	eventually(t, 5*time.Second, "subscriber", func() bool { return b.Hub.Len() == 1 })
+	poll.Until(t, 5*time.Second, "subscriber", func() bool { return b.Hub.Len() == 1 })
 	p := publisher(t, node.URI, exchange)
 	publishEvents(t, p, "1", "1", 1, 1)
 	c.take(1, 10*time.Second)
 
 	closeConnectionsNamed(t, node, "eventstream-bridge "+queue)
-	eventually(t, 15*time.Second, "a counted reconnect", func() bool { return testutil.ToFloat64(b.Metrics.Reconnects) >= 1 })
+	poll.Until(t, 15*time.Second, "a counted reconnect", func() bool { return testutil.ToFloat64(b.Metrics.Reconnects) >= 1 })
 	publishEvents(t, p, "1", "1", 2, 2)
 	if m := c.take(1, 10*time.Second)[0]; !strings.Contains(m.Data, `"id":"e2"`) {
 		t.Fatalf("after the reset: %s (a stream must resume after its last offset: no duplicate)", m.Data)
@@ -280,8 +277,8 @@ func testConnectionClosed(t *testing.T, queueType string) {
 	if _, err := ch.QueueDelete(queue, false, false, false); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, "a second reconnect", func() bool { return testutil.ToFloat64(b.Metrics.Reconnects) >= 2 })
-	eventually(t, 15*time.Second, "ready", func() bool { return b.Ready() })
+	poll.Until(t, 15*time.Second, "a second reconnect", func() bool { return testutil.ToFloat64(b.Metrics.Reconnects) >= 2 })
+	poll.Until(t, 15*time.Second, "ready", func() bool { return b.Ready() })
 	publishEvents(t, p, "1", "1", 3, 3)
 	if m := c.take(1, 10*time.Second)[0]; !strings.Contains(m.Data, `"id":"e3"`) {
 		t.Fatalf("after the queue was recreated: %s", m.Data)
@@ -293,7 +290,7 @@ func testConnectionClosed(t *testing.T, queueType string) {
 func closeConnectionsNamed(t *testing.T, node *rabbitmqtest.Node, name string) {
 	t.Helper()
 	var closed int
-	eventually(t, 10*time.Second, "the bridge's connection listed by the management API", func() bool {
+	poll.Until(t, 10*time.Second, "the bridge's connection listed by the management API", func() bool {
 		req, _ := http.NewRequest(http.MethodGet, node.ManagementURI+"/api/connections?columns=name,user_provided_name", nil)
 		req.SetBasicAuth(node.Username, node.Password)
 		resp, err := http.DefaultClient.Do(req)

@@ -15,6 +15,7 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/auth"
 	"github.com/eventstream-operator/eventstream-operator/bridge/sse"
+	"github.com/eventstream-operator/eventstream-operator/publish"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -111,10 +112,10 @@ func (c *client) take(n int, timeout time.Duration) []sse.Message {
 	return got
 }
 
-// publisher returns an events.Publisher on exchange, closed with the test.
-func publisher(t testing.TB, uri, exchange string) *events.Publisher {
+// publisher returns an publish.Publisher on exchange, closed with the test.
+func publisher(t testing.TB, uri, exchange string) *publish.Publisher {
 	t.Helper()
-	p, err := events.Dial(uri, nil, events.PublisherConfig{Exchange: exchange})
+	p, err := publish.Dial(uri, nil, publish.PublisherConfig{Exchange: exchange})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,23 +125,23 @@ func publisher(t testing.TB, uri, exchange string) *events.Publisher {
 
 var tmpl = events.MustParseTemplate(events.DefaultRoutingKeyTemplate)
 
-func publishEvents(t *testing.T, p *events.Publisher, team, job string, from, to int) {
+func publishEvents(t *testing.T, p *publish.Publisher, team, job string, from, to int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for i := from; i <= to; i++ {
 		ev := events.Event{ID: "e" + itoa(i), Type: "job.status", TeamID: team, JobID: job, Status: "running", Progress: i % 101, Message: "step " + itoa(i), Time: time.Now().UTC()}
-		if err := p.PublishEvent(ctx, tmpl, ev, events.PublishOptions{}); err != nil {
+		if err := p.PublishEvent(ctx, tmpl, ev, publish.PublishOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 }
 
-func publishRaw(t testing.TB, p *events.Publisher, key string, body []byte) {
+func publishRaw(t testing.TB, p *publish.Publisher, key string, body []byte) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := p.Publish(ctx, key, body, events.PublishOptions{}); err != nil {
+	if err := p.Publish(ctx, key, body, publish.PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -155,18 +156,6 @@ func queueMessages(t *testing.T, uri, queue string) int {
 		t.Fatalf("queue %q does not exist", queue)
 	}
 	return n
-}
-
-// eventually polls cond until it holds or timeout passes.
-func eventually(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 func httpStatus(url string) int {

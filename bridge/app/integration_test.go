@@ -13,6 +13,7 @@ import (
 
 	bridgeamqp "github.com/eventstream-operator/eventstream-operator/bridge/amqp"
 	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
+	"github.com/eventstream-operator/eventstream-operator/test/poll"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -26,11 +27,11 @@ func TestClassicQueueDeliversInOrderAndDeadLettersMalformed(t *testing.T) {
 	queue, exchange := uniqueName(t, "q"), uniqueName(t, "x")
 	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
 	b := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange, "--binding-key=team.#", "--max-message-bytes=2048")
-	eventually(t, 5*time.Second, "readyz 200", func() bool { return httpStatus("http://"+b.OpsAddr()+"/readyz") == 200 })
+	poll.Until(t, 5*time.Second, "readyz 200", func() bool { return httpStatus("http://"+b.OpsAddr()+"/readyz") == 200 })
 
 	c := connect(t, b, "team_id=42", "")
 	other := connect(t, b, "team_id=43", "")
-	eventually(t, 5*time.Second, "two subscribers", func() bool { return b.Hub.Len() == 2 })
+	poll.Until(t, 5*time.Second, "two subscribers", func() bool { return b.Hub.Len() == 2 })
 
 	p := publisher(t, node.URI, exchange)
 	publishEvents(t, p, "42", "7", 1, 50)
@@ -56,7 +57,7 @@ func TestClassicQueueDeliversInOrderAndDeadLettersMalformed(t *testing.T) {
 		t.Fatalf("team 43 client got %s", m.Data)
 	}
 
-	eventually(t, 10*time.Second, "3 messages in the DLQ", func() bool { return queueMessages(t, node.URI, queue+".dlq") == 3 })
+	poll.Until(t, 10*time.Second, "3 messages in the DLQ", func() bool { return queueMessages(t, node.URI, queue+".dlq") == 3 })
 	for _, reason := range []string{bridgeamqp.ReasonNotJSON, bridgeamqp.ReasonRoutingKey, bridgeamqp.ReasonOversize} {
 		if n := testutil.ToFloat64(b.Metrics.Malformed.WithLabelValues(reason)); n != 1 {
 			t.Errorf("malformed{%s} = %v, want 1", reason, n)
@@ -65,8 +66,8 @@ func TestClassicQueueDeliversInOrderAndDeadLettersMalformed(t *testing.T) {
 	if n := testutil.ToFloat64(b.Metrics.Consumed); n != 104 {
 		t.Errorf("consumed = %v, want 104", n)
 	}
-	eventually(t, 5*time.Second, "delivered 101", func() bool { return testutil.ToFloat64(b.Metrics.Delivered) == 101 })
-	eventually(t, 5*time.Second, "lag 0 and queue empty", func() bool {
+	poll.Until(t, 5*time.Second, "delivered 101", func() bool { return testutil.ToFloat64(b.Metrics.Delivered) == 101 })
+	poll.Until(t, 5*time.Second, "lag 0 and queue empty", func() bool {
 		return testutil.ToFloat64(b.Metrics.Lag) == 0 && queueMessages(t, node.URI, queue) == 0
 	})
 	if n := testutil.CollectAndCount(b.Metrics.Latency); n != 1 || histogramCount(t, b) != 101 {
@@ -97,7 +98,7 @@ func TestStreamQueueDeadLettersByRepublishing(t *testing.T) {
 	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
 	b := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange, "--queue-type=stream")
 	c := connect(t, b, "", "")
-	eventually(t, 5*time.Second, "subscriber", func() bool { return b.Hub.Len() == 1 })
+	poll.Until(t, 5*time.Second, "subscriber", func() bool { return b.Hub.Len() == 1 })
 
 	p := publisher(t, node.URI, exchange)
 	publishEvents(t, p, "1", "1", 1, 1)
@@ -119,7 +120,7 @@ func TestStreamQueueDeadLettersByRepublishing(t *testing.T) {
 	defer conn.Close()
 	ch, _ := conn.Channel()
 	var d amqp091.Delivery
-	eventually(t, 10*time.Second, "message in the DLQ", func() bool {
+	poll.Until(t, 10*time.Second, "message in the DLQ", func() bool {
 		var ok bool
 		d, ok, err = ch.Get(queue+".dlq", true)
 		return err == nil && ok
@@ -141,7 +142,7 @@ func TestTwoBridgesOnOneStreamResumeExactly(t *testing.T) {
 
 	p := publisher(t, node.URI, exchange)
 	onA := connect(t, a, "team_id=5", "")
-	eventually(t, 5*time.Second, "subscriber on A", func() bool { return a.Hub.Len() == 1 })
+	poll.Until(t, 5*time.Second, "subscriber on A", func() bool { return a.Hub.Len() == 1 })
 	publishEvents(t, p, "5", "1", 1, 30)
 	publishEvents(t, p, "6", "1", 1, 5) // other tenant interleaved
 	firstPart := onA.take(30, 10*time.Second)
@@ -149,7 +150,7 @@ func TestTwoBridgesOnOneStreamResumeExactly(t *testing.T) {
 	last := firstPart[len(firstPart)-1].LastEventID
 
 	publishEvents(t, p, "5", "1", 31, 60) // published while the client is between replicas
-	eventually(t, 10*time.Second, "B consumed everything", func() bool { return testutil.ToFloat64(b.Metrics.Consumed) == 65 })
+	poll.Until(t, 10*time.Second, "B consumed everything", func() bool { return testutil.ToFloat64(b.Metrics.Consumed) == 65 })
 
 	onB := connect(t, b, "team_id=5", last)
 	rest := onB.take(30, 10*time.Second)
@@ -162,7 +163,7 @@ func TestTwoBridgesOnOneStreamResumeExactly(t *testing.T) {
 	if m := onB.take(1, 10*time.Second)[0]; !strings.Contains(m.Data, `"id":"e61"`) {
 		t.Fatalf("after resume, live event %s (duplicate or gap)", m.Data)
 	}
-	eventually(t, 10*time.Second, "stream lag 0 on both replicas", func() bool {
+	poll.Until(t, 10*time.Second, "stream lag 0 on both replicas", func() bool {
 		return testutil.ToFloat64(a.Metrics.Lag) == 0 && testutil.ToFloat64(b.Metrics.Lag) == 0
 	})
 	// The same offsets are the ids on both replicas.
@@ -188,7 +189,7 @@ func TestSlowClientDropsAreCountedOthersUnaffected(t *testing.T) {
 	_ = stuck.(*net.TCPConn).SetReadBuffer(4096)
 	fmt.Fprintf(stuck, "GET /api/v1/events?team_id=9 HTTP/1.1\r\nHost: x\r\n\r\n")
 	fast := connect(t, b, "team_id=9", "")
-	eventually(t, 5*time.Second, "two subscribers", func() bool { return b.Hub.Len() == 2 })
+	poll.Until(t, 5*time.Second, "two subscribers", func() bool { return b.Hub.Len() == 2 })
 
 	// Lockstep with the fast client, so only the stuck one can overflow.
 	p := publisher(t, node.URI, exchange)
@@ -216,7 +217,7 @@ func TestStreamBridgeRestartResumesExactly(t *testing.T) {
 	args := []string{"--queue=" + queue, "--exchange=" + exchange, "--queue-type=stream", "--replay-size=100"}
 	first := startBridge(t, node.URI, args...)
 	c := connect(t, first, "team_id=3", "")
-	eventually(t, 5*time.Second, "subscriber", func() bool { return first.Hub.Len() == 1 })
+	poll.Until(t, 5*time.Second, "subscriber", func() bool { return first.Hub.Len() == 1 })
 	p := publisher(t, node.URI, exchange)
 	publishEvents(t, p, "3", "1", 1, 10)
 	before := c.take(10, 10*time.Second)
@@ -229,7 +230,7 @@ func TestStreamBridgeRestartResumesExactly(t *testing.T) {
 
 	second := startBridge(t, node.URI, args...)
 	// Ready only once the history up to the stream's tail has been re-read.
-	eventually(t, 10*time.Second, "ready after re-reading", func() bool { return second.Ready() })
+	poll.Until(t, 10*time.Second, "ready after re-reading", func() bool { return second.Ready() })
 	if n := testutil.ToFloat64(second.Metrics.Consumed); n < 15 {
 		t.Fatalf("ready after re-reading %v of 15 messages", n)
 	}
@@ -252,14 +253,14 @@ func TestStreamResumeBeforeReplayWindowReadsTheStream(t *testing.T) {
 	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
 	b := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange, "--queue-type=stream", "--replay-size=5", "--buffer-size=4")
 	first := connect(t, b, "team_id=8", "")
-	eventually(t, 5*time.Second, "subscriber", func() bool { return b.Hub.Len() == 1 })
+	poll.Until(t, 5*time.Second, "subscriber", func() bool { return b.Hub.Len() == 1 })
 	p := publisher(t, node.URI, exchange)
 	publishEvents(t, p, "8", "1", 1, 3)
 	cursor := first.take(3, 10*time.Second)[2].LastEventID
 	first.close()
 	publishEvents(t, p, "9", "1", 1, 10) // other tenant: pushes the ring past the cursor
 	publishEvents(t, p, "8", "1", 4, 30)
-	eventually(t, 10*time.Second, "all consumed", func() bool { return testutil.ToFloat64(b.Metrics.Consumed) == 40 })
+	poll.Until(t, 10*time.Second, "all consumed", func() bool { return testutil.ToFloat64(b.Metrics.Consumed) == 40 })
 	if !b.Hub.NeedsStreamRead(hub.ParseCursor(hub.OffsetIDs, cursor)) {
 		t.Fatal("cursor is still inside the replay window; the test does not exercise the stream reader")
 	}
@@ -291,7 +292,7 @@ func TestSecondClassicBridgeWaitsForTheFirst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 5*time.Second, "the second bridge to fail at least once", func() bool {
+	poll.Until(t, 5*time.Second, "the second bridge to fail at least once", func() bool {
 		return httpStatus("http://"+second.OpsAddr()+"/readyz") == 503 && !second.Consumer.Ready()
 	})
 	if httpStatus("http://"+first.OpsAddr()+"/readyz") != 200 {
@@ -302,11 +303,11 @@ func TestSecondClassicBridgeWaitsForTheFirst(t *testing.T) {
 	if err := first.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 15*time.Second, "the second bridge to take over", func() bool {
+	poll.Until(t, 15*time.Second, "the second bridge to take over", func() bool {
 		return httpStatus("http://"+second.OpsAddr()+"/readyz") == 200
 	})
 	c := connect(t, second, "team_id=1", "")
-	eventually(t, 5*time.Second, "subscriber", func() bool { return second.Hub.Len() == 1 })
+	poll.Until(t, 5*time.Second, "subscriber", func() bool { return second.Hub.Len() == 1 })
 	publishEvents(t, publisher(t, node.URI, exchange), "1", "1", 1, 5)
 	c.take(5, 10*time.Second)
 }

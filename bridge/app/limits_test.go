@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/eventstream-operator/eventstream-operator/bridge/auth"
+	"github.com/eventstream-operator/eventstream-operator/test/poll"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -102,7 +103,7 @@ func TestNotReadyWithoutBroker(t *testing.T) {
 		t.Errorf("readyz %d without a broker", got)
 	}
 	c := connect(t, b, "team_id=1", "")
-	eventually(t, 5*time.Second, "subscriber", func() bool { return b.Hub.Len() == 1 })
+	poll.Until(t, 5*time.Second, "subscriber", func() bool { return b.Hub.Len() == 1 })
 	c.close()
 }
 
@@ -117,7 +118,7 @@ func TestStreamOutlivesTheRequestPhaseDeadline(t *testing.T) {
 	b := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange, "--read-header-timeout=200ms")
 	c := connect(t, b, "team_id=1", "")
 	defer c.close()
-	eventually(t, 5*time.Second, "heartbeats well past the deadline", func() bool { return c.dec.Comments() >= 6 })
+	poll.Until(t, 5*time.Second, "heartbeats well past the deadline", func() bool { return c.dec.Comments() >= 6 })
 	publishEvents(t, publisher(t, node.URI, exchange), "1", "1", 1, 1)
 	c.take(1, 10*time.Second)
 }

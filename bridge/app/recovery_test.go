@@ -14,6 +14,7 @@ import (
 	amqp091 "github.com/rabbitmq/amqp091-go"
 
 	"github.com/eventstream-operator/eventstream-operator/bridge/sse"
+	"github.com/eventstream-operator/eventstream-operator/test/poll"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -44,19 +45,6 @@ func brokerAddr(t *testing.T, uri string) string {
 	return fmt.Sprintf("%s:%d", u.Host, u.Port)
 }
 
-// waitFor polls cond every 10 ms and returns how long it took to hold (or fails after limit).
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > limit {
-			t.Fatalf("%s: not within %v", what, limit)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // TestBlackholedBrokerIsNoticedQuickly: the broker connection goes silent without a RST (a
 // partition, through a proxy that stops forwarding). The bridge notices within 5 s and
 // /readyz turns 503 at once; after the network heals it consumes again, and the client, still
@@ -70,13 +58,13 @@ func TestBlackholedBrokerIsNoticedQuickly(t *testing.T) {
 	b := startBridge(t, viaProxy(t, node.URI, proxy.Addr()), "--queue="+queue, "--exchange="+exchange)
 	ready := "http://" + b.OpsAddr() + "/readyz"
 	c := connect(t, b, "team_id=1", "")
-	eventually(t, 5*time.Second, "subscriber", func() bool { return b.Hub.Len() == 1 })
+	poll.Until(t, 5*time.Second, "subscriber", func() bool { return b.Hub.Len() == 1 })
 	p := publisher(t, node.URI, exchange)
 	publishEvents(t, p, "1", "1", 1, 5)
 	c.take(5, 10*time.Second)
 
 	proxy.Blackhole()
-	detected := waitFor(t, 30*time.Second, "readyz 503 after the blackhole", func() bool { return httpStatus(ready) == 503 })
+	detected := poll.Until(t, 30*time.Second, "readyz 503 after the blackhole", func() bool { return httpStatus(ready) == 503 })
 	t.Logf("blackholed broker connection noticed after %v (target %v)", detected.Round(10*time.Millisecond), targetDeadConnection)
 	if detected > targetDeadConnection {
 		t.Errorf("dead broker connection noticed after %v, target %v", detected, targetDeadConnection)
@@ -84,7 +72,7 @@ func TestBlackholedBrokerIsNoticedQuickly(t *testing.T) {
 	publishEvents(t, p, "1", "1", 6, 10) // kept by the queue
 
 	proxy.Restore()
-	back := waitFor(t, 30*time.Second, "ready after the network healed", func() bool { return httpStatus(ready) == 200 })
+	back := poll.Until(t, 30*time.Second, "ready after the network healed", func() bool { return httpStatus(ready) == 200 })
 	t.Logf("consuming again %v after the network healed (includes the broker noticing the old connection dead)", back.Round(10*time.Millisecond))
 	// At least once: an event whose ack was still on its way when the network went silent is
 	// delivered again (counted in events_redelivered_total); then e6..e10, in order.
@@ -114,10 +102,10 @@ func TestBrokerRestartConsumingWithinTwoSeconds(t *testing.T) {
 	queue, exchange := uniqueName(t, "q"), uniqueName(t, "x")
 	b := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange)
 	c := connect(t, b, "team_id=1", "")
-	eventually(t, 5*time.Second, "subscriber", func() bool { return b.Hub.Len() == 1 })
+	poll.Until(t, 5*time.Second, "subscriber", func() bool { return b.Hub.Len() == 1 })
 
 	node.Stop(t)
-	eventually(t, 20*time.Second, "not ready while the broker is down", func() bool { return !b.Ready() })
+	poll.Until(t, 20*time.Second, "not ready while the broker is down", func() bool { return !b.Ready() })
 	time.Sleep(8 * time.Second) // the outage itself: long enough for a growing backoff to reach seconds
 
 	accepted := make(chan time.Time, 1)
@@ -145,7 +133,7 @@ func TestBrokerRestartConsumingWithinTwoSeconds(t *testing.T) {
 		close(stopProbe)
 		t.Fatal("the broker did not accept connections within 30s of starting")
 	}
-	waitFor(t, 30*time.Second, "consuming again", b.Ready)
+	poll.Until(t, 30*time.Second, "consuming again", b.Ready)
 	back := time.Since(acceptedAt)
 	publishEvents(t, publisher(t, node.URI, exchange), "1", "1", 1, 1)
 	c.take(1, 10*time.Second)
@@ -252,12 +240,12 @@ func TestStreamReplicaCutOffHandsClientsToAHealthyOne(t *testing.T) {
 	proxy := startProxy(t, brokerAddr(t, node.URI))
 	a := startBridge(t, viaProxy(t, node.URI, proxy.Addr()), args...)
 	b := startBridge(t, node.URI, args...)
-	eventually(t, 10*time.Second, "both ready", func() bool { return a.Ready() && b.Ready() })
+	poll.Until(t, 10*time.Second, "both ready", func() bool { return a.Ready() && b.Ready() })
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	client := follow(t, ctx, "team_id=1", a, b) // A first: it is ready
-	eventually(t, 5*time.Second, "client on A", func() bool { return a.Hub.Len() == 1 })
+	poll.Until(t, 5*time.Second, "client on A", func() bool { return a.Hub.Len() == 1 })
 
 	p := publisher(t, node.URI, exchange)
 	published := 0
@@ -284,7 +272,7 @@ func TestStreamReplicaCutOffHandsClientsToAHealthyOne(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the cut-off replica stayed ready")
 	}
-	eventually(t, 15*time.Second, "every event at the client", func() bool { return client.received() >= published })
+	poll.Until(t, 15*time.Second, "every event at the client", func() bool { return client.received() >= published })
 	cancel()
 
 	client.mu.Lock()

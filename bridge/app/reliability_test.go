@@ -12,8 +12,9 @@ import (
 	rabbithole "github.com/michaelklishin/rabbit-hole/v2"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
+	"github.com/eventstream-operator/eventstream-operator/publish"
+	"github.com/eventstream-operator/eventstream-operator/test/poll"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -30,7 +31,7 @@ func TestClassicBacklogReachesClientsOfThePreviousProcess(t *testing.T) {
 	args := []string{"--queue=" + queue, "--exchange=" + exchange}
 	a := startBridge(t, node.URI, args...)
 	c := connect(t, a, "team_id=4", "")
-	eventually(t, 5*time.Second, "subscriber on A", func() bool { return a.Hub.Len() == 1 })
+	poll.Until(t, 5*time.Second, "subscriber on A", func() bool { return a.Hub.Len() == 1 })
 	p := publisher(t, node.URI, exchange)
 	publishEvents(t, p, "4", "1", 1, 5)
 	lastOfA := c.take(5, 10*time.Second)[4].LastEventID
@@ -45,7 +46,7 @@ func TestClassicBacklogReachesClientsOfThePreviousProcess(t *testing.T) {
 	publishEvents(t, p, "4", "1", 6, 5+downtime)
 	publishEvents(t, p, "5", "1", 1, 20) // another tenant, interleaved
 	b := startBridge(t, node.URI, args...)
-	eventually(t, 10*time.Second, "B consumed the backlog", func() bool {
+	poll.Until(t, 10*time.Second, "B consumed the backlog", func() bool {
 		return testutil.ToFloat64(b.Metrics.Consumed) == downtime+20 && queueMessages(t, node.URI, queue) == 0
 	})
 
@@ -96,7 +97,7 @@ func TestStreamDeadLettersEachMalformedMessageOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 		fresh := startBridge(t, node.URI, args...)
-		eventually(t, 15*time.Second, "restarted replica ready", fresh.Ready)
+		poll.Until(t, 15*time.Second, "restarted replica ready", fresh.Ready)
 		processes = append(processes, fresh)
 		return fresh
 	}
@@ -104,7 +105,7 @@ func TestStreamDeadLettersEachMalformedMessageOnce(t *testing.T) {
 	publishEvents(t, p, "1", "1", 1, 1)
 	malformed(1, 5)
 	publishEvents(t, p, "1", "1", 2, 2)
-	eventually(t, 15*time.Second, "5 in the DLQ", func() bool { return queueMessages(t, node.URI, queue+".dlq") >= 5 })
+	poll.Until(t, 15*time.Second, "5 in the DLQ", func() bool { return queueMessages(t, node.URI, queue+".dlq") >= 5 })
 	a = restart(a)
 	malformed(6, 9)
 	b = restart(b)
@@ -115,14 +116,14 @@ func TestStreamDeadLettersEachMalformedMessageOnce(t *testing.T) {
 	// the leader reads in offset order, so once copy 10 is there, it examined all before it.
 	for i, r := range []*Bridge{a, b} {
 		c := connect(t, r, "team_id=1", "")
-		eventually(t, 5*time.Second, "subscriber", func() bool { return r.Hub.Len() >= 1 })
+		poll.Until(t, 5*time.Second, "subscriber", func() bool { return r.Hub.Len() >= 1 })
 		marker := fmt.Sprintf(`"id":"e%d"`, 4+i)
 		publishEvents(t, p, "1", "1", 4+i, 4+i)
 		for m := c.take(1, 10*time.Second)[0]; !strings.Contains(m.Data, marker); m = c.take(1, 10*time.Second)[0] {
 		}
 		c.close()
 	}
-	eventually(t, 20*time.Second, "10 in the DLQ", func() bool { return queueMessages(t, node.URI, queue+".dlq") >= 10 })
+	poll.Until(t, 20*time.Second, "10 in the DLQ", func() bool { return queueMessages(t, node.URI, queue+".dlq") >= 10 })
 
 	bodies := drainQueue(t, node.URI, queue+".dlq")
 	slices.Sort(bodies)
@@ -172,14 +173,14 @@ func TestStreamResumeAcrossMalformedIsExact(t *testing.T) {
 	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
 	b := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange, "--queue-type=stream", "--replay-size=3")
 	c := connect(t, b, "team_id=2", "")
-	eventually(t, 5*time.Second, "subscriber", func() bool { return b.Hub.Len() == 1 })
+	poll.Until(t, 5*time.Second, "subscriber", func() bool { return b.Hub.Len() == 1 })
 	p := publisher(t, node.URI, exchange)
 	publishEvents(t, p, "2", "1", 1, 2)
 	cursor := c.take(2, 10*time.Second)[1].LastEventID
 	c.close()
 	publishRaw(t, p, "team.2.job.1.status", []byte("{broken"))
 	publishEvents(t, p, "2", "1", 3, 10) // pushes the ring past the cursor
-	eventually(t, 10*time.Second, "all consumed", func() bool { return testutil.ToFloat64(b.Metrics.Consumed) == 11 })
+	poll.Until(t, 10*time.Second, "all consumed", func() bool { return testutil.ToFloat64(b.Metrics.Consumed) == 11 })
 	if !b.Hub.NeedsStreamRead(hub.ParseCursor(hub.OffsetIDs, cursor)) {
 		t.Fatal("cursor still inside the replay window; the test does not exercise the stream reader")
 	}
@@ -203,7 +204,7 @@ func TestStreamReplicaBeforeItsFirstMessageResumesExactly(t *testing.T) {
 	args := []string{"--queue=" + queue, "--exchange=" + exchange, "--queue-type=stream", "--replay-size=0"}
 	first := startBridge(t, node.URI, args...)
 	c := connect(t, first, "team_id=6", "")
-	eventually(t, 5*time.Second, "subscriber", func() bool { return first.Hub.Len() == 1 })
+	poll.Until(t, 5*time.Second, "subscriber", func() bool { return first.Hub.Len() == 1 })
 	p := publisher(t, node.URI, exchange)
 	publishEvents(t, p, "6", "1", 1, 3)
 	cursor := c.take(3, 10*time.Second)[2].LastEventID
@@ -241,7 +242,7 @@ func TestDisconnectPolicyDoesNotCountResumableEventsAsDropped(t *testing.T) {
 	defer stuck.Close()
 	_ = stuck.(*net.TCPConn).SetReadBuffer(4096)
 	fmt.Fprintf(stuck, "GET /api/v1/events?team_id=7 HTTP/1.1\r\nHost: x\r\n\r\n")
-	eventually(t, 5*time.Second, "subscriber", func() bool { return b.Hub.Len() == 1 })
+	poll.Until(t, 5*time.Second, "subscriber", func() bool { return b.Hub.Len() == 1 })
 
 	p := publisher(t, node.URI, exchange)
 	pad := strings.Repeat("y", 16<<10)
@@ -249,13 +250,13 @@ func TestDisconnectPolicyDoesNotCountResumableEventsAsDropped(t *testing.T) {
 	for i := 1; i <= n; i++ {
 		publishRaw(t, p, "team.7.job.1.status", []byte(fmt.Sprintf(`{"id":"e%d","pad":"%s"}`, i, pad)))
 	}
-	eventually(t, 15*time.Second, "the slow client disconnected", func() bool {
+	poll.Until(t, 15*time.Second, "the slow client disconnected", func() bool {
 		return testutil.ToFloat64(b.Metrics.SlowClientDisconnects) == 1
 	})
 	if d := testutil.ToFloat64(b.Metrics.Dropped.WithLabelValues("disconnect")); d != 0 {
 		t.Fatalf("dropped{disconnect} = %v: buffered events counted as lost although the client resumes them", d)
 	}
-	eventually(t, 10*time.Second, "all consumed", func() bool { return testutil.ToFloat64(b.Metrics.Consumed) == n })
+	poll.Until(t, 10*time.Second, "all consumed", func() bool { return testutil.ToFloat64(b.Metrics.Consumed) == n })
 
 	resumed := connect(t, b, "team_id=7", b.Hub.Epoch()+"-0") // before the first event
 	for i, m := range resumed.take(n, 20*time.Second) {
@@ -281,9 +282,9 @@ func TestStreamDeadLetterSurvivesConnectionResets(t *testing.T) {
 	const n = 1500
 	published := make(chan error, 1)
 	go func() { // a steady flow, so the leader is copying when the connections go
-		var confirms []*events.Confirmation
+		var confirms []*publish.Confirmation
 		for i := 1; i <= n; i++ {
-			dc, err := p.PublishDeferred(context.Background(), "team.1.job.1.status", []byte(fmt.Sprintf("{broken %d", i)), events.PublishOptions{})
+			dc, err := p.PublishDeferred(context.Background(), "team.1.job.1.status", []byte(fmt.Sprintf("{broken %d", i)), publish.PublishOptions{})
 			if err != nil {
 				published <- err
 				return
@@ -292,14 +293,14 @@ func TestStreamDeadLetterSurvivesConnectionResets(t *testing.T) {
 			time.Sleep(2 * time.Millisecond)
 		}
 		for _, dc := range confirms {
-			if err := events.WaitConfirm(context.Background(), dc); err != nil {
+			if err := publish.WaitConfirm(context.Background(), dc); err != nil {
 				published <- err
 				return
 			}
 		}
 		published <- nil
 	}()
-	eventually(t, 20*time.Second, "copying under way", func() bool { return queueMessages(t, node.URI, queue+".dlq") >= 50 })
+	poll.Until(t, 20*time.Second, "copying under way", func() bool { return queueMessages(t, node.URI, queue+".dlq") >= 50 })
 	closeConnectionsNamed(t, node, "eventstream-bridge "+queue)
 	atReset := queueMessages(t, node.URI, queue+".dlq")
 	if err := <-published; err != nil {
@@ -324,7 +325,7 @@ func TestStreamDeadLetterSurvivesConnectionResets(t *testing.T) {
 		}
 	}
 	publishRaw(t, p, "team.1.job.1.status", []byte(fmt.Sprintf("{broken %d", n+1))) // the last one: copied after all before it
-	eventually(t, 60*time.Second, "every malformed message copied", func() bool {
+	poll.Until(t, 60*time.Second, "every malformed message copied", func() bool {
 		return queueMessages(t, node.URI, queue+".dlq") >= n+1
 	})
 	bodies := drainQueue(t, node.URI, queue+".dlq")
@@ -354,7 +355,7 @@ func TestStreamDeadLetterCopyReturnedByTheBrokerIsStoredLater(t *testing.T) {
 	queue, exchange := uniqueName(t, "q"), uniqueName(t, "x")
 	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
 	br := startBridge(t, node.URI, "--queue="+queue, "--exchange="+exchange, "--queue-type=stream")
-	eventually(t, 15*time.Second, "bridge ready", br.Ready)
+	poll.Until(t, 15*time.Second, "bridge ready", br.Ready)
 
 	ch := rabbitmqtest.Channel(t, node.URI)
 	dlx, dlq := queue+".dlx", queue+".dlq"
@@ -371,7 +372,7 @@ func TestStreamDeadLetterCopyReturnedByTheBrokerIsStoredLater(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 45*time.Second, "three publishes to the unbound DLX", func() bool {
+	poll.Until(t, 45*time.Second, "three publishes to the unbound DLX", func() bool {
 		x, err := mgmt.GetExchange("/", dlx)
 		return err == nil && x.PublishStats.PublishIn >= 3
 	})
@@ -382,7 +383,7 @@ func TestStreamDeadLetterCopyReturnedByTheBrokerIsStoredLater(t *testing.T) {
 	if err := ch.QueueBind(dlq, "#", dlx, false, nil); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "three copies stored after the DLQ is bound again", func() bool {
+	poll.Until(t, 20*time.Second, "three copies stored after the DLQ is bound again", func() bool {
 		return queueMessages(t, node.URI, dlq) >= 3
 	})
 	bodies := drainQueue(t, node.URI, dlq)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
+	"github.com/eventstream-operator/eventstream-operator/test/poll"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -61,7 +62,7 @@ func BenchmarkManyClients(b *testing.B) {
 		}
 		wg.Wait()
 	}()
-	eventually(b, 60*time.Second, "all streams open", func() bool { return br.Hub.Len() == clients })
+	poll.Until(b, 60*time.Second, "all streams open", func() bool { return br.Hub.Len() == clients })
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)

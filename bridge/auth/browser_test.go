@@ -14,10 +14,10 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/golang-jwt/jwt/v5"
 
-	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/app"
 	"github.com/eventstream-operator/eventstream-operator/bridge/auth"
 	"github.com/eventstream-operator/eventstream-operator/bridge/cors"
+	"github.com/eventstream-operator/eventstream-operator/publish"
 	"github.com/eventstream-operator/eventstream-operator/test/browsertest"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
@@ -184,7 +184,7 @@ func TestBrowserEventSourceWithQueryToken(t *testing.T) {
 	marker := strings.ReplaceAll(time.Now().Format("150405.000000"), ".", "")
 	for _, m := range []struct{ tenant, name string }{{tenantB, "B1"}, {tenantA, "A1"}, {tenantB, "B2"}, {tenantA, "A2"}} {
 		body := []byte(`{"tenant":"` + m.tenant + `","marker":"` + marker + m.name + `"}`)
-		if err := b.publisher.Publish(ctx, "team."+m.tenant+".job.1.status", body, events.PublishOptions{}); err != nil {
+		if err := b.publisher.Publish(ctx, "team."+m.tenant+".job.1.status", body, publish.PublishOptions{}); err != nil {
 			t.Fatalf("publish: %v", err)
 		}
 	}
@@ -242,7 +242,7 @@ func TestBrowserEventSourceWithQueryToken(t *testing.T) {
 	}
 	for _, m := range []struct{ tenant, name string }{{tenantB, "B3"}, {tenantA, "A3"}} {
 		body := []byte(`{"tenant":"` + m.tenant + `","marker":"` + marker + m.name + `"}`)
-		if err := cookieBridge.publisher.Publish(ctx, "team."+m.tenant+".job.3.status", body, events.PublishOptions{}); err != nil {
+		if err := cookieBridge.publisher.Publish(ctx, "team."+m.tenant+".job.3.status", body, publish.PublishOptions{}); err != nil {
 			t.Fatalf("publish: %v", err)
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 )
 
 // Modes of Config.Mode.
@@ -19,8 +21,8 @@ const (
 
 // Defaults of Config, applied by RegisterFlags and by New for zero values.
 const (
-	DefaultTenantsClaim        = "teams"
-	DefaultRequiredScope       = "events:read"
+	DefaultTenantsClaim        = contract.DefaultTenantsClaim
+	DefaultRequiredScope       = contract.DefaultRequiredScope
 	DefaultQueryParameter      = "access_token"
 	DefaultLeeway              = 30 * time.Second
 	DefaultJWKSRefreshInterval = 15 * time.Minute
@@ -81,27 +83,27 @@ type Config struct {
 
 // RegisterFlags adds the --auth-* flags to fs, storing into cfg, with the package defaults.
 func RegisterFlags(fs *flag.FlagSet, cfg *Config) {
-	fs.StringVar(&cfg.Mode, "auth-mode", ModeJWT, "authentication mode: jwt, or none (development only: every client reads every tenant)")
+	fs.StringVar(&cfg.Mode, contract.FlagAuthMode, contract.DefaultAuthMode, "authentication mode: jwt, or none (development only: every client reads every tenant)")
 	fs.StringVar(&cfg.HS256SecretFile, "auth-hs256-secret-file", "", "file holding HS256 secrets, one per line (jwt mode)")
-	fs.StringVar(&cfg.HS256SecretEnv, "auth-hs256-secret-env", "", "name of an environment variable holding HS256 secrets, one per line (jwt mode)")
-	fs.StringVar(&cfg.JWKSURL, "auth-jwks-url", "", "URL of the issuer's JSON Web Key Set (jwt mode, RS256/ES256)")
+	fs.StringVar(&cfg.HS256SecretEnv, contract.FlagAuthHS256SecretEnv, "", "name of an environment variable holding HS256 secrets, one per line (jwt mode)")
+	fs.StringVar(&cfg.JWKSURL, contract.FlagAuthJWKSURL, "", "URL of the issuer's JSON Web Key Set (jwt mode, RS256/ES256)")
 	fs.DurationVar(&cfg.JWKSRefreshInterval, "auth-jwks-refresh-interval", DefaultJWKSRefreshInterval, "how often the JWKS is refetched in the background")
 	fs.DurationVar(&cfg.JWKSMinRefreshGap, "auth-jwks-min-refresh-interval", DefaultJWKSMinRefreshGap, "least time between JWKS fetches triggered by unknown key ids")
 	fs.DurationVar(&cfg.JWKSFetchTimeout, "auth-jwks-fetch-timeout", DefaultJWKSFetchTimeout, "time limit of one JWKS fetch")
 	fs.Int64Var(&cfg.JWKSMaxBytes, "auth-jwks-max-bytes", DefaultJWKSMaxBytes, "largest JWKS document accepted")
-	fs.StringVar(&cfg.PublicKeyFile, "auth-public-key-file", "", "PEM file with RSA/ECDSA public keys or certificates (jwt mode)")
-	fs.Func("auth-algorithms", "comma-separated accepted JWS algorithms (default HS256 for a secret, RS256,ES256 for public keys)", func(v string) error {
+	fs.StringVar(&cfg.PublicKeyFile, contract.FlagAuthPublicKeyFile, "", "PEM file with RSA/ECDSA public keys or certificates (jwt mode)")
+	fs.Func(contract.FlagAuthAlgorithms, "comma-separated accepted JWS algorithms (default HS256 for a secret, RS256,ES256 for public keys)", func(v string) error {
 		cfg.Algorithms = splitList(v)
 		return nil
 	})
-	fs.Func("auth-audience", "comma-separated audiences; when set, the token's aud must contain one", func(v string) error {
+	fs.Func(contract.FlagAuthAudience, "comma-separated audiences; when set, the token's aud must contain one", func(v string) error {
 		cfg.Audience = splitList(v)
 		return nil
 	})
-	fs.StringVar(&cfg.Issuer, "auth-issuer", "", "when set, the token's iss must equal it")
-	fs.StringVar(&cfg.TenantsClaim, "auth-tenants-claim", DefaultTenantsClaim, "claim listing the caller's tenants")
-	fs.StringVar(&cfg.RequiredScope, "auth-required-scope", DefaultRequiredScope, "scope the token must carry (scope, scp or scopes claim); empty disables the check")
-	fs.StringVar(&cfg.Cookie, "auth-cookie", "", "name of a cookie that may carry the token; empty: cookies are ignored")
+	fs.StringVar(&cfg.Issuer, contract.FlagAuthIssuer, "", "when set, the token's iss must equal it")
+	fs.StringVar(&cfg.TenantsClaim, contract.FlagAuthTenantsClaim, DefaultTenantsClaim, "claim listing the caller's tenants")
+	fs.StringVar(&cfg.RequiredScope, contract.FlagAuthRequiredScope, DefaultRequiredScope, "scope the token must carry (scope, scp or scopes claim); empty disables the check")
+	fs.StringVar(&cfg.Cookie, contract.FlagAuthCookie, "", "name of a cookie that may carry the token; empty: cookies are ignored")
 	cfg.QueryParameter = DefaultQueryParameter
 	fs.BoolFunc("auth-query-token", "accept the token in the "+DefaultQueryParameter+" query parameter, which EventSource needs (default true; false: header or cookie only)", func(v string) error {
 		on, err := strconv.ParseBool(v)

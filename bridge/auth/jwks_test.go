@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/eventstream-operator/eventstream-operator/test/poll"
 )
 
 func newJWKSAuthenticator(t *testing.T, ctx context.Context, cfg Config) (*jwtAuthenticator, *jwksKeys) {
@@ -228,8 +230,7 @@ func TestJWKSRefresherRefreshesAndStops(t *testing.T) {
 	_, keys := newJWKSAuthenticator(t, ctx, Config{
 		Mode: ModeJWT, JWKSURL: server.URL, JWKSRefreshInterval: 20 * time.Millisecond, JWKSMinRefreshGap: time.Hour,
 	})
-	eventually(t, 5*time.Second, func() bool { return server.fetches.Load() >= 4 },
-		"background refresh did not fetch 4 times")
+	poll.Until(t, 5*time.Second, "4 fetches by the background refresh", func() bool { return server.fetches.Load() >= 4 })
 	cancel()
 	select {
 	case <-keys.done:

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"flag"
 	"io"
 	"log/slog"
 	"math/big"
@@ -28,6 +27,8 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/bridge/auth"
 	"github.com/eventstream-operator/eventstream-operator/bridge/metrics"
 	"github.com/eventstream-operator/eventstream-operator/bridge/sse"
+	"github.com/eventstream-operator/eventstream-operator/publish"
+	"github.com/eventstream-operator/eventstream-operator/test/bridgetest"
 	"github.com/eventstream-operator/eventstream-operator/test/clitest"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
@@ -98,7 +99,7 @@ func (iss *issuer) sign(t *testing.T, method jwt.SigningMethod, key any, kid str
 type bridge struct {
 	*app.Bridge
 	metrics   *metrics.Metrics
-	publisher *events.Publisher
+	publisher *publish.Publisher
 	base      string
 	logs      *clitest.Output // everything the bridge logged, at debug level
 }
@@ -108,17 +109,6 @@ type bridge struct {
 func startBridge(t *testing.T, node *rabbitmqtest.Node, authCfg auth.Config, configure ...func(*app.Config)) *bridge {
 	t.Helper()
 	name := "auth-matrix-" + events.NewID()[:12]
-	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
-	cfg := app.BindFlags(fs, func(key string) string {
-		if key == app.EnvURL {
-			return node.URI
-		}
-		return ""
-	})
-	if err := fs.Parse([]string{"--listen=127.0.0.1:0", "--metrics-listen=127.0.0.1:0", "--declare-topology",
-		"--exchange=" + name, "--queue=" + name, "--log-level=debug"}); err != nil {
-		t.Fatal(err)
-	}
 	logs := &clitest.Output{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	ctx, cancel := context.WithCancel(context.Background())
@@ -127,46 +117,32 @@ func startBridge(t *testing.T, node *rabbitmqtest.Node, authCfg auth.Config, con
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Metrics = metrics.New()
-	if cfg.AuthMetrics, err = auth.NewMetrics(cfg.Metrics.Registry); err != nil {
-		t.Fatal(err)
-	}
-	cfg.Authenticator = authenticator
-	for _, change := range configure {
-		change(cfg)
-	}
-	b, err := app.Start(cfg, logger)
+	m := metrics.New()
+	authMetrics, err := auth.NewMetrics(m.Registry)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = b.Shutdown(shutdownCtx)
-		rabbitmqtest.DeleteTopology(node.URI, name, name)
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for !b.Ready() {
-		if time.Now().After(deadline) {
-			t.Fatal("bridge not ready within 30s")
-		}
-		select {
-		case <-b.Consumer.Connected():
-		case <-time.After(10 * time.Millisecond):
-		}
-	}
-	publisher, err := events.Dial(node.URI, nil, events.PublisherConfig{Exchange: name})
+	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, name, name) })
+	b := bridgetest.Start(t, node.URI, bridgetest.Options{Authenticator: authenticator, Logger: logger,
+		Configure: func(cfg *app.Config) {
+			cfg.Metrics, cfg.AuthMetrics = m, authMetrics
+			for _, change := range configure {
+				change(cfg)
+			}
+		}},
+		"--exchange="+name, "--queue="+name, "--log-level=debug")
+	publisher, err := publish.Dial(node.URI, nil, publish.PublisherConfig{Exchange: name})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = publisher.Close() })
-	return &bridge{Bridge: b, metrics: cfg.Metrics, publisher: publisher, base: "http://" + b.SSEAddr() + "/api/v1/events", logs: logs}
+	return &bridge{Bridge: b, metrics: m, publisher: publisher, base: "http://" + b.SSEAddr() + "/api/v1/events", logs: logs}
 }
 
 func (b *bridge) publish(t *testing.T, tenant, marker string) {
 	t.Helper()
 	body := []byte(`{"tenant":"` + tenant + `","marker":"` + marker + `"}`)
-	if err := b.publisher.Publish(context.Background(), "team."+tenant+".job.1.status", body, events.PublishOptions{}); err != nil {
+	if err := b.publisher.Publish(context.Background(), "team."+tenant+".job.1.status", body, publish.PublishOptions{}); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
 }

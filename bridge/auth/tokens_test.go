@@ -165,19 +165,3 @@ func (s *jwksServer) setKeys(keys ...map[string]any) {
 	defer s.mu.Unlock()
 	s.keys = keys
 }
-
-// eventually polls cond every 10ms until it holds, failing the test after timeout.
-func eventually(t testing.TB, timeout time.Duration, cond func() bool, failure string) {
-	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("%s within %v", failure, timeout)
-		case <-tick.C:
-		}
-	}
-}

@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 )
 
 // Config is the CORS policy of the event stream.
@@ -39,7 +41,7 @@ const allowedHeaders = "Authorization, Last-Event-ID, Cache-Control"
 
 // RegisterFlags adds the --cors-* flags to fs, storing into cfg.
 func RegisterFlags(fs *flag.FlagSet, cfg *Config) {
-	fs.Func("cors-allowed-origins", `comma-separated origins allowed to open the stream from a browser, e.g. https://app.example.com; "*" for any (not with credentials); empty: same-origin only, no CORS headers`, func(v string) error {
+	fs.Func(contract.FlagCORSAllowedOrigins, `comma-separated origins allowed to open the stream from a browser, e.g. https://app.example.com; "*" for any (not with credentials); empty: same-origin only, no CORS headers`, func(v string) error {
 		cfg.AllowedOrigins = nil
 		for _, origin := range strings.Split(v, ",") {
 			if origin = strings.TrimSpace(origin); origin != "" {

@@ -17,6 +17,7 @@ import (
 	"unsafe"
 
 	"github.com/eventstream-operator/eventstream-operator/bridge/sse"
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 )
 
 // Config configures a Hub.
@@ -125,7 +126,7 @@ type Hub struct {
 // New returns an empty hub.
 func New(cfg Config) *Hub {
 	if cfg.BufferSize <= 0 {
-		cfg.BufferSize = 256
+		cfg.BufferSize = contract.DefaultBufferSize
 	}
 	if cfg.ReplayMaxBytes <= 0 {
 		cfg.ReplayMaxBytes = 64 << 20

@@ -9,17 +9,19 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 )
 
-// Metric names scraped by the operator.
+// Metric names; those from contract are scraped by the operator.
 const (
-	Clients             = "eventstream_bridge_clients"
+	Clients             = contract.MetricClients
 	EventsConsumed      = "eventstream_bridge_events_consumed_total"
-	EventsDelivered     = "eventstream_bridge_events_delivered_total"
-	EventsDropped       = "eventstream_bridge_events_dropped_total"
+	EventsDelivered     = contract.MetricEventsDelivered
+	EventsDropped       = contract.MetricEventsDropped
 	MessagesMalformed   = "eventstream_bridge_messages_malformed_total"
-	BrokerReconnects    = "eventstream_bridge_broker_reconnects_total"
-	ConsumerLagMessages = "eventstream_bridge_consumer_lag_messages"
+	BrokerReconnects    = contract.MetricBrokerReconnects
+	ConsumerLagMessages = contract.MetricConsumerLagMessages
 	DeliveryLatency     = "eventstream_bridge_delivery_latency_seconds"
 	ConnectionsRejected = "eventstream_bridge_connections_rejected_total"
 	BrokerConnected     = "eventstream_bridge_broker_connected"

@@ -21,6 +21,7 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
 	"github.com/eventstream-operator/eventstream-operator/bridge/metrics"
 	"github.com/eventstream-operator/eventstream-operator/bridge/sse"
+	"github.com/eventstream-operator/eventstream-operator/test/poll"
 )
 
 var template = events.MustParseTemplate(events.DefaultRoutingKeyTemplate)
@@ -89,13 +90,7 @@ func (h *harness) open(t *testing.T, query string, header http.Header) (*http.Re
 // waitClients waits until the hub has n subscribers (the stream is registered).
 func (h *harness) waitClients(t *testing.T, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for h.hub.Len() != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("hub has %d subscribers, want %d", h.hub.Len(), n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	poll.Until(t, 5*time.Second, fmt.Sprintf("%d subscribers of the hub", n), func() bool { return h.hub.Len() == n })
 }
 
 func next(t *testing.T, d *sse.Decoder) sse.Message {
@@ -141,13 +136,7 @@ func TestStreamDeliversFilteredEvents(t *testing.T) {
 	if d.Retry() != 1000 {
 		t.Errorf("retry hint = %d, want 1000", d.Retry())
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for testutil.ToFloat64(h.metrics.Delivered) != 1 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if got := testutil.ToFloat64(h.metrics.Delivered); got != 1 {
-		t.Errorf("delivered = %v", got)
-	}
+	poll.Until(t, 5*time.Second, "1 delivered event counted", func() bool { return testutil.ToFloat64(h.metrics.Delivered) == 1 })
 }
 
 func TestBadRequests(t *testing.T) {

@@ -12,6 +12,8 @@ import (
 	bridgeamqp "github.com/eventstream-operator/eventstream-operator/bridge/amqp"
 	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
 	"github.com/eventstream-operator/eventstream-operator/bridge/metrics"
+	"github.com/eventstream-operator/eventstream-operator/publish"
+	"github.com/eventstream-operator/eventstream-operator/test/poll"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -55,17 +57,17 @@ func TestBridgeConsumerContinuesThePublishersTrace(t *testing.T) {
 		t.Fatal("consumer did not connect within 30s")
 	}
 
-	publisher, err := events.Dial(node.URI, nil, events.PublisherConfig{Exchange: name, HeaderInjector: Inject})
+	publisher, err := publish.Dial(node.URI, nil, publish.PublisherConfig{Exchange: name, HeaderInjector: Inject})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer publisher.Close()
 	publishCtx, publishSpan := StartPublish(ctx, name, "team.42.job.7.status")
-	if err := publisher.Publish(publishCtx, "team.42.job.7.status", []byte(`{"status":"done"}`), events.PublishOptions{MessageID: "traced-1"}); err != nil {
+	if err := publisher.Publish(publishCtx, "team.42.job.7.status", []byte(`{"status":"done"}`), publish.PublishOptions{MessageID: "traced-1"}); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
 	publishSpan.End()
-	if err := publisher.Publish(ctx, "team.42.job.7.status", []byte(`not json`), events.PublishOptions{MessageID: "malformed-1"}); err != nil {
+	if err := publisher.Publish(ctx, "team.42.job.7.status", []byte(`not json`), publish.PublishOptions{MessageID: "malformed-1"}); err != nil {
 		t.Fatalf("publish malformed: %v", err)
 	}
 	select {
@@ -73,7 +75,7 @@ func TestBridgeConsumerContinuesThePublishersTrace(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("the consumer handed nothing to the hub within 30s")
 	}
-	eventually(t, 10*time.Second, func() bool { return len(recorder.Ended()) >= 3 }, "consume spans did not end")
+	poll.Until(t, 10*time.Second, "3 ended consume spans", func() bool { return len(recorder.Ended()) >= 3 })
 
 	publish := endedSpan(t, recorder, "publish "+name)
 	var delivered, malformed bool

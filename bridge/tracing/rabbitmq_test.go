@@ -8,6 +8,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
+	"github.com/eventstream-operator/eventstream-operator/publish"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -44,13 +45,13 @@ func TestTraceContextSurvivesRabbitMQ(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	publisher, err := events.Dial(node.URI, nil, events.PublisherConfig{Exchange: name, HeaderInjector: Inject})
+	publisher, err := publish.Dial(node.URI, nil, publish.PublisherConfig{Exchange: name, HeaderInjector: Inject})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer publisher.Close()
 	publishCtx, publishSpan := StartPublish(ctx, name, "team.42.job.7.status")
-	if err := publisher.Publish(publishCtx, "team.42.job.7.status", []byte(`{"status":"running"}`), events.PublishOptions{}); err != nil {
+	if err := publisher.Publish(publishCtx, "team.42.job.7.status", []byte(`{"status":"running"}`), publish.PublishOptions{}); err != nil {
 		t.Fatalf("publish: %v", err)
 	}
 	publishSpan.End()

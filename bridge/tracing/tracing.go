@@ -120,7 +120,7 @@ func (c HeaderCarrier) Keys() []string {
 }
 
 // Inject writes the trace context of ctx into headers (traceparent, tracestate, baggage). It has
-// the signature of events.PublisherConfig.HeaderInjector. headers must not be nil. With tracing
+// the signature of publish.PublisherConfig.HeaderInjector. headers must not be nil. With tracing
 // off, or no span in ctx, it writes nothing.
 func Inject(ctx context.Context, headers amqp.Table) {
 	otel.GetTextMapPropagator().Inject(ctx, HeaderCarrier(headers))

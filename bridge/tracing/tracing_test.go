@@ -3,7 +3,6 @@ package tracing
 import (
 	"context"
 	"testing"
-	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.opentelemetry.io/otel"
@@ -161,21 +160,5 @@ func BenchmarkStartConsumeTracingOff(b *testing.B) {
 	for b.Loop() {
 		_, span := StartConsume(context.Background(), headers, "events.sse", "team.1.job.2.status")
 		span.End()
-	}
-}
-
-// eventually polls cond every 10ms until it holds, failing the test after timeout.
-func eventually(t *testing.T, timeout time.Duration, cond func() bool, failure string) {
-	t.Helper()
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
-	tick := time.NewTicker(10 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-deadline.C:
-			t.Fatalf("%s within %v", failure, timeout)
-		case <-tick.C:
-		}
 	}
 }

@@ -10,13 +10,14 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/eventstream-operator/eventstream-operator/internal/cli"
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 )
 
 func runInspect(_ context.Context, args []string, getenv func(string) string, stdout, _ io.Writer) error {
 	fs := flag.NewFlagSet("eventctl inspect", flag.ContinueOnError)
-	queueDefault := getenv("RABBITMQ_EVENTS_QUEUE")
+	queueDefault := getenv(contract.EnvEventsQueue)
 	if queueDefault == "" {
-		queueDefault = "events.sse"
+		queueDefault = contract.DefaultQueue
 	}
 	queue := fs.String("queue", queueDefault, "queue to inspect (env RABBITMQ_EVENTS_QUEUE)")
 	fs.Usage = usageFunc(fs, "eventctl inspect [flags]")
@@ -32,7 +33,7 @@ func runInspect(_ context.Context, args []string, getenv func(string) string, st
 	if err := checkRabbitMQURL(getenv); err != nil {
 		return cli.Usage(err)
 	}
-	url := getenv("RABBITMQ_URL")
+	url := getenv(contract.EnvRabbitMQURL)
 	conn, err := amqp.Dial(url)
 	if err != nil {
 		return fmt.Errorf("connect to RabbitMQ: %w", err)
@@ -42,7 +43,7 @@ func runInspect(_ context.Context, args []string, getenv func(string) string, st
 	if err != nil {
 		return fmt.Errorf("open channel: %w", err)
 	}
-	for _, name := range []string{*queue, *queue + ".dlq"} {
+	for _, name := range []string{*queue, contract.DeadLetterQueue(*queue)} {
 		q, err := ch.QueueDeclarePassive(name, true, false, false, false, nil)
 		if err != nil {
 			var amqpErr *amqp.Error

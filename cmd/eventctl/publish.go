@@ -16,6 +16,8 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/tracing"
 	"github.com/eventstream-operator/eventstream-operator/internal/cli"
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
+	"github.com/eventstream-operator/eventstream-operator/publish"
 )
 
 // maxInFlight bounds the confirms a load run waits for at once.
@@ -28,16 +30,16 @@ type publishFlags struct {
 	progress, count            int
 	rate                       float64
 	stdin                      bool
-	retry                      events.RetryPolicy
+	retry                      publish.RetryPolicy
 }
 
 func runPublish(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("eventctl publish", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var f publishFlags
-	exchangeDefault := getenv("RABBITMQ_EVENTS_EXCHANGE")
+	exchangeDefault := getenv(contract.EnvEventsExchange)
 	if exchangeDefault == "" {
-		exchangeDefault = "events.topic"
+		exchangeDefault = events.DefaultExchange
 	}
 	fs.StringVar(&f.exchange, "exchange", exchangeDefault, "topic exchange (env RABBITMQ_EVENTS_EXCHANGE)")
 	fs.StringVar(&f.template, "routing-key-template", events.DefaultRoutingKeyTemplate, "routing-key template")
@@ -51,11 +53,11 @@ func runPublish(ctx context.Context, args []string, getenv func(string) string, 
 	fs.IntVar(&f.count, "count", 1, "number of events to publish (load); progress runs from 0 to 100")
 	fs.Float64Var(&f.rate, "rate", 0, "events per second (0: as fast as confirms allow)")
 	fs.BoolVar(&f.stdin, "stdin", false, "read events from stdin, one JSON event per line; --team/--job ignored")
-	fs.IntVar(&f.retry.Attempts, "retry-attempts", events.DefaultRetryPolicy.Attempts,
+	fs.IntVar(&f.retry.Attempts, "retry-attempts", publish.DefaultRetryPolicy.Attempts,
 		"publishes in all of an event the broker returns as unroutable (no queue took it) before eventctl fails")
-	fs.DurationVar(&f.retry.InitialBackoff, "retry-backoff", events.DefaultRetryPolicy.InitialBackoff,
+	fs.DurationVar(&f.retry.InitialBackoff, "retry-backoff", publish.DefaultRetryPolicy.InitialBackoff,
 		"pause before republishing a returned event; doubles per retry up to --retry-max-backoff")
-	fs.DurationVar(&f.retry.MaxBackoff, "retry-max-backoff", events.DefaultRetryPolicy.MaxBackoff, "longest pause between retries")
+	fs.DurationVar(&f.retry.MaxBackoff, "retry-max-backoff", publish.DefaultRetryPolicy.MaxBackoff, "longest pause between retries")
 	fs.Usage = usageFunc(fs, "eventctl publish [flags]")
 	if err := cli.Parse(fs, args, stdout, false); err != nil {
 		return err
@@ -63,7 +65,7 @@ func runPublish(ctx context.Context, args []string, getenv func(string) string, 
 	if err := checkPublishFlags(fs, f, getenv); err != nil {
 		return err
 	}
-	url := getenv("RABBITMQ_URL")
+	url := getenv(contract.EnvRabbitMQURL)
 	if url == "" {
 		return errors.New("RABBITMQ_URL is not set (the AMQP URI with credentials comes only from the environment)")
 	}
@@ -82,7 +84,7 @@ func runPublish(ctx context.Context, args []string, getenv func(string) string, 
 	if stopTracing != nil {
 		defer func() { _ = stopTracing(context.Background()) }()
 	}
-	pub, err := events.Dial(url, tlsConfig, events.PublisherConfig{Exchange: f.exchange, HeaderInjector: tracing.Inject, Retry: f.retry})
+	pub, err := publish.Dial(url, tlsConfig, publish.PublisherConfig{Exchange: f.exchange, HeaderInjector: tracing.Inject, Retry: f.retry})
 	if err != nil {
 		return err
 	}
@@ -108,17 +110,17 @@ func runPublish(ctx context.Context, args []string, getenv func(string) string, 
 
 // publishOne publishes ev inside a producer span (when tracing is on) and waits until the
 // publish is done: confirmed and not returned (a returned event is retried, then an error).
-func publishOne(ctx context.Context, pub *events.Publisher, tmpl *events.Template, exchange string, ev events.Event) error {
+func publishOne(ctx context.Context, pub *publish.Publisher, tmpl *events.Template, exchange string, ev events.Event) error {
 	key, err := ev.RoutingKey(tmpl)
 	if err != nil {
 		return err
 	}
 	ctx, span := tracing.StartPublish(ctx, exchange, key)
 	defer span.End()
-	return pub.PublishEvent(ctx, tmpl, ev, events.PublishOptions{})
+	return pub.PublishEvent(ctx, tmpl, ev, publish.PublishOptions{})
 }
 
-func publishStdin(ctx context.Context, pub *events.Publisher, tmpl *events.Template, exchange string, stdin io.Reader, stdout io.Writer) error {
+func publishStdin(ctx context.Context, pub *publish.Publisher, tmpl *events.Template, exchange string, stdin io.Reader, stdout io.Writer) error {
 	scanner := bufio.NewScanner(stdin)
 	scanner.Buffer(make([]byte, 64<<10), 1<<20)
 	n := 0
@@ -152,7 +154,7 @@ func publishStdin(ctx context.Context, pub *events.Publisher, tmpl *events.Templ
 // publishLoad publishes f.count events at f.rate with up to maxInFlight not yet done, and
 // reports the achieved rate. It fails on the first event that is not published (nacked, or
 // returned on every retry), naming it.
-func publishLoad(ctx context.Context, pub *events.Publisher, tmpl *events.Template, f publishFlags, stdout io.Writer) error {
+func publishLoad(ctx context.Context, pub *publish.Publisher, tmpl *events.Template, f publishFlags, stdout io.Writer) error {
 	var tick <-chan time.Time
 	if f.rate > 0 {
 		ticker := time.NewTicker(time.Duration(float64(time.Second) / f.rate))
@@ -161,7 +163,7 @@ func publishLoad(ctx context.Context, pub *events.Publisher, tmpl *events.Templa
 	}
 	type pending struct {
 		n       int
-		confirm *events.Confirmation
+		confirm *publish.Confirmation
 	}
 	inFlight := make([]pending, 0, maxInFlight)
 	waitAll := func() error {
@@ -195,7 +197,7 @@ func publishLoad(ctx context.Context, pub *events.Publisher, tmpl *events.Templa
 		if err != nil {
 			return err
 		}
-		c, err := pub.PublishDeferred(ctx, key, body, events.PublishOptions{MessageID: ev.ID})
+		c, err := pub.PublishDeferred(ctx, key, body, publish.PublishOptions{MessageID: ev.ID})
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/internal/cli"
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 )
 
 // checkPublishFlags checks the parsed publish command line and RABBITMQ_URL before anything
@@ -68,7 +69,7 @@ func checkPublishFlags(fs *flag.FlagSet, f publishFlags, getenv func(string) str
 // checkRabbitMQURL checks RABBITMQ_URL, where the AMQP URI with credentials comes from; the
 // error never repeats the URI.
 func checkRabbitMQURL(getenv func(string) string) error {
-	url := getenv("RABBITMQ_URL")
+	url := getenv(contract.EnvRabbitMQURL)
 	if url == "" {
 		return errors.New("RABBITMQ_URL is not set (the AMQP URI with credentials comes only from the environment)")
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
+	"github.com/eventstream-operator/eventstream-operator/publish"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -41,7 +42,7 @@ func TestPublishUnroutableFails(t *testing.T) {
 	} {
 		var out bytes.Buffer
 		err := runPublish(ctx, append(retry, tc.args...), getenv, strings.NewReader(tc.stdin), &out, &out)
-		if !errors.Is(err, events.ErrUnroutable) {
+		if !errors.Is(err, publish.ErrUnroutable) {
 			t.Errorf("%s: err = %v, want ErrUnroutable", name, err)
 		}
 		if strings.Contains(out.String(), "published") {

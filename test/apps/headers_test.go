@@ -12,6 +12,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
+	"github.com/eventstream-operator/eventstream-operator/bridge/metrics"
 	"github.com/eventstream-operator/eventstream-operator/test/apptest"
 	"github.com/eventstream-operator/eventstream-operator/test/bench"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
@@ -84,5 +85,5 @@ func TestBridgeConsumesIntegerHeadersOfPyAMQP(t *testing.T) {
 	}
 	reconnects, _ := b.Metrics()
 	t.Fatalf("the event published by py-amqp never reached the client (%v); bridge metrics: reconnects %v",
-		lines.Err(), reconnects["eventstream_bridge_broker_reconnects_total"])
+		lines.Err(), reconnects[metrics.BrokerReconnects])
 }

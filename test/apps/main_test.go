@@ -8,11 +8,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"testing"
 
-	"github.com/eventstream-operator/eventstream-operator/test/apptest"
+	"github.com/eventstream-operator/eventstream-operator/test/clitest"
 )
 
 var (
@@ -46,10 +45,9 @@ func bridgeBinary(t *testing.T) string {
 	if _, err := os.Stat(bin); err == nil {
 		return bin
 	}
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/bridge")
-	cmd.Dir = apptest.Root()
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/bridge: %v\n%s", err, out)
+	bin, err := clitest.Compile(scratch, clitest.BridgePackage, "")
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

@@ -9,7 +9,9 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
 
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 	"github.com/eventstream-operator/eventstream-operator/test/browsertest"
+	"github.com/eventstream-operator/eventstream-operator/test/poll"
 )
 
 // Update is one line of the page's list of job updates.
@@ -60,11 +62,11 @@ func OpenTab(t T, browserPath, pageURL string) *Tab {
 		defer tab.mu.Unlock()
 		switch e := ev.(type) {
 		case *network.EventRequestWillBeSent:
-			if u, err := url.Parse(e.Request.URL); err == nil && u.Path == "/api/v1/events" {
+			if u, err := url.Parse(e.Request.URL); err == nil && u.Path == contract.DefaultPath {
 				tab.streams = append(tab.streams, u.Query())
 			}
 		case *network.EventResponseReceived:
-			if u, err := url.Parse(e.Response.URL); err == nil && u.Path == "/api/v1/events" {
+			if u, err := url.Parse(e.Response.URL); err == nil && u.Path == contract.DefaultPath {
 				tab.statuses = append(tab.statuses, e.Response.Status)
 			}
 		}
@@ -107,17 +109,11 @@ func (b *Tab) State() PageState {
 // WaitFor polls the page (60 s at most: the machine may be loaded) until cond holds.
 func (b *Tab) WaitFor(what string, cond func(PageState) bool) PageState {
 	b.t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		s := b.State()
-		if cond(s) {
-			return s
-		}
-		if time.Now().After(deadline) {
-			b.t.Fatalf("page: timed out waiting for %s; it shows %+v", what, s)
-		}
-		time.Sleep(50 * time.Millisecond) // DOM poll, bounded by the deadline
+	var s PageState
+	if !poll.Within(context.Background(), 60*time.Second, 50*time.Millisecond, func() bool { s = b.State(); return cond(s) }) {
+		b.t.Fatalf("page: timed out waiting for %s; it shows %+v", what, s)
 	}
+	return s
 }
 
 // Reopened returns the streams the page reopened with a fresh token and the last event id

@@ -13,6 +13,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
+	"github.com/eventstream-operator/eventstream-operator/test/poll"
 )
 
 // BridgeOptions starts the real bridge binary for a benchmark.
@@ -77,7 +80,7 @@ func StartBridge(ctx context.Context, o BridgeOptions) (*BridgeProcess, error) {
 	b := &BridgeProcess{
 		Addr:    addr,
 		OpsAddr: opsAddr,
-		Path:    "/api/v1/events",
+		Path:    contract.DefaultPath,
 		done:    make(chan error, 1),
 	}
 	args := []string{
@@ -131,17 +134,15 @@ func (b *BridgeProcess) Metrics() (map[string]float64, error) {
 
 // WaitMetric polls /metrics until metric satisfies ok or the timeout passes.
 func (b *BridgeProcess) WaitMetric(name string, ok func(float64) bool, timeout time.Duration) (float64, error) {
-	deadline := time.Now().Add(timeout)
-	for {
+	var last float64
+	if poll.Within(context.Background(), timeout, 100*time.Millisecond, func() bool {
 		m, err := b.Metrics()
-		if err == nil && ok(m[name]) {
-			return m[name], nil
-		}
-		if time.Now().After(deadline) {
-			return m[name], fmt.Errorf("%s = %v after %s", name, m[name], timeout)
-		}
-		time.Sleep(100 * time.Millisecond) // metrics poll, bounded by the deadline
+		last = m[name]
+		return err == nil && ok(last)
+	}) {
+		return last, nil
 	}
+	return last, fmt.Errorf("%s = %v after %s", name, last, timeout)
 }
 
 // Stop sends SIGINT and waits (SIGKILL after 15s); it is idempotent.

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 )
 
 // Publisher sends benchmark events to the events exchange without confirms and without
@@ -66,8 +68,8 @@ func (p *Publisher) PublishPaced(ctx context.Context, rate float64, total int64,
 // Cleanup deletes the benchmark's queue, its dead-letter queue and exchange, and the exchange.
 func (p *Publisher) Cleanup(queue string) {
 	_, _ = p.ch.QueueDelete(queue, false, false, false)
-	_, _ = p.ch.QueueDelete(queue+".dlq", false, false, false)
-	_ = p.ch.ExchangeDelete(queue+".dlx", false, false)
+	_, _ = p.ch.QueueDelete(contract.DeadLetterQueue(queue), false, false, false)
+	_ = p.ch.ExchangeDelete(contract.DeadLetterExchange(queue), false, false)
 	_ = p.ch.ExchangeDelete(p.exchange, false, false)
 }
 

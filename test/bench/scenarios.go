@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/eventstream-operator/eventstream-operator/bridge/metrics"
 )
 
 // Env is what every scenario needs.
@@ -187,7 +189,7 @@ func IdleAndFanOut(ctx context.Context, env *Env, cfg FanOutConfig) (IdleResult,
 		return idle, bridgeRes, wireRes, err
 	}
 	idle.OpenTime = time.Since(t0)
-	if _, err := b.WaitMetric("eventstream_bridge_clients", func(v float64) bool { return int(v) == cfg.Conns }, 30*time.Second); err != nil {
+	if _, err := b.WaitMetric(metrics.Clients, func(v float64) bool { return int(v) == cfg.Conns }, 30*time.Second); err != nil {
 		return idle, bridgeRes, wireRes, err
 	}
 	settle()
@@ -225,7 +227,7 @@ func IdleAndFanOut(ctx context.Context, env *Env, cfg FanOutConfig) (IdleResult,
 			return s, err
 		}
 		s.Received = c1.Received - c0.Received
-		s.Drops = int64(m1["eventstream_bridge_events_dropped_total"]-m0["eventstream_bridge_events_dropped_total"]) + (c1.Gaps - c0.Gaps)
+		s.Drops = int64(m1[metrics.EventsDropped]-m0[metrics.EventsDropped]) + (c1.Gaps - c0.Gaps)
 		s.Achieved = float64(s.Received) / done.Sub(start).Seconds()
 		s.Latency = client.Latency.Summarize()
 		s.CPU = p1.CPU - p0.CPU
@@ -338,7 +340,7 @@ func Broadcast(ctx context.Context, env *Env, conns, reps, parallel int) (Broadc
 	if err := client.Open(ctx, b.Addr, paths, parallel); err != nil {
 		return res, err
 	}
-	if _, err := b.WaitMetric("eventstream_bridge_clients", func(v float64) bool { return int(v) == conns }, 30*time.Second); err != nil {
+	if _, err := b.WaitMetric(metrics.Clients, func(v float64) bool { return int(v) == conns }, 30*time.Second); err != nil {
 		return res, err
 	}
 	var toLast Histogram
@@ -428,7 +430,7 @@ func Churn(ctx context.Context, env *Env, total, parallel, tenants int) (ChurnRe
 			return res, fmt.Errorf("warm-up connect: %w", err)
 		}
 	}
-	if _, err := b.WaitMetric("eventstream_bridge_clients", func(v float64) bool { return v == 0 }, 10*time.Second); err != nil {
+	if _, err := b.WaitMetric(metrics.Clients, func(v float64) bool { return v == 0 }, 10*time.Second); err != nil {
 		return res, err
 	}
 	time.Sleep(time.Second) // settle before the baseline sample
@@ -462,7 +464,7 @@ func Churn(ctx context.Context, env *Env, total, parallel, tenants int) (ChurnRe
 		return time.Since(start)
 	}
 	d1 := runHalf(0, total/2)
-	if _, err := b.WaitMetric("eventstream_bridge_clients", func(v float64) bool { return v == 0 }, 30*time.Second); err != nil {
+	if _, err := b.WaitMetric(metrics.Clients, func(v float64) bool { return v == 0 }, 30*time.Second); err != nil {
 		return res, err
 	}
 	if res.Half, err = sampleBridge(b); err != nil {
@@ -472,7 +474,7 @@ func Churn(ctx context.Context, env *Env, total, parallel, tenants int) (ChurnRe
 	res.Failed = failed.Load()
 	res.Rate = float64(total-int(res.Failed)) / (d1 + d2).Seconds()
 	settleStart := time.Now()
-	if _, err := b.WaitMetric("eventstream_bridge_clients", func(v float64) bool { return v == 0 }, 30*time.Second); err != nil {
+	if _, err := b.WaitMetric(metrics.Clients, func(v float64) bool { return v == 0 }, 30*time.Second); err != nil {
 		return res, err
 	}
 	time.Sleep(time.Second) // settle as for the baseline

@@ -5,13 +5,11 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/eventstream-operator/eventstream-operator/test/kubetest"
+	"github.com/eventstream-operator/eventstream-operator/test/clitest"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -21,13 +19,7 @@ import (
 // counted once, no drops, the table rendered — never speed: CI machines are shared.
 func TestHarnessSmoke(t *testing.T) {
 	node := rabbitmqtest.Shared(t)
-	dir := t.TempDir()
-	binary := filepath.Join(dir, "bridge")
-	build := exec.Command("go", "build", "-o", binary, "./cmd/bridge")
-	build.Dir = kubetest.ProjectRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build bridge: %v\n%s", err, out)
-	}
+	binary := clitest.Build(t, clitest.BridgePackage, "")
 
 	wire := startInProcessWire(t)
 	env := &Env{BridgeBinary: binary, AMQPURL: node.URI, Wire: wire, Sources: 2,

@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"time"
+
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 )
 
 // HS256Token returns a compact JWT signed with secret that grants tenants with the bridge's
@@ -13,10 +15,10 @@ import (
 func HS256Token(secret []byte, tenants []string, ttl time.Duration) string {
 	header := base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ":"JWT"}`))
 	claims, _ := json.Marshal(map[string]any{
-		"sub":   "bench",
-		"teams": tenants,
-		"scope": "events:read",
-		"exp":   time.Now().Add(ttl).Unix(),
+		"sub":                        "bench",
+		contract.DefaultTenantsClaim: tenants,
+		"scope":                      contract.DefaultRequiredScope,
+		"exp":                        time.Now().Add(ttl).Unix(),
 	})
 	signingInput := header + "." + base64.RawURLEncoding.EncodeToString(claims)
 	mac := hmac.New(sha256.New, secret)

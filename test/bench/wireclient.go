@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"github.com/eventstream-operator/eventstream-operator/test/poll"
 )
 
 // Wire is a wire-limit server reachable by the orchestrator: Addr takes SSE connections,
@@ -39,17 +42,11 @@ func StartWireProcess(self string) (*Wire, error) {
 		return nil, fmt.Errorf("start wire server: %w", err)
 	}
 	w.PID = w.cmd.Process.Pid
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if _, err := w.Conns(); err == nil {
-			return w, nil
-		}
-		if time.Now().After(deadline) {
-			w.Stop()
-			return nil, fmt.Errorf("wire server not up within 10s")
-		}
-		time.Sleep(20 * time.Millisecond) // start-up poll, bounded by the deadline
+	if !poll.Within(context.Background(), 10*time.Second, 20*time.Millisecond, func() bool { _, err := w.Conns(); return err == nil }) {
+		w.Stop()
+		return nil, fmt.Errorf("wire server not up within 10s")
 	}
+	return w, nil
 }
 
 // Conns is the number of streams the wire server holds.
@@ -68,17 +65,15 @@ func (w *Wire) Conns() (int, error) {
 
 // WaitConns polls until the server holds n streams.
 func (w *Wire) WaitConns(n int, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		got, err := w.Conns()
-		if err == nil && got == n {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("wire server holds %d streams, want %d (%v)", got, n, err)
-		}
-		time.Sleep(20 * time.Millisecond) // poll, bounded by the deadline
+	var got int
+	var err error
+	if poll.Within(context.Background(), timeout, 20*time.Millisecond, func() bool {
+		got, err = w.Conns()
+		return err == nil && got == n
+	}) {
+		return nil
 	}
+	return fmt.Errorf("wire server holds %d streams, want %d (%v)", got, n, err)
 }
 
 // Run asks for a paced run and waits for it.

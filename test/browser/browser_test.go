@@ -4,14 +4,13 @@ package browser
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +22,8 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/app"
 	"github.com/eventstream-operator/eventstream-operator/bridge/auth"
+	"github.com/eventstream-operator/eventstream-operator/publish"
+	"github.com/eventstream-operator/eventstream-operator/test/bridgetest"
 	"github.com/eventstream-operator/eventstream-operator/test/browsertest"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
@@ -102,36 +103,14 @@ func startBridge(t *testing.T, uri string, args ...string) *app.Bridge {
 	return startBridgeWith(t, uri, auth.None(), args...)
 }
 
+// browserArgs make a bridge's reconnect advice and heartbeats short enough for the tests.
+var browserArgs = []string{"--retry=300ms", "--heartbeat=1s"}
+
 // startBridgeWith starts a bridge in this process that authenticates clients with authn and
 // waits until it consumes.
 func startBridgeWith(t *testing.T, uri string, authn auth.Authenticator, args ...string) *app.Bridge {
 	t.Helper()
-	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
-	cfg := app.BindFlags(fs, func(k string) string {
-		if k == app.EnvURL {
-			return uri
-		}
-		return ""
-	})
-	if err := fs.Parse(append([]string{"--listen=127.0.0.1:0", "--metrics-listen=127.0.0.1:0", "--declare-topology", "--retry=300ms", "--heartbeat=1s"}, args...)); err != nil {
-		t.Fatal(err)
-	}
-	cfg.Authenticator = authn
-	b, err := app.Start(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = b.Shutdown(ctx)
-	})
-	select {
-	case <-b.Consumer.Connected():
-	case <-time.After(20 * time.Second):
-		t.Fatal("bridge did not connect")
-	}
-	return b
+	return bridgetest.Start(t, uri, bridgetest.Options{Authenticator: authn}, append(slices.Clone(browserArgs), args...)...)
 }
 
 // TestEventSourceReceivesAndResumesAcrossRestart: Chromium's EventSource receives events whose
@@ -157,7 +136,7 @@ func TestEventSourceReceivesAndResumesAcrossRestart(t *testing.T) {
 		t.Fatalf("bridge has %d subscribers", first.Hub.Len())
 	}
 
-	pub, err := events.Dial(node.URI, nil, events.PublisherConfig{Exchange: exchange})
+	pub, err := publish.Dial(node.URI, nil, publish.PublisherConfig{Exchange: exchange})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,7 +147,7 @@ func TestEventSourceReceivesAndResumesAcrossRestart(t *testing.T) {
 	}
 	publish := func(from, to int) {
 		for i := from; i <= to; i++ {
-			if err := pub.Publish(context.Background(), "team.7.job.1.status", []byte(body(i)), events.PublishOptions{}); err != nil {
+			if err := pub.Publish(context.Background(), "team.7.job.1.status", []byte(body(i)), publish.PublishOptions{}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -286,13 +265,13 @@ func TestEventSourceGetsGapAfterClassicRestart(t *testing.T) {
 	_, waitFor := openPage(t, browserPath, srv.URL+"/")
 	waitFor("the stream to open", func(s seen) bool { return s.Opens == 1 })
 
-	pub, err := events.Dial(node.URI, nil, events.PublisherConfig{Exchange: exchange})
+	pub, err := publish.Dial(node.URI, nil, publish.PublisherConfig{Exchange: exchange})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer pub.Close()
 	publish := func(data string) {
-		if err := pub.Publish(context.Background(), "team.7.job.1.status", []byte(data), events.PublishOptions{}); err != nil {
+		if err := pub.Publish(context.Background(), "team.7.job.1.status", []byte(data), publish.PublishOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -2,7 +2,6 @@ package browser
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,7 +22,10 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/bridge/auth"
 	"github.com/eventstream-operator/eventstream-operator/bridge/cors"
 	"github.com/eventstream-operator/eventstream-operator/bridge/server"
+	"github.com/eventstream-operator/eventstream-operator/publish"
+	"github.com/eventstream-operator/eventstream-operator/test/bridgetest"
 	"github.com/eventstream-operator/eventstream-operator/test/browsertest"
+	"github.com/eventstream-operator/eventstream-operator/test/poll"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -78,18 +80,6 @@ func newLimitsFixture(t *testing.T, args ...string) *limitsFixture {
 	if err := os.WriteFile(secretFile, f.secret, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
-	cfg := app.BindFlags(fs, func(k string) string {
-		if k == app.EnvURL {
-			return node.URI
-		}
-		return ""
-	})
-	base := []string{"--listen=127.0.0.1:0", "--metrics-listen=127.0.0.1:0", "--declare-topology",
-		"--queue=" + queue, "--exchange=" + exchange, "--retry=300ms", "--heartbeat=1s"}
-	if err := fs.Parse(append(base, args...)); err != nil {
-		t.Fatal(err)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -102,31 +92,18 @@ func newLimitsFixture(t *testing.T, args ...string) *limitsFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Authenticator, cfg.Middleware = authenticator, policy.Handler
-	b, err := app.Start(cfg, logger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = b.Shutdown(shutdownCtx)
-	})
-	select {
-	case <-b.Consumer.Connected():
-	case <-time.After(20 * time.Second):
-		t.Fatal("bridge did not connect")
-	}
-	f.bridge = b
+	f.bridge = bridgetest.Start(t, node.URI, bridgetest.Options{Authenticator: authenticator, Logger: logger,
+		Configure: func(cfg *app.Config) { cfg.Middleware = policy.Handler }},
+		append(append([]string{"--queue=" + queue, "--exchange=" + exchange}, browserArgs...), args...)...)
 
-	pub, err := events.Dial(node.URI, nil, events.PublisherConfig{Exchange: exchange})
+	pub, err := publish.Dial(node.URI, nil, publish.PublisherConfig{Exchange: exchange})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = pub.Close() })
 	f.publish = func(team string, n int) {
 		body := fmt.Sprintf(`{"team":%q,"n":%d}`, team, n)
-		if err := pub.Publish(context.Background(), "team."+team+".job.1.status", []byte(body), events.PublishOptions{}); err != nil {
+		if err := pub.Publish(context.Background(), "team."+team+".job.1.status", []byte(body), publish.PublishOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -198,13 +175,7 @@ func (f *limitsFixture) waitFor(tb *tab, what string, cond func(tabState) bool, 
 
 func (f *limitsFixture) waitClients(n int) {
 	f.t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for f.bridge.Hub.Len() != n {
-		if time.Now().After(deadline) {
-			f.t.Fatalf("bridge has %d streams, want %d", f.bridge.Hub.Len(), n)
-		}
-		time.Sleep(20 * time.Millisecond) // poll interval
-	}
+	poll.Until(f.t, 30*time.Second, fmt.Sprintf("%d streams on the bridge", n), func() bool { return f.bridge.Hub.Len() == n })
 }
 
 func (f *limitsFixture) rejected(reason string) float64 {

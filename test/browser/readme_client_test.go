@@ -21,8 +21,10 @@ import (
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/auth"
+	"github.com/eventstream-operator/eventstream-operator/publish"
 	"github.com/eventstream-operator/eventstream-operator/test/browsertest"
 	"github.com/eventstream-operator/eventstream-operator/test/kubetest"
+	"github.com/eventstream-operator/eventstream-operator/test/poll"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -121,15 +123,9 @@ openEvents({
 		}
 		return s
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for bridge.Hub.Len() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the page's stream did not open")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.Until(t, 30*time.Second, "the page's stream to open", func() bool { return bridge.Hub.Len() == 1 })
 
-	pub, err := events.Dial(node.URI, nil, events.PublisherConfig{Exchange: exchange})
+	pub, err := publish.Dial(node.URI, nil, publish.PublisherConfig{Exchange: exchange})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,26 +133,20 @@ openEvents({
 	// Publish for long enough that at least three tokens expire mid-stream.
 	const n = 200
 	for i := 1; i <= n; i++ {
-		if err := pub.Publish(context.Background(), "team.7.job.1.status", fmt.Appendf(nil, `{"n":%d}`, i), events.PublishOptions{}); err != nil {
+		if err := pub.Publish(context.Background(), "team.7.job.1.status", fmt.Appendf(nil, `{"n":%d}`, i), publish.PublishOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(40 * time.Millisecond) // pacing the publisher over ~8 s, not synchronisation
 	}
-	deadline = time.Now().Add(30 * time.Second)
-	for {
-		s := read()
-		if len(s.Messages) >= n || time.Now().After(deadline) {
-			for i, got := range s.Messages {
-				if got != i+1 {
-					t.Fatalf("event %d is n=%d (gaps %v): the client lost or repeated events across a token refresh; all: %v", i+1, got, s.Gaps, s.Messages)
-				}
-			}
-			if len(s.Messages) != n || len(s.Gaps) != 0 {
-				t.Fatalf("received %d of %d events, gaps %v", len(s.Messages), n, s.Gaps)
-			}
-			break
+	var s pageSeen
+	poll.Within(context.Background(), 30*time.Second, 50*time.Millisecond, func() bool { s = read(); return len(s.Messages) >= n })
+	for i, got := range s.Messages {
+		if got != i+1 {
+			t.Fatalf("event %d is n=%d (gaps %v): the client lost or repeated events across a token refresh; all: %v", i+1, got, s.Gaps, s.Messages)
 		}
-		time.Sleep(50 * time.Millisecond)
+	}
+	if len(s.Messages) != n || len(s.Gaps) != 0 {
+		t.Fatalf("received %d of %d events, gaps %v", len(s.Messages), n, s.Gaps)
 	}
 	if got := tokens.Load(); got < 3 {
 		t.Fatalf("only %d tokens were fetched: the stream was not reopened after expiry", got)

@@ -1,6 +1,11 @@
 package chaos
 
-import "time"
+import (
+	"context"
+	"time"
+
+	"github.com/eventstream-operator/eventstream-operator/test/poll"
+)
 
 // origin is the zero of the suite's clock. Every measured moment (a publish, a delivery, a
 // fault, a readiness change) is taken with now(), on the monotonic clock, so durations between
@@ -14,16 +19,7 @@ func now() instant { return time.Since(origin) }
 
 // waitFor polls cond every 50 ms until it holds (true) or timeout passes (false).
 func waitFor(timeout time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(timeout)
-	for {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(50 * time.Millisecond) // polling interval, bounded by the deadline
-	}
+	return poll.Within(context.Background(), timeout, 50*time.Millisecond, cond)
 }
 
 // seconds formats d rounded to a tenth of a second, e.g. "2.4s".

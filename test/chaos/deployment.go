@@ -15,6 +15,8 @@ import (
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/bridge/metrics"
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
+	"github.com/eventstream-operator/eventstream-operator/publish"
 	"github.com/eventstream-operator/eventstream-operator/test/bench"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
@@ -519,7 +521,7 @@ func (d *Deployment) ReachedNoClient() int {
 // PublishMalformed publishes n messages the bridge must dead-letter (a body that is not JSON,
 // on a routing key of the template) and returns how many the broker confirmed.
 func (d *Deployment) PublishMalformed(n int) (int, error) {
-	pub, err := events.Dial(d.env.AMQPURL, nil, events.PublisherConfig{Exchange: d.Exchange})
+	pub, err := publish.Dial(d.env.AMQPURL, nil, publish.PublisherConfig{Exchange: d.Exchange})
 	if err != nil {
 		return 0, err
 	}
@@ -527,7 +529,7 @@ func (d *Deployment) PublishMalformed(n int) (int, error) {
 	confirmed := 0
 	for i := 0; i < n; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err := pub.Publish(ctx, "team."+bench.Tenant(0)+".job.0.status", []byte("not json "+strconv.Itoa(i)), events.PublishOptions{})
+		err := pub.Publish(ctx, "team."+bench.Tenant(0)+".job.0.status", []byte("not json "+strconv.Itoa(i)), publish.PublishOptions{})
 		cancel()
 		if err != nil {
 			return confirmed, fmt.Errorf("publish malformed message %d: %w", i, err)
@@ -548,9 +550,10 @@ func (d *Deployment) DeadLettered() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	q, err := ch.QueueDeclarePassive(d.Queue+".dlq", true, false, false, false, nil)
+	dlq := contract.DeadLetterQueue(d.Queue)
+	q, err := ch.QueueDeclarePassive(dlq, true, false, false, false, nil)
 	if err != nil {
-		return 0, fmt.Errorf("passive declare %q: %w", d.Queue+".dlq", err)
+		return 0, fmt.Errorf("passive declare %q: %w", dlq, err)
 	}
 	return q.Messages, nil
 }

@@ -7,11 +7,12 @@ import (
 	"time"
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
+	"github.com/eventstream-operator/eventstream-operator/publish"
 	"github.com/eventstream-operator/eventstream-operator/test/bench"
 )
 
 // Published is one publish attempt: event Seq for Tenant and Job, started at Start, answered at
-// End. Confirmed is true only when events.Publisher.Publish returned nil: the broker took
+// End. Confirmed is true only when publish.Publisher.Publish returned nil: the broker took
 // responsibility for the event. Any error (nack, returned as unroutable, connection lost,
 // timeout) leaves it false: the event was not published, so no client is owed it, and if it
 // arrives anyway it is counted apart.
@@ -37,7 +38,7 @@ type Publisher struct {
 
 	mu      sync.Mutex
 	records []Published
-	pub     *events.Publisher
+	pub     *publish.Publisher
 }
 
 // NewPublisher publishes to exchange on the broker at url; run prefixes the event ids.
@@ -80,7 +81,7 @@ func (p *Publisher) Run(ctx context.Context, rate float64) {
 }
 
 // connect returns the current publisher, dialling until it succeeds or ctx ends (nil).
-func (p *Publisher) connect(ctx context.Context) *events.Publisher {
+func (p *Publisher) connect(ctx context.Context) *publish.Publisher {
 	for {
 		p.mu.Lock()
 		pub := p.pub
@@ -88,7 +89,7 @@ func (p *Publisher) connect(ctx context.Context) *events.Publisher {
 		if pub != nil {
 			return pub
 		}
-		pub, err := events.Dial(p.url, nil, events.PublisherConfig{Exchange: p.exchange})
+		pub, err := publish.Dial(p.url, nil, publish.PublisherConfig{Exchange: p.exchange})
 		if err == nil {
 			p.mu.Lock()
 			p.pub = pub
@@ -103,7 +104,7 @@ func (p *Publisher) connect(ctx context.Context) *events.Publisher {
 	}
 }
 
-func (p *Publisher) publish(pub *events.Publisher, seq int64) {
+func (p *Publisher) publish(pub *publish.Publisher, seq int64) {
 	tenant, job := p.TenantOf(seq), p.JobOf(seq)
 	ev := events.Event{
 		ID: p.run + "-" + strconv.FormatInt(seq, 10), Type: "job.status",
@@ -114,7 +115,7 @@ func (p *Publisher) publish(pub *events.Publisher, seq int64) {
 	// Not derived from ctx: stopping the publisher lets the last publish finish, so it is not
 	// counted unconfirmed for a reason of the suite's own.
 	callCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	err := pub.PublishEvent(callCtx, p.template, ev, events.PublishOptions{})
+	err := pub.PublishEvent(callCtx, p.template, ev, publish.PublishOptions{})
 	cancel()
 	rec.End = now()
 	rec.Confirmed = err == nil

@@ -4,14 +4,12 @@ import (
 	"fmt"
 	"net/url"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/eventstream-operator/eventstream-operator/test/kubetest"
+	"github.com/eventstream-operator/eventstream-operator/test/clitest"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -43,7 +41,7 @@ func TestChaos(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := &suite{
-		env: &Env{Binary: buildBridge(t), AMQPURL: node.URI, BrokerAddr: u.Host,
+		env: &Env{Binary: clitest.Build(t, clitest.BridgePackage, ""), AMQPURL: node.URI, BrokerAddr: u.Host,
 			Secret: strings.Repeat("chaos-secret-", 3), LogDir: logDir(t)},
 		node:    node,
 		profile: profile,
@@ -77,18 +75,6 @@ type suite struct {
 	node    *rabbitmqtest.Node
 	profile Profile
 	report  *Report
-}
-
-// buildBridge builds cmd/bridge into a temporary directory.
-func buildBridge(t *testing.T) string {
-	t.Helper()
-	binary := filepath.Join(t.TempDir(), "bridge")
-	build := exec.Command("go", "build", "-o", binary, "./cmd/bridge")
-	build.Dir = kubetest.ProjectRoot()
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build bridge: %v\n%s", err, out)
-	}
-	return binary
 }
 
 // logDir is $CHAOS_LOG_DIR (kept after the run) or a temporary directory.

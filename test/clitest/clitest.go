@@ -29,16 +29,33 @@ func Version() string {
 	return fmt.Sprintf("v0.0.0-clitest.%d", time.Now().UnixNano())
 }
 
+// BridgePackage is the bridge's main package, which several suites run as a process.
+const BridgePackage = "github.com/eventstream-operator/eventstream-operator/cmd/bridge"
+
 // Build compiles the main package pkg (an import path) into a temporary directory with
 // VersionVar set to version, and returns the binary's path.
 func Build(t testing.TB, pkg, version string) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), path.Base(pkg))
-	cmd := exec.Command("go", "build", "-ldflags", "-X "+VersionVar+"="+version, "-o", bin, pkg)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	bin, err := Compile(t.TempDir(), pkg, version)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return bin
+}
+
+// Compile is Build for callers without a testing.TB (a TestMain, a Ginkgo suite, a build
+// shared by a test process): it compiles pkg into dir, which the caller removes, with
+// VersionVar set to version unless version is empty.
+func Compile(dir, pkg, version string) (string, error) {
+	bin := filepath.Join(dir, path.Base(pkg))
+	args := []string{"build", "-o", bin}
+	if version != "" {
+		args = append(args, "-ldflags", "-X "+VersionVar+"="+version)
+	}
+	if out, err := exec.Command("go", append(args, pkg)...).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
+	}
+	return bin, nil
 }
 
 // Result is what a run printed and how it ended.

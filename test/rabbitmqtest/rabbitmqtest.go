@@ -19,6 +19,8 @@ import (
 	"strings"
 
 	amqp091 "github.com/rabbitmq/amqp091-go"
+
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 )
 
 // T is the part of testing.TB (and of Ginkgo's GinkgoT()) this package uses.
@@ -171,10 +173,10 @@ func DeleteTopology(uri, queue, exchange string) {
 		return
 	}
 	_, _ = ch.QueueDelete(queue, false, false, false)
-	_, _ = ch.QueueDelete(queue+".dlq", false, false, false)
-	_, _ = ch.QueueDelete(queue+".dlq-progress", false, false, false) // stream mode's dead-letter progress
+	_, _ = ch.QueueDelete(contract.DeadLetterQueue(queue), false, false, false)
+	_, _ = ch.QueueDelete(contract.DeadLetterProgressQueue(queue), false, false, false) // stream mode's dead-letter progress
 	_ = ch.ExchangeDelete(exchange, false, false)
-	_ = ch.ExchangeDelete(queue+".dlx", false, false)
+	_ = ch.ExchangeDelete(contract.DeadLetterExchange(queue), false, false)
 }
 
 // Channel opens a connection and a channel to uri for a test's own declarations and reads;

@@ -27,6 +27,7 @@ import (
 	esv1 "github.com/eventstream-operator/eventstream-operator/api/v1alpha1"
 	"github.com/eventstream-operator/eventstream-operator/test/bench"
 	"github.com/eventstream-operator/eventstream-operator/test/kubetest"
+	"github.com/eventstream-operator/eventstream-operator/test/poll"
 )
 
 type operatorFlags struct {
@@ -306,16 +307,11 @@ func verdictString(ok bool) string {
 
 // waitFor polls cond every 500ms until it holds or timeout passes.
 func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not within %s", timeout)
-		}
-		select {
-		case <-ctx.Done():
+	if !poll.Within(ctx, timeout, 500*time.Millisecond, cond) {
+		if ctx.Err() != nil {
 			return ctx.Err()
-		case <-time.After(500 * time.Millisecond): // poll interval
 		}
+		return fmt.Errorf("not within %s", timeout)
 	}
 	return nil
 }

@@ -1,4 +1,4 @@
-package events
+package publish
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/eventstream-operator/eventstream-operator/api/events"
+	"github.com/eventstream-operator/eventstream-operator/test/poll"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -16,7 +18,7 @@ import (
 // exclusive queue bound to it with that key; both vanish with conn.
 func declareExchange(t *testing.T, ch *amqp.Channel, bindingKey string) (exchange, queue string) {
 	t.Helper()
-	exchange, queue = "events-test-ret-"+NewID()[:8], "events-test-ret-"+NewID()[:8]
+	exchange, queue = "events-test-ret-"+events.NewID()[:8], "events-test-ret-"+events.NewID()[:8]
 	if err := ch.ExchangeDeclare(exchange, "topic", false, true, false, false, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -47,8 +49,8 @@ func TestPublishUnroutableIsReported(t *testing.T) {
 	defer pub.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	ev := Event{ID: "evt-unroutable", Type: "job.status", TeamID: "42", JobID: "7", Status: "running", Time: fixedTime}
-	err = pub.PublishEvent(ctx, MustParseTemplate(DefaultRoutingKeyTemplate), ev, PublishOptions{})
+	ev := events.Event{ID: "evt-unroutable", Type: "job.status", TeamID: "42", JobID: "7", Status: "running", Time: fixedTime}
+	err = pub.PublishEvent(ctx, events.MustParseTemplate(events.DefaultRoutingKeyTemplate), ev, PublishOptions{})
 	if !errors.Is(err, ErrUnroutable) {
 		t.Fatalf("publish to an exchange without a binding: err = %v, want ErrUnroutable", err)
 	}
@@ -79,7 +81,7 @@ func TestPublishReturnedIsRetriedUntilRouted(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- confirm.Wait(ctx) }()
-	waitFor(t, 10*time.Second, "the first return", func() bool { return pub.Returned() >= 1 })
+	poll.Until(t, 10*time.Second, "the first return", func() bool { return pub.Returned() >= 1 })
 	select {
 	case err := <-done:
 		t.Fatalf("Wait returned %v while no queue was bound", err)
@@ -162,7 +164,9 @@ func TestPublishReturnRetryStopsWithContext(t *testing.T) {
 	defer pub.Close()
 	ctx, cancel := context.WithCancel(context.Background())
 	go func() {
-		waitFor(t, 10*time.Second, "the first return", func() bool { return pub.Returned() >= 1 })
+		if !poll.Within(context.Background(), 10*time.Second, poll.Interval, func() bool { return pub.Returned() >= 1 }) {
+			t.Error("timed out after 10s waiting for the first return")
+		}
 		cancel()
 	}()
 	err = pub.Publish(ctx, "team.1.job.1.status", []byte(`{}`), PublishOptions{})
@@ -189,19 +193,6 @@ func TestRetryPolicyBackoff(t *testing.T) {
 	}
 	if _, err := (RetryPolicy{Attempts: -1}).withDefaults(); err == nil {
 		t.Fatal("negative attempts accepted")
-	}
-}
-
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Errorf("timed out after %v waiting for %s", timeout, what)
-			return
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval
 	}
 }
 

@@ -1,4 +1,4 @@
-package events
+package publish
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/eventstream-operator/eventstream-operator/test/poll"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -63,7 +64,7 @@ func TestPublishAcrossBrokerRestartLosesNothing(t *testing.T) {
 	defer stopPublishers()
 
 	for _, r := range runs {
-		waitFor(t, 30*time.Second, r.name+" publishing before the restart", func() bool { return r.published.Load() >= 200 })
+		poll.Until(t, 30*time.Second, r.name+" publishing before the restart", func() bool { return r.published.Load() >= 200 })
 	}
 	start := time.Now()
 	restarting.Store(true)
@@ -73,7 +74,7 @@ func TestPublishAcrossBrokerRestartLosesNothing(t *testing.T) {
 	t.Logf("broker started after %v", time.Since(start).Round(time.Millisecond))
 	for _, r := range runs {
 		before := r.published.Load()
-		waitFor(t, 60*time.Second, r.name+" publishing after the restart", func() bool { return r.published.Load() >= before+1000 })
+		poll.Until(t, 60*time.Second, r.name+" publishing after the restart", func() bool { return r.published.Load() >= before+1000 })
 	}
 	stopPublishers()
 	t.Logf("publishers stopped after %v", time.Since(start).Round(time.Millisecond))
@@ -86,7 +87,7 @@ func TestPublishAcrossBrokerRestartLosesNothing(t *testing.T) {
 	}
 }
 
-// restartPublisher publishes events numbered 1, 2, … to one exchange through an events.Publisher,
+// restartPublisher publishes events numbered 1, 2, … to one exchange through a Publisher,
 // dialling a new one whenever its connection fails, and republishes every event whose publish
 // was not reported done. It keeps what it was told: which events are published, how many
 // returns, unroutable reports and failed attempts it saw.

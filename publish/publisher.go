@@ -1,10 +1,8 @@
-package events
+package publish
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -14,13 +12,9 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-)
 
-// TimestampMillisHeader carries the publish time in Unix milliseconds. The AMQP timestamp
-// property has one-second resolution; the bridge prefers this header for its
-// publish→delivery latency histogram (the name is the one RabbitMQ's message-timestamp
-// plugin uses).
-const TimestampMillisHeader = "timestamp_in_ms"
+	"github.com/eventstream-operator/eventstream-operator/api/events"
+)
 
 // PublisherConfig configures a Publisher.
 type PublisherConfig struct {
@@ -102,7 +96,7 @@ func Dial(url string, tlsConfig *tls.Config, cfg PublisherConfig) (*Publisher, e
 // channel.
 func NewPublisher(conn *amqp.Connection, cfg PublisherConfig) (*Publisher, error) {
 	if cfg.Exchange == "" {
-		cfg.Exchange = "events.topic"
+		cfg.Exchange = events.DefaultExchange
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -125,7 +119,7 @@ func NewPublisher(conn *amqp.Connection, cfg PublisherConfig) (*Publisher, error
 
 // PublishEvent validates ev, renders its routing key with t and publishes it, waiting for the
 // broker's confirm. The message id is ev.ID unless opts sets one.
-func (p *Publisher) PublishEvent(ctx context.Context, t *Template, ev Event, opts PublishOptions) error {
+func (p *Publisher) PublishEvent(ctx context.Context, t *events.Template, ev events.Event, opts PublishOptions) error {
 	if err := ev.Validate(); err != nil {
 		return fmt.Errorf("invalid event: %w", err)
 	}
@@ -159,7 +153,7 @@ func (p *Publisher) Publish(ctx context.Context, routingKey string, body []byte,
 // waited for, so it may land after messages published later.
 func (p *Publisher) PublishDeferred(ctx context.Context, routingKey string, body []byte, opts PublishOptions) (*Confirmation, error) {
 	now := p.cfg.Now()
-	headers := amqp.Table{TimestampMillisHeader: now.UnixMilli()}
+	headers := amqp.Table{events.TimestampMillisHeader: now.UnixMilli()}
 	if p.cfg.HeaderInjector != nil {
 		p.cfg.HeaderInjector(ctx, headers)
 	}
@@ -168,11 +162,11 @@ func (p *Publisher) PublishDeferred(ctx context.Context, routingKey string, body
 	}
 	id := opts.MessageID
 	if id == "" {
-		id = NewID()
+		id = events.NewID()
 	}
 	c := &Confirmation{p: p, routingKey: routingKey, msg: amqp.Publishing{
 		Headers:      headers,
-		ContentType:  ContentType,
+		ContentType:  events.ContentType,
 		DeliveryMode: amqp.Persistent,
 		MessageId:    id,
 		Timestamp:    now,
@@ -269,13 +263,6 @@ func (p *Publisher) Close() error {
 		return nil
 	}
 	return err
-}
-
-// NewID returns a random 128-bit id in hex, for event and message ids.
-func NewID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 // redactURL keeps credentials of url out of an error message (amqp091 errors do not include

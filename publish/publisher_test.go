@@ -1,4 +1,4 @@
-package events
+package publish
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/eventstream-operator/eventstream-operator/api/events"
 	"github.com/eventstream-operator/eventstream-operator/test/rabbitmqtest"
 )
 
@@ -18,7 +19,7 @@ var fixedTime = time.Date(2026, 1, 2, 3, 4, 5, 6, time.UTC)
 // headers and the JSON contract.
 func TestPublisherAgainstRabbitMQ(t *testing.T) {
 	node := rabbitmqtest.Shared(t)
-	exchange, queue := "events-test-pub-"+NewID()[:8], "events-test-pub-"+NewID()[:8]
+	exchange, queue := "events-test-pub-"+events.NewID()[:8], "events-test-pub-"+events.NewID()[:8]
 	conn, err := amqp.Dial(node.URI)
 	if err != nil {
 		t.Fatal(err)
@@ -49,13 +50,13 @@ func TestPublisherAgainstRabbitMQ(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pub.Close()
-	ev := Event{ID: "evt-1", Type: "job.status", TeamID: "42", JobID: "7", Status: "running", Progress: 30, Message: "line1\nline2", Time: fixedTime}
+	ev := events.Event{ID: "evt-1", Type: "job.status", TeamID: "42", JobID: "7", Status: "running", Progress: 30, Message: "line1\nline2", Time: fixedTime}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := pub.PublishEvent(ctx, MustParseTemplate(DefaultRoutingKeyTemplate), ev, PublishOptions{Headers: amqp.Table{"x-extra": "1"}}); err != nil {
+	if err := pub.PublishEvent(ctx, events.MustParseTemplate(events.DefaultRoutingKeyTemplate), ev, PublishOptions{Headers: amqp.Table{"x-extra": "1"}}); err != nil {
 		t.Fatal(err)
 	}
-	if err := pub.PublishEvent(ctx, MustParseTemplate(DefaultRoutingKeyTemplate), Event{}, PublishOptions{}); err == nil {
+	if err := pub.PublishEvent(ctx, events.MustParseTemplate(events.DefaultRoutingKeyTemplate), events.Event{}, PublishOptions{}); err == nil {
 		t.Fatal("publishing an invalid event: want error")
 	}
 
@@ -63,16 +64,16 @@ func TestPublisherAgainstRabbitMQ(t *testing.T) {
 	if err != nil || !ok {
 		t.Fatalf("get: ok=%v err=%v", ok, err)
 	}
-	if d.RoutingKey != "team.42.job.7.status" || d.DeliveryMode != amqp.Persistent || d.ContentType != ContentType || d.MessageId != "evt-1" {
+	if d.RoutingKey != "team.42.job.7.status" || d.DeliveryMode != amqp.Persistent || d.ContentType != events.ContentType || d.MessageId != "evt-1" {
 		t.Errorf("delivery key=%q mode=%d type=%q id=%q", d.RoutingKey, d.DeliveryMode, d.ContentType, d.MessageId)
 	}
 	if !d.Timestamp.Equal(fixedTime.Truncate(time.Second)) {
 		t.Errorf("timestamp = %v", d.Timestamp)
 	}
-	if d.Headers[TimestampMillisHeader] != fixedTime.UnixMilli() || d.Headers["traceparent"] == nil || d.Headers["x-extra"] != "1" {
+	if d.Headers[events.TimestampMillisHeader] != fixedTime.UnixMilli() || d.Headers["traceparent"] == nil || d.Headers["x-extra"] != "1" {
 		t.Errorf("headers = %v", d.Headers)
 	}
-	var got Event
+	var got events.Event
 	if err := json.Unmarshal(d.Body, &got); err != nil || got != ev {
 		t.Errorf("body = %s (%v), want %+v", d.Body, err, ev)
 	}
