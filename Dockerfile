@@ -12,15 +12,17 @@
 # The bridge Deployment runs the same image with command ["/bridge"].
 #
 # Build: docker build --build-arg VERSION=TAG -t REGISTRY/eventstream-operator:TAG .
-#        (VERSION is what --version prints; give the image tag, as hack/image.sh does)
+#        (VERSION is what --version prints; give the image tag, as hack/image.sh does;
+#        without it, hack/version.sh: the chart's appVersion)
 #        (multi-platform: docker buildx build --platform linux/amd64,linux/arm64 ...)
 
 FROM --platform=$BUILDPLATFORM golang:1.26 AS build
 # Set by BuildKit from --platform; the build step defaults to linux/amd64 without them.
 ARG TARGETOS
 ARG TARGETARCH
-# Printed by --version of the three binaries: the image tag.
-ARG VERSION=dev
+# Printed by --version of the three binaries: the image tag; when not given, the project's
+# version (hack/version.sh: the chart's appVersion, the tag the chart deploys by default).
+ARG VERSION=
 WORKDIR /src
 COPY go.mod go.sum ./
 # go.mod replaces amqp091-go with the patched copy in third_party/ (third_party/README.md).
@@ -28,9 +30,10 @@ COPY third_party/ third_party/
 RUN --mount=type=cache,target=/go/pkg/mod go mod download
 COPY . .
 RUN --mount=type=cache,target=/go/pkg/mod --mount=type=cache,target=/root/.cache/go-build \
+    version=${VERSION:-$(hack/version.sh)} && \
     CGO_ENABLED=0 GOOS=${TARGETOS:-linux} GOARCH=${TARGETARCH:-amd64} \
     go build -trimpath \
-      -ldflags="-s -X github.com/eventstream-operator/eventstream-operator/internal/version.Version=${VERSION}" \
+      -ldflags="-s -X github.com/eventstream-operator/eventstream-operator/internal/version.Version=${version}" \
       -o /out/ ./cmd/operator ./cmd/bridge ./cmd/eventctl
 
 FROM gcr.io/distroless/static:nonroot

@@ -47,9 +47,10 @@ verify: manifests generate ## Regenerate and fail if the tree changed; tidy go.m
 
 ##@ Build
 
-# VERSION is what `operator|bridge|eventctl --version` print (internal/version). hack/image.sh
-# sets it to the image tag instead, so a binary in an image names the tag it was published as.
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+# VERSION is what `operator|bridge|eventctl --version` print (internal/version): the chart's
+# appVersion (hack/version.sh), the one place the version is written. hack/image.sh sets it to
+# the image tag instead, so a binary in an image names the tag it was published as.
+VERSION ?= $(shell hack/version.sh)
 VERSION_LDFLAGS = -X github.com/eventstream-operator/eventstream-operator/internal/version.Version=$(VERSION)
 
 .PHONY: build
@@ -65,11 +66,21 @@ image: ## Build the image without Docker (hack/image.sh) and push it to IMAGE; p
 
 KUBECTL ?= $(shell command -v kubectl || echo $(BIN)/k8s/kubectl)
 
+# The image config/default installs (its images: entry, the chart's appVersion as the tag).
+RELEASE_IMAGE = ghcr.io/eventstream-operator/eventstream-operator:$(shell hack/version.sh)
+# DIST_IMAGE, when set, replaces RELEASE_IMAGE in install.yaml: the operator's image and the
+# bridges' (BRIDGE_IMAGE), e.g. make dist DIST_IMAGE=registry.example.com/evs:1.2.3
+DIST_IMAGE ?=
+DIST_DIR ?= dist
+
 .PHONY: dist
-dist: ## Render config/default into dist/install.yaml: kubectl apply --server-side -f dist/install.yaml.
-	mkdir -p dist
-	$(KUBECTL) kustomize config/default > dist/install.yaml.tmp
-	mv dist/install.yaml.tmp dist/install.yaml
+dist: ## Render config/default into $(DIST_DIR)/install.yaml (image: DIST_IMAGE): kubectl apply --server-side -f dist/install.yaml.
+	mkdir -p $(DIST_DIR)
+	$(KUBECTL) kustomize config/default > $(DIST_DIR)/install.yaml.tmp
+	@n=$$(grep -c -F '$(RELEASE_IMAGE)' $(DIST_DIR)/install.yaml.tmp || true); if [ "$$n" != 2 ]; then \
+		echo "dist: want $(RELEASE_IMAGE) twice in the rendering (operator image, BRIDGE_IMAGE), found $$n" >&2; exit 1; fi
+	@if [ -n "$(DIST_IMAGE)" ]; then sed -i 's|$(RELEASE_IMAGE)|$(DIST_IMAGE)|g' $(DIST_DIR)/install.yaml.tmp; fi
+	mv $(DIST_DIR)/install.yaml.tmp $(DIST_DIR)/install.yaml
 
 ##@ Local cluster and demo
 

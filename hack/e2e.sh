@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The end-to-end tests (`make test-e2e`): brings up the local cluster (hack/cluster.sh) and a
 # RabbitMQ node of this run's own, builds the image and pushes it to the cluster's registry
-# under a tag of its own, builds eventctl for the host, installs what the examples' specs run
+# under a tag of its own, builds eventctl for the host, installs Debian's Prometheus (the suite
+# runs it on the host against the cluster) and what the examples' specs run
 # on the host (Node.js and examples/nextjs's node_modules with hack/node.sh, Debian's Celery
 # and aio-pika with hack/python.sh), then runs the Ginkgo suite in test/e2e (build tag e2e). Everything it started is torn down on exit, also on failure or
 # Ctrl-C.
@@ -13,6 +14,8 @@
 #
 # Settings (environment):
 #   E2E_KEEP=1             leave the cluster and the node running after the run (debugging)
+#   EVENTSTREAM_SCREENSHOT_DIR=docs/images   where the suite saves its screenshot of
+#                          Prometheus's graph page (default test/e2e/artifacts, ignored by git)
 #   E2E_GINKGO_FLAGS=...   extra flags for the suite, e.g. "-ginkgo.focus=helm"
 #   E2E_TIMEOUT=20m        go test -timeout
 #   E2E_RABBITMQ_AMQP_PORT (20772), E2E_RABBITMQ_MGMT_PORT (21772): the dedicated node's ports
@@ -65,10 +68,12 @@ hack/rabbitmq.sh stop
 rm -rf "$RABBITMQ_TEST_DIR"
 hack/rabbitmq.sh start
 
-step "tools: helm, chromium, node (examples/nextjs), python (examples/python)"
+step "tools: helm, chromium, prometheus, node (examples/nextjs), python (examples/python)"
 HELM=$(hack/tool.sh helm)
 CHROMIUM=$(hack/chromium.sh)
-export HELM CHROMIUM
+# Debian's Prometheus: the suite runs it on the host, scraping the cluster's pods.
+PROMETHEUS=$(hack/prometheus.sh)
+export HELM CHROMIUM PROMETHEUS
 # Cached by lockfile: the suite's `next build` copies examples/nextjs and links these.
 hack/node.sh >/dev/null
 hack/python.sh >/dev/null

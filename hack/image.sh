@@ -11,7 +11,9 @@
 #   ENV PATH, SSL_CERT_FILE as in distroless static:nonroot
 # The bridge Deployment runs the same image with command ["/bridge"].
 #
-# Usage: hack/image.sh REGISTRY/NAME:TAG
+# Usage: hack/image.sh REGISTRY/NAME[:TAG]
+#   TAG defaults to the project's version (hack/version.sh: the chart's appVersion), the tag
+#   the chart deploys by default.
 #   Builds dist/{operator,bridge,eventctl} with the version set to TAG (what --version prints):
 #     CGO_ENABLED=0 go build -trimpath -ldflags="-s -X …/internal/version.Version=TAG" \
 #       -o dist/ ./cmd/operator ./cmd/bridge ./cmd/eventctl
@@ -28,13 +30,13 @@ cd "$root"
 # shellcheck source=hack/cluster/tools.sh
 . "$root/hack/cluster/tools.sh"
 
-[ $# -eq 1 ] || { echo "usage: $0 REGISTRY/NAME:TAG" >&2; exit 2; }
+[ $# -eq 1 ] || { echo "usage: $0 REGISTRY/NAME[:TAG]" >&2; exit 2; }
 ref=$1
 # The tag: after the last ':' of the last path element (a registry's :port is not a tag).
 name_tag=${ref##*/}
 case $name_tag in
   *:*) tag=${name_tag##*:} ;;
-  *) tag=latest ;;
+  *) tag=$("$root/hack/version.sh"); ref=$ref:$tag ;;
 esac
 binaries=(operator bridge eventctl)
 arch=${GOARCH:-$(go env GOARCH)}

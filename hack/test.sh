@@ -33,11 +33,7 @@ HELM=$(hack/tool.sh helm)
 export HELM
 
 step "promtool for the alert-rule tests (Debian's prometheus package)"
-if ! command -v promtool >/dev/null; then
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y --no-install-recommends prometheus >/dev/null 2>&1 ||
-    { apt-get update >/dev/null && apt-get install -y --no-install-recommends prometheus >/dev/null; }
-fi
+hack/prometheus.sh >/dev/null
 
 step "Chromium for the browser tests"
 CHROMIUM=$(hack/chromium.sh)

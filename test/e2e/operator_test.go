@@ -49,6 +49,7 @@ var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
 
 		mgmt         *rabbithole.Client
 		chromium     *browser
+		prom         *prometheusServer
 		sampleURL    string
 		tenantToken  string // minted by eventctl token from the sample's HS256 Secret
 		sampleTail   *tailProcess
@@ -59,6 +60,8 @@ var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
 	BeforeAll(func() {
 		mgmt = managementClient()
 		chromium = startBrowser()
+		// From the start, so that its graphs show the whole session: installs, restarts, outage.
+		prom = startPrometheus(release, systemNS)
 		DeferCleanup(func() {
 			if sampleTail != nil {
 				sampleTail.stop()
@@ -74,6 +77,9 @@ var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
 			_, _ = command{name: cfg.Kubectl, args: []string{"delete", "crd", crdName, "--ignore-not-found", "--timeout=60s"}}.run()
 		})
 	})
+
+	// Once without Helm: dist/install.yaml installs, runs a stream and goes (kustomize_install_test.go).
+	kustomizeInstallSpecs()
 
 	It("installs with helm; the operator pod runs the freshly built image and becomes Ready with only the chart's RBAC", func() {
 		repository, tag, digest := splitImage(cfg.Image)
@@ -315,11 +321,17 @@ var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
 		fmt.Fprintf(GinkgoWriter, "%d events; eventctl reconnected %d times, Chromium opened %d times\n", published, tail.reconnects(), seen.Opens)
 	})
 
-	It("survives a RabbitMQ restart: clients stay connected, status shows the reconnects, events flow again", func() {
+	It("survives a RabbitMQ restart: clients stay connected, Prometheus fires the bridge-not-ready alert, status shows the reconnects, events flow again", func() {
 		tailReconnects := sampleTail.reconnects()
 		seen, err := sampleTab.seen()
 		Expect(err).NotTo(HaveOccurred())
 		browserOpens := seen.Opens
+		pods, err := listPods(ns, bridgeSelector(sampleName))
+		Expect(err).NotTo(HaveOccurred())
+		bridgePod := readyPodNames(pods)
+		Expect(bridgePod).To(HaveLen(1))
+		alertLabels := map[string]string{"namespace": ns, "pod": bridgePod[0]}
+		Expect(prom.alertState(bridgeNotReadyAlert, alertLabels)).To(BeEmpty(), "no alert while the broker runs")
 
 		rabbitmqScript := filepath.Join(kubetest.ProjectRoot(), "hack", "rabbitmq.sh")
 		_, err = command{name: rabbitmqScript, args: []string{"stop"}}.run()
@@ -330,6 +342,12 @@ var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(apimeta.IsStatusConditionTrue(es.Status.Conditions, esv1.ConditionReady)).To(BeFalse())
 		}).Should(Succeed())
+		// Prometheus scrapes the pod's broker_connected 0 and, after the rule's `for` (shortened
+		// by startPrometheus), the chart's alert fires.
+		outage := time.Now()
+		Eventually(func() (string, error) { return prom.alertState(bridgeNotReadyAlert, alertLabels) }).
+			WithTimeout(90*time.Second).Should(Equal("firing"), "%s for %v", bridgeNotReadyAlert, alertLabels)
+		fmt.Fprintf(GinkgoWriter, "%s firing %v after the bridge reported not ready\n", bridgeNotReadyAlert, time.Since(outage).Round(time.Second))
 		_, err = command{name: rabbitmqScript, args: []string{"start"}}.run()
 		Expect(err).NotTo(HaveOccurred())
 
@@ -362,6 +380,55 @@ var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
 		seen, err = sampleTab.seen()
 		Expect(err).NotTo(HaveOccurred())
 		Expect(seen.Opens).To(Equal(browserOpens), "the browser's EventSource stayed connected")
+		Eventually(func() (string, error) { return prom.alertState(bridgeNotReadyAlert, alertLabels) }).
+			Should(BeEmpty(), "the alert resolves once the bridge consumes again")
+	})
+
+	It("Prometheus scrapes the operator and the bridge pods: every dashboard query returns data; its graph page shows the stream's clients and deliveries/s", func() {
+		// After the outage on purpose: the reconcile-errors panel's counter has a series once a
+		// reconcile failed (BrokerUnreachable), as in any cluster that ever lost its broker.
+		// Events flow to the sample's two clients (eventctl tail, Chromium) while the spec runs.
+		publisher := startSequencePublisher(tenant, "6", 200*time.Millisecond)
+		Eventually(func() []string { return messages(sampleTail.received()) }).Should(ContainElement("seq 10"))
+
+		Eventually(func(g Gomega) {
+			targets, err := prom.targets()
+			g.Expect(err).NotTo(HaveOccurred())
+			up := map[string]bool{}
+			for _, t := range targets {
+				up[t.Labels["namespace"]+"/"+t.Labels["pod"]] = t.Health == "up"
+				if t.Health != "up" {
+					fmt.Fprintf(GinkgoWriter, "target %s %v: %s %s\n", t.ScrapePool, t.Labels, t.Health, t.LastError)
+				}
+			}
+			operator, err := listPods(systemNS, operatorPods)
+			g.Expect(err).NotTo(HaveOccurred())
+			bridges, err := listPods(ns, bridgeSelector(sampleName))
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(readyPodNames(operator)).To(HaveLen(1))
+			g.Expect(readyPodNames(bridges)).To(HaveLen(1))
+			g.Expect(up).To(HaveKeyWithValue(systemNS+"/"+readyPodNames(operator)[0], true), "the ServiceMonitor's target")
+			g.Expect(up).To(HaveKeyWithValue(ns+"/"+readyPodNames(bridges)[0], true), "the PodMonitor's target")
+		}).Should(Succeed())
+
+		expectDashboardData(prom, ns, sampleName)
+		clients, deliveries := streamGraphQueries(ns, sampleName)
+		Eventually(func(g Gomega) {
+			c, err := prom.query(clients)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(c).To(HaveLen(1))
+			g.Expect(c[0].Value).To(BeNumerically(">=", 2), "eventctl tail and Chromium")
+			d, err := prom.query(deliveries)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(d).To(HaveLen(1))
+			g.Expect(d[0].Value).To(BeNumerically(">", 0), "events are delivered")
+		}).Should(Succeed())
+		// The graphs span the session so far: the pod replaced, the broker outage, these events.
+		session := fmt.Sprintf("%dm", int(time.Since(prom.Started).Minutes())+1)
+		screenshotGraphPage(chromium, prom, "prometheus-stream.png", session, clients, deliveries)
+
+		_, err := publisher.stop()
+		Expect(err).NotTo(HaveOccurred())
 	})
 
 	// Celery, aio-pika and the Next.js page on an EventStream of their own (stack_test.go).

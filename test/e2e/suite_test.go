@@ -5,9 +5,13 @@
 // `kubectl apply` of the samples, events published with `eventctl publish` on the host and
 // read through the bridge Service's ClusterIP by `eventctl tail` and by headless Chromium's
 // EventSource, faults (bridge pods deleted, RabbitMQ stopped and started), spec changes
-// followed by the broker, deletion and `helm uninstall`. The examples a team copies run
-// against it too (stack_test.go): a Celery worker and the aio-pika publisher on the host, the
-// Next.js page served by `next start` and shown in Chromium.
+// followed by the broker, deletion and `helm uninstall`. Before the Helm install, the install
+// without Helm runs once (kustomize_install_test.go: make dist, kubectl apply, kubectl delete).
+// Debian's Prometheus scrapes the operator and the bridges as the chart's monitors select them
+// and evaluates the chart's alerts (prometheus_test.go, kubernetes_sd_test.go); the specs check
+// the dashboard's queries and the bridge-not-ready alert against it (monitoring_test.go). The
+// examples a team copies run against it too (stack_test.go): a Celery worker and the aio-pika
+// publisher on the host, the Next.js page served by `next start` and shown in Chromium.
 //
 // kubectl, helm and eventctl run as the real binaries. The suite is behind the build tag
 // e2e, so `go test ./...` skips it; `make test-e2e` (hack/e2e.sh) brings up the cluster and
@@ -29,8 +33,8 @@ import (
 type config struct {
 	// Image is the pushed operator image with its digest: REGISTRY/NAME:TAG@sha256:...
 	Image string
-	// Kubectl, Helm, Eventctl and Chromium are the binaries the suite runs.
-	Kubectl, Helm, Eventctl, Chromium string
+	// Kubectl, Helm, Eventctl, Chromium and Prometheus are the binaries the suite runs.
+	Kubectl, Helm, Eventctl, Chromium, Prometheus string
 	// RabbitMQURI and ManagementURI reach the dedicated RabbitMQ node from the host;
 	// PodRabbitMQURI and PodManagementURI reach the same node from pods.
 	RabbitMQURI, ManagementURI       string
@@ -61,6 +65,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		Helm:             getenv("HELM"),
 		Eventctl:         getenv("EVENTCTL"),
 		Chromium:         getenv("CHROMIUM"),
+		Prometheus:       getenv("PROMETHEUS"),
 		RabbitMQURI:      getenv("E2E_RABBITMQ_URI"),
 		ManagementURI:    getenv("E2E_RABBITMQ_MANAGEMENT_URI"),
 		PodRabbitMQURI:   getenv("E2E_RABBITMQ_POD_URI"),
@@ -71,6 +76,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	}
 	if c.Chromium == "" {
 		c.Chromium = "/usr/bin/chromium"
+	}
+	if c.Prometheus == "" {
+		c.Prometheus = "/usr/bin/prometheus"
 	}
 	required := map[string]string{
 		"E2E_IMAGE": c.Image, "HELM": c.Helm, "EVENTCTL": c.Eventctl, "KUBECONFIG": getenv("KUBECONFIG"),
