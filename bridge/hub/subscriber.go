@@ -162,6 +162,10 @@ func (s *Subscriber) OfferWait(ctx context.Context, f *Frame) error {
 			s.mu.Unlock()
 			return nil
 		}
+		if f.Pos <= s.skipUpTo {
+			s.mu.Unlock()
+			return nil // in the snapshot the client was sent (Resync)
+		}
 		if s.n < s.limit {
 			s.push(f)
 			s.mu.Unlock()
