@@ -30,6 +30,27 @@ type Snapshot struct {
 	ID string
 	// Partial is true when keys may be missing (LastValues.Partial).
 	Partial bool
+
+	pos    int64 // the position ID names
+	hasPos bool
+}
+
+// Covers reports whether f is at or before the snapshot's position: its key's state is in the
+// snapshot already (as f or a newer event), so f must not be delivered after it.
+func (snap *Snapshot) Covers(f *Frame) bool { return snap.hasPos && f.Pos <= snap.pos }
+
+// WithoutID returns the frame's encoding without its id line (a snapshot event must not move
+// the client's last event id: see docs/bridge.md). It shares the frame's bytes.
+func (f *Frame) WithoutID() []byte {
+	b := f.Bytes
+	if f.ID != "" && len(b) > len("id: ") && string(b[:len("id: ")]) == "id: " {
+		for i, c := range b {
+			if c == '\n' {
+				return b[i+1:]
+			}
+		}
+	}
+	return b
 }
 
 // HasSnapshots reports whether the hub keeps a last-value store.
@@ -77,6 +98,7 @@ func (h *Hub) snapshotLocked(filter Filter) *Snapshot {
 	snap := &Snapshot{Frames: h.cfg.LastValues.Collect(filter, nil), Partial: h.cfg.LastValues.Partial()}
 	if h.known && h.last >= 0 {
 		snap.ID = formatID(h.cfg.IDs, h.cfg.Epoch, h.last)
+		snap.pos, snap.hasPos = h.last, true
 	}
 	return snap
 }
