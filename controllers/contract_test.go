@@ -12,6 +12,7 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/bridge/app"
 	"github.com/eventstream-operator/eventstream-operator/bridge/auth"
 	"github.com/eventstream-operator/eventstream-operator/bridge/cors"
+	bridgemetrics "github.com/eventstream-operator/eventstream-operator/bridge/metrics"
 )
 
 // bridgeFlagSet is the bridge binary's command line (cmd/bridge: app, auth and CORS flags).
@@ -23,6 +24,15 @@ func bridgeFlagSet() (*flag.FlagSet, *app.Config, *auth.Config, *cors.Config) {
 	auth.RegisterFlags(fs, authCfg)
 	cors.RegisterFlags(fs, corsCfg)
 	return fs, cfg, authCfg, corsCfg
+}
+
+// snapshotMaxKeys is what spec.bridge.snapshot means for --snapshot-max-keys: 0 (off) without
+// it, else maxKeys or its default.
+func snapshotMaxKeys(s *esv1.SnapshotSpec) int {
+	if s == nil {
+		return 0
+	}
+	return int(orDefault(ptrValue(s.MaxKeys), 10000))
 }
 
 // TestBridgeParsesTheOperatorsArgs is the contract between the operator and the bridge: the
@@ -55,6 +65,7 @@ func TestBridgeParsesTheOperatorsArgs(t *testing.T) {
 			{"max connections", cfg.MaxConnections, int(orDefault(b.Limits.MaxConnections, 10000))},
 			{"per tenant", cfg.MaxConnectionsPerTenant, int(orDefault(b.Limits.MaxConnectionsPerTenant, 1000))},
 			{"per subject", cfg.MaxConnectionsPerSubject, int(orDefault(b.Limits.MaxConnectionsPerSubject, 100))},
+			{"snapshot max keys (0: off)", cfg.SnapshotMaxKeys, snapshotMaxKeys(b.Snapshot)},
 			{"CORS origins", fmt.Sprint(corsCfg.AllowedOrigins), fmt.Sprint(b.CORS.AllowedOrigins)},
 			{"auth mode", authCfg.Mode, map[bool]string{true: auth.ModeNone, false: auth.ModeJWT}[b.Auth.Mode == esv1.AuthModeNone]},
 		}
@@ -76,6 +87,15 @@ func TestBridgeParsesTheOperatorsArgs(t *testing.T) {
 				{"cookie", authCfg.Cookie, jwt.Cookie},
 			}...)
 		}
+		if snap := b.Snapshot; snap != nil {
+			checks = append(checks, []struct {
+				name      string
+				got, want any
+			}{
+				{"snapshot max bytes", int64(cfg.SnapshotMaxBytes), snap.MaxBytes.Value()},
+				{"snapshot max age", cfg.SnapshotMaxAge, snap.MaxAge.Duration},
+			}...)
+		}
 		if tls := es.Spec.RabbitMQ.TLS; tls != nil {
 			checks = append(checks, struct {
 				name      string
@@ -87,5 +107,13 @@ func TestBridgeParsesTheOperatorsArgs(t *testing.T) {
 				t.Errorf("%s: the bridge got %v, the spec says %v", c.name, c.got, c.want)
 			}
 		}
+	}
+}
+
+// TestOperatorScrapesTheBridgesSnapshotMetrics: the names status reads are the bridge's.
+func TestOperatorScrapesTheBridgesSnapshotMetrics(t *testing.T) {
+	if metricSnapKeys != bridgemetrics.SnapshotKeys || metricSnapBytes != bridgemetrics.SnapshotBytes {
+		t.Errorf("operator reads %s and %s, the bridge exports %s and %s",
+			metricSnapKeys, metricSnapBytes, bridgemetrics.SnapshotKeys, bridgemetrics.SnapshotBytes)
 	}
 }

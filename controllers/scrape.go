@@ -19,6 +19,8 @@ const (
 	metricDropped    = "eventstream_bridge_events_dropped_total"
 	metricReconnects = "eventstream_bridge_broker_reconnects_total"
 	metricLag        = "eventstream_bridge_consumer_lag_messages"
+	metricSnapKeys   = "eventstream_bridge_snapshot_keys"
+	metricSnapBytes  = "eventstream_bridge_snapshot_bytes"
 )
 
 // maxMetricsBytes bounds what one scrape reads.
@@ -27,6 +29,8 @@ const maxMetricsBytes = 1 << 20
 // BridgeFigures are one bridge pod's figures.
 type BridgeFigures struct {
 	Clients, Delivered, Dropped, Reconnects, LagMessages int64
+	// SnapshotKeys and SnapshotBytes are the size of the pod's snapshot store (0 when off).
+	SnapshotKeys, SnapshotBytes int64
 }
 
 // MetricsScraper reads a bridge pod's figures from its /metrics URL.
@@ -82,11 +86,13 @@ func parseBridgeMetrics(r io.Reader) (BridgeFigures, error) {
 		return int64(total)
 	}
 	return BridgeFigures{
-		Clients:     sum(metricClients),
-		Delivered:   sum(metricDelivered),
-		Dropped:     sum(metricDropped),
-		Reconnects:  sum(metricReconnects),
-		LagMessages: sum(metricLag),
+		Clients:       sum(metricClients),
+		Delivered:     sum(metricDelivered),
+		Dropped:       sum(metricDropped),
+		Reconnects:    sum(metricReconnects),
+		LagMessages:   sum(metricLag),
+		SnapshotKeys:  sum(metricSnapKeys),
+		SnapshotBytes: sum(metricSnapBytes),
 	}, nil
 }
 

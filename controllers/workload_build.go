@@ -285,6 +285,16 @@ func bridgeArgs(es *esv1.EventStream) []string {
 	if topo.DeadLetterExchange != "" {
 		args = append(args, "--dead-letter-exchange="+topo.DeadLetterExchange)
 	}
+	if snap := b.Snapshot; snap != nil {
+		maxBytes := int64(32 << 20)
+		if snap.MaxBytes != nil {
+			maxBytes = snap.MaxBytes.Value()
+		}
+		args = append(args,
+			"--snapshot-max-keys="+strconv.Itoa(int(orDefault(ptrValue(snap.MaxKeys), 10000))),
+			"--snapshot-max-bytes="+strconv.FormatInt(maxBytes, 10),
+			"--snapshot-max-age="+durationOr(snap.MaxAge, 24*time.Hour).String())
+	}
 	// A stream replica that lost the broker ends its streams so that clients move to another
 	// replica. With one replica there is none: behind an ingress the reconnect would meet a
 	// 502/503, which a browser's EventSource treats as final. Keep the streams open instead.

@@ -40,9 +40,11 @@ func fullStream() *esv1.EventStream {
 					SecretRef: &esv1.HS256SecretReference{Name: "jwt", Key: "hmac"}, Algorithms: []esv1.JWTAlgorithm{"HS256"},
 					Audience: "events", Issuer: "https://idp", TenantsClaim: "orgs", RequiredScope: "read:events", Cookie: "session",
 				}},
-				Heartbeat:      &metav1.Duration{Duration: 20 * time.Second},
-				Buffer:         esv1.BufferSpec{Size: 64, Overflow: esv1.OverflowLastValue},
-				Replay:         esv1.ReplaySpec{Size: 50},
+				Heartbeat: &metav1.Duration{Duration: 20 * time.Second},
+				Buffer:    esv1.BufferSpec{Size: 64, Overflow: esv1.OverflowLastValue},
+				Replay:    esv1.ReplaySpec{Size: 50},
+				Snapshot: &esv1.SnapshotSpec{MaxKeys: ptr(int32(500)), MaxBytes: ptr(resource.MustParse("8Mi")),
+					MaxAge: &metav1.Duration{Duration: 2 * time.Hour}},
 				Limits:         esv1.LimitsSpec{MaxConnections: 500, MaxConnectionsPerTenant: 20, MaxConnectionsPerSubject: 7},
 				CORS:           esv1.CORSSpec{AllowedOrigins: []string{"https://a.example", "https://b.example"}},
 				Resources:      corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")}},
@@ -66,6 +68,7 @@ func TestBuildDeploymentCarriesEverySpecField(t *testing.T) {
 		"--exchange=ex.topic", "--queue=q.events", "--queue-type=stream", "--prefetch=250",
 		"--path=/events", "--routing-key-template=org.{org_id}.{kind}", "--tenant-param=org_id",
 		"--heartbeat=20s", "--buffer-size=64", "--overflow=lastValue", "--replay-size=50",
+		"--snapshot-max-keys=500", "--snapshot-max-bytes=8388608", "--snapshot-max-age=2h0m0s",
 		"--max-connections=500", "--max-connections-per-tenant=20", "--max-connections-per-subject=7",
 		"--amqp-ca-file=/etc/eventstream/tls/bundle.pem",
 		"--cors-allowed-origins=https://a.example,https://b.example",
@@ -308,12 +311,16 @@ eventstream_bridge_events_dropped_total{reason="disconnect"} 2
 eventstream_bridge_broker_reconnects_total 1
 # TYPE eventstream_bridge_consumer_lag_messages gauge
 eventstream_bridge_consumer_lag_messages 40
+# TYPE eventstream_bridge_snapshot_keys gauge
+eventstream_bridge_snapshot_keys 200
+# TYPE eventstream_bridge_snapshot_bytes gauge
+eventstream_bridge_snapshot_bytes 104448
 `
 	got, err := parseBridgeMetrics(strings.NewReader(text))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := BridgeFigures{Clients: 7, Delivered: 120, Dropped: 5, Reconnects: 1, LagMessages: 40}
+	want := BridgeFigures{Clients: 7, Delivered: 120, Dropped: 5, Reconnects: 1, LagMessages: 40, SnapshotKeys: 200, SnapshotBytes: 104448}
 	if got != want {
 		t.Errorf("figures = %+v, want %+v", got, want)
 	}
