@@ -66,6 +66,19 @@ func (f Filter) Matches(values []string) bool {
 	return true
 }
 
+// Split returns the values accepted for placeholder i (nil: any) and whether another
+// placeholder is filtered too.
+func (f Filter) Split(i int) (values []string, others bool) {
+	for j, allowed := range f {
+		if j == i {
+			values = allowed
+		} else if allowed != nil {
+			others = true
+		}
+	}
+	return values, others
+}
+
 func contains(list []string, v string) bool {
 	for _, x := range list {
 		if x == v {

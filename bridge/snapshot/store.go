@@ -54,16 +54,26 @@ type Config struct {
 	Now func() time.Time
 }
 
-// entryOverhead is what the store holds per key beside the frame: the entry, and its share of
-// the tenant's map (a slot of a string key and a pointer, at the map's worst load after
-// growing). TestStoreHeapStaysWithinItsByteBound checks it against the live heap.
-const entryOverhead = int(unsafe.Sizeof(entry{})) + 2*int(unsafe.Sizeof("")+unsafe.Sizeof(&entry{}))
+// entryOverhead is what the store holds per key beside the frame: the entry, its share of the
+// tenant's map (a slot of a string key and a pointer, at the map's worst load after growing)
+// and of the tenant's list (a pointer, at worst twice). TestStoreHeapStaysWithinItsByteBound
+// checks it against the live heap.
+const entryOverhead = int(unsafe.Sizeof(entry{})) + 2*int(unsafe.Sizeof("")+unsafe.Sizeof(&entry{})) +
+	2*int(unsafe.Sizeof(&entry{}))
 
 // entry is a key's newest frame, in a doubly linked list ordered by last update.
 type entry struct {
 	frame      *hub.Frame
 	at         time.Time // publish time, or when put
 	prev, next *entry
+	index      int // in its tenant's list
+}
+
+// tenantKeys are one tenant's entries, by routing key and as a list (collecting a snapshot
+// walks the list: much faster than iterating the map).
+type tenantKeys struct {
+	byKey map[string]*entry
+	list  []*entry
 }
 
 func (e *entry) held() int { return e.frame.HeldBytes() + entryOverhead }
@@ -73,8 +83,8 @@ type Store struct {
 	cfg Config
 
 	mu       sync.Mutex
-	byTenant map[string]map[string]*entry // tenant → routing key → entry
-	oldest   *entry                       // least recently updated
+	byTenant map[string]*tenantKeys
+	oldest   *entry // least recently updated
 	newest   *entry
 	keys     int
 	bytes    int
@@ -91,7 +101,7 @@ func New(cfg Config) *Store {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Store{cfg: cfg, byTenant: map[string]map[string]*entry{}}
+	return &Store{cfg: cfg, byTenant: map[string]*tenantKeys{}}
 }
 
 // Put makes f its routing key's newest event. The hub calls it for every event, in order,
@@ -107,7 +117,10 @@ func (s *Store) Put(f *hub.Frame) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	keys := s.byTenant[tenant]
-	e := keys[f.RoutingKey]
+	var e *entry
+	if keys != nil {
+		e = keys.byKey[f.RoutingKey]
+	}
 	if f.HeldBytes()+entryOverhead > s.cfg.MaxBytes || at.Before(s.cutoff(now)) {
 		if e != nil {
 			s.remove(tenant, e)
@@ -122,11 +135,12 @@ func (s *Store) Put(f *hub.Frame) {
 		s.append(e)
 	} else {
 		if keys == nil {
-			keys = map[string]*entry{}
+			keys = &tenantKeys{byKey: map[string]*entry{}}
 			s.byTenant[tenant] = keys
 		}
-		e = &entry{frame: f, at: at}
-		keys[f.RoutingKey] = e
+		e = &entry{frame: f, at: at, index: len(keys.list)}
+		keys.byKey[f.RoutingKey] = e
+		keys.list = append(keys.list, e)
 		s.keys++
 		s.bytes += e.held()
 		s.append(e)
@@ -139,20 +153,24 @@ func (s *Store) Put(f *hub.Frame) {
 
 // Collect appends to dst the newest frame of every key that matches filter and is not
 // expired, in no particular order (the hub sorts them). Only the tenants the filter names
-// are read when it names some.
+// are read when it names some; a filter of tenants only is not checked per key.
 func (s *Store) Collect(filter hub.Filter, dst []*hub.Frame) []*hub.Frame {
 	cutoff := s.cutoff(s.cfg.Now())
+	tenants, others := filter.Split(s.cfg.TenantIndex)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	collect := func(keys map[string]*entry) {
-		for _, e := range keys {
-			if !e.at.Before(cutoff) && filter.Matches(e.frame.Values) {
+	collect := func(keys *tenantKeys) {
+		if keys == nil {
+			return
+		}
+		for _, e := range keys.list {
+			if !e.at.Before(cutoff) && (!others || filter.Matches(e.frame.Values)) {
 				dst = append(dst, e.frame)
 			}
 		}
 	}
-	if s.cfg.TenantIndex < len(filter) && filter[s.cfg.TenantIndex] != nil {
-		for _, t := range filter[s.cfg.TenantIndex] {
+	if tenants != nil {
+		for _, t := range tenants {
 			collect(s.byTenant[t])
 		}
 		return dst
@@ -201,8 +219,12 @@ func (s *Store) expire(now time.Time) {
 // remove drops e; called with mu held.
 func (s *Store) remove(tenant string, e *entry) {
 	keys := s.byTenant[tenant]
-	delete(keys, e.frame.RoutingKey)
-	if len(keys) == 0 {
+	delete(keys.byKey, e.frame.RoutingKey)
+	last := keys.list[len(keys.list)-1]
+	keys.list[e.index], last.index = last, e.index
+	keys.list[len(keys.list)-1] = nil
+	keys.list = keys.list[:len(keys.list)-1]
+	if len(keys.byKey) == 0 {
 		delete(s.byTenant, tenant)
 	}
 	s.unlink(e)
