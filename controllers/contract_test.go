@@ -93,7 +93,7 @@ func TestBridgeParsesTheOperatorsArgs(t *testing.T) {
 				got, want any
 			}{
 				{"snapshot max bytes", int64(cfg.SnapshotMaxBytes), snap.MaxBytes.Value()},
-				{"snapshot max age", cfg.SnapshotMaxAge, snap.MaxAge.Duration},
+				{"snapshot max age", cfg.SnapshotMaxAge, snapshotMaxAge(es)},
 			}...)
 		}
 		if tls := es.Spec.RabbitMQ.TLS; tls != nil {

@@ -293,7 +293,7 @@ func bridgeArgs(es *esv1.EventStream) []string {
 		args = append(args,
 			"--snapshot-max-keys="+strconv.Itoa(int(orDefault(ptrValue(snap.MaxKeys), 10000))),
 			"--snapshot-max-bytes="+strconv.FormatInt(maxBytes, 10),
-			"--snapshot-max-age="+durationOr(snap.MaxAge, 24*time.Hour).String())
+			"--snapshot-max-age="+snapshotMaxAge(es).String())
 	}
 	// A stream replica that lost the broker ends its streams so that clients move to another
 	// replica. With one replica there is none: behind an ingress the reconnect would meet a
@@ -416,6 +416,21 @@ func serviceType(t corev1.ServiceType) corev1.ServiceType {
 func servicePort(p int32) int32 { return orDefault(p, 80) }
 
 func keyOr(key, def string) string { return orDefault(key, def) }
+
+// snapshotMaxAge is spec.bridge.snapshot.maxAge (default 24h), at most the stream's retention
+// (queue.messageTTL) on a stream queue: a replica that restarts rebuilds its store from what
+// the stream retains, so a longer age would let replicas serve different snapshots.
+func snapshotMaxAge(es *esv1.EventStream) time.Duration {
+	age := durationOr(es.Spec.Bridge.Snapshot.MaxAge, 24*time.Hour)
+	if es.Spec.Queue.Type != esv1.QueueTypeStream {
+		return age
+	}
+	retention := durationOr(es.Spec.Queue.MessageTTL, defaultMessageTTL)
+	if age == 0 || age > retention {
+		return retention
+	}
+	return age
+}
 
 func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
 	if d == nil {

@@ -68,7 +68,7 @@ func TestBuildDeploymentCarriesEverySpecField(t *testing.T) {
 		"--exchange=ex.topic", "--queue=q.events", "--queue-type=stream", "--prefetch=250",
 		"--path=/events", "--routing-key-template=org.{org_id}.{kind}", "--tenant-param=org_id",
 		"--heartbeat=20s", "--buffer-size=64", "--overflow=lastValue", "--replay-size=50",
-		"--snapshot-max-keys=500", "--snapshot-max-bytes=8388608", "--snapshot-max-age=2h0m0s",
+		"--snapshot-max-keys=500", "--snapshot-max-bytes=8388608", "--snapshot-max-age=10m0s", // 2h, capped to the stream's retention
 		"--max-connections=500", "--max-connections-per-tenant=20", "--max-connections-per-subject=7",
 		"--amqp-ca-file=/etc/eventstream/tls/bundle.pem",
 		"--cors-allowed-origins=https://a.example,https://b.example",
@@ -380,4 +380,30 @@ func envValue(env []corev1.EnvVar, name string) string {
 		}
 	}
 	return ""
+}
+
+// On a stream queue the snapshot's age is capped to the stream's retention, so that a
+// restarted replica, which rebuilds from what the stream retains, serves what the others do.
+func TestSnapshotMaxAge(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		queueType esv1.QueueType
+		ttl, age  *metav1.Duration
+		want      time.Duration
+	}{
+		{"classic, default", esv1.QueueTypeClassic, nil, nil, 24 * time.Hour},
+		{"classic keeps a long age", esv1.QueueTypeClassic, &metav1.Duration{Duration: time.Minute}, &metav1.Duration{Duration: 48 * time.Hour}, 48 * time.Hour},
+		{"classic without an age bound", esv1.QueueTypeClassic, nil, &metav1.Duration{}, 0},
+		{"stream, default age capped to the default TTL", esv1.QueueTypeStream, nil, nil, 10 * time.Minute},
+		{"stream, age within the TTL", esv1.QueueTypeStream, &metav1.Duration{Duration: 2 * time.Hour}, &metav1.Duration{Duration: time.Hour}, time.Hour},
+		{"stream without an age bound: the TTL", esv1.QueueTypeStream, &metav1.Duration{Duration: 2 * time.Hour}, &metav1.Duration{}, 2 * time.Hour},
+	} {
+		es := &esv1.EventStream{Spec: esv1.EventStreamSpec{
+			Queue:  esv1.QueueSpec{Type: tt.queueType, MessageTTL: tt.ttl},
+			Bridge: esv1.BridgeSpec{Snapshot: &esv1.SnapshotSpec{MaxAge: tt.age}},
+		}}
+		if got := snapshotMaxAge(es); got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
 }

@@ -465,8 +465,9 @@ type SnapshotSpec struct {
 	MaxBytes *resource.Quantity `json:"maxBytes,omitempty"`
 
 	// MaxAge removes a key whose newest event is older than this (publish time); 0s: no age
-	// bound. On a stream queue keep it at or below queue.messageTTL so that a restarted
-	// replica, which rebuilds from what the stream retains, serves what the others serve.
+	// bound. On a stream queue the bridge gets at most queue.messageTTL (the stream's
+	// retention), so that a restarted replica, which rebuilds from what the stream retains,
+	// serves what the others serve.
 	// +kubebuilder:default="24h"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:Pattern=`^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$`
