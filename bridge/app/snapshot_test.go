@@ -174,3 +174,49 @@ func TestSnapshotPartial(t *testing.T) {
 		t.Error("classic without an age bound: not partial")
 	}
 }
+
+// TestClassicSnapshotIsPartialAfterAStart: on a classic queue the store lives in the bridge
+// process. A bridge's snapshot says partial for --snapshot-max-age after it started, then not;
+// a restarted bridge's snapshot holds only what it consumed itself (the backlog that waited in
+// the queue) and says partial again.
+func TestClassicSnapshotIsPartialAfterAStart(t *testing.T) {
+	node := rabbitmqtest.Shared(t)
+	queue, exchange := uniqueName(t, "q"), uniqueName(t, "x")
+	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
+	args := []string{"--queue=" + queue, "--exchange=" + exchange, "--snapshot-max-keys=100", "--snapshot-max-age=2s"}
+	first := startBridge(t, node.URI, args...)
+	p := publisher(t, node.URI, exchange)
+	url := func(b *Bridge) string { return "http://" + b.SSEAddr() + "/api/v1/events?snapshot=1&team_id=42" }
+
+	publishRaw(t, p, "team.42.job.1.status", []byte(`{"job":1}`))
+	var (
+		lines []string
+		end   sse.Message
+	)
+	eventually(t, 10*time.Second, "job 1 in a partial snapshot", func() bool {
+		lines, end = snapshotOf(t, url(first))
+		return len(lines) == 1 && end.Data == `{"keys":1,"partial":true}`
+	})
+	// Two seconds after the start every key the previous process could have served has aged
+	// out: the snapshot is complete.
+	eventually(t, 10*time.Second, "a complete snapshot of a fresh job 2", func() bool {
+		publishRaw(t, p, "team.42.job.2.status", []byte(`{"job":2}`))
+		lines, end = snapshotOf(t, url(first))
+		return slices.Contains(lines, `{"job":2}`) && strings.HasSuffix(end.Data, `"partial":false}`)
+	})
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := first.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	publishRaw(t, p, "team.42.job.3.status", []byte(`{"job":3}`)) // waits in the queue
+	second := startBridge(t, node.URI, args...)
+	eventually(t, 10*time.Second, "the restarted bridge's snapshot", func() bool {
+		lines, end = snapshotOf(t, url(second))
+		return slices.Equal(lines, []string{`{"job":3}`})
+	})
+	if end.Data != `{"keys":1,"partial":true}` {
+		t.Errorf("restarted bridge's snapshot-end %s, want partial", end.Data)
+	}
+}
