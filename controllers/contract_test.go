@@ -231,6 +231,31 @@ var specFields = map[string]specField{
 	"bridge.cors.allowedOrigins": {bridge: func(es *esv1.EventStream, r bridgeRun) (any, any, bool) {
 		return always(strings.Join(r.cors.AllowedOrigins, ","), strings.Join(es.Spec.Bridge.CORS.AllowedOrigins, ","))
 	}},
+	"bridge.snapshot.maxKeys": {bridge: func(es *esv1.EventStream, r bridgeRun) (any, any, bool) {
+		want := 0 // no snapshot: off
+		if s := es.Spec.Bridge.Snapshot; s != nil {
+			want = int(orDefault(ptrValue(s.MaxKeys), contract.DefaultSnapshotMaxKeys))
+		}
+		return always(r.app.SnapshotMaxKeys, want)
+	}},
+	"bridge.snapshot.maxBytes": {bridge: func(es *esv1.EventStream, r bridgeRun) (any, any, bool) {
+		s := es.Spec.Bridge.Snapshot
+		if s == nil {
+			return nil, nil, false
+		}
+		want := int64(contract.DefaultSnapshotMaxBytes)
+		if s.MaxBytes != nil {
+			want = s.MaxBytes.Value()
+		}
+		return always(int64(r.app.SnapshotMaxBytes), want)
+	}},
+	"bridge.snapshot.maxAge": {bridge: func(es *esv1.EventStream, r bridgeRun) (any, any, bool) {
+		if es.Spec.Bridge.Snapshot == nil {
+			return nil, nil, false
+		}
+		// snapshotMaxAge caps it at the stream's retention on a stream queue.
+		return always(r.app.SnapshotMaxAge, snapshotMaxAge(es))
+	}},
 	"bridge.resources":           {elsewhere: "the bridge container's resources and GOMEMLIMIT"},
 	"bridge.nodeSelector":        {elsewhere: "the bridge pods' node selector"},
 	"bridge.tolerations":         {elsewhere: "the bridge pods' tolerations"},
@@ -250,10 +275,12 @@ func contractStreams() map[string]*esv1.EventStream {
 	jwks.Spec.Bridge.Replicas = ptr(int32(1))
 	jwks.Spec.RabbitMQ.TLS = nil
 	jwks.Spec.Bridge.Auth.JWT = &esv1.JWTAuthSpec{JWKSURL: "https://idp.example/jwks"}
+	jwks.Spec.Bridge.Snapshot = &esv1.SnapshotSpec{} // the defaults, maxAge capped at the retention
 
 	publicKey := fullStream()
 	publicKey.Spec.RabbitMQ.TLS = &esv1.TLSSpec{CASecret: esv1.CASecretReference{Name: "ca"}}
 	publicKey.Spec.Bridge.Auth.JWT = &esv1.JWTAuthSpec{PublicKeySecretRef: &esv1.PublicKeySecretReference{Name: "jwt-public"}}
+	publicKey.Spec.Queue.Type = esv1.QueueTypeClassic // snapshot.maxAge is not capped at the retention
 
 	return map[string]*esv1.EventStream{
 		"every field set, HS256": fullStream(),

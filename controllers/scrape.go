@@ -20,6 +20,8 @@ const maxMetricsBytes = 1 << 20
 // BridgeFigures are one bridge pod's figures.
 type BridgeFigures struct {
 	Clients, Delivered, Dropped, Reconnects, LagMessages int64
+	// SnapshotKeys and SnapshotBytes are the size of the pod's snapshot store (0 when off).
+	SnapshotKeys, SnapshotBytes int64
 }
 
 // MetricsScraper reads a bridge pod's figures from its /metrics URL.
@@ -75,11 +77,13 @@ func parseBridgeMetrics(r io.Reader) (BridgeFigures, error) {
 		return int64(total)
 	}
 	return BridgeFigures{
-		Clients:     sum(contract.MetricClients),
-		Delivered:   sum(contract.MetricEventsDelivered),
-		Dropped:     sum(contract.MetricEventsDropped),
-		Reconnects:  sum(contract.MetricBrokerReconnects),
-		LagMessages: sum(contract.MetricConsumerLagMessages),
+		Clients:       sum(contract.MetricClients),
+		Delivered:     sum(contract.MetricEventsDelivered),
+		Dropped:       sum(contract.MetricEventsDropped),
+		Reconnects:    sum(contract.MetricBrokerReconnects),
+		LagMessages:   sum(contract.MetricConsumerLagMessages),
+		SnapshotKeys:  sum(contract.MetricSnapshotKeys),
+		SnapshotBytes: sum(contract.MetricSnapshotBytes),
 	}, nil
 }
 

@@ -51,6 +51,8 @@ func (r *EventStreamReconciler) reconcileBridgeStatus(ctx context.Context, es *e
 		Dropped:       figures.Dropped,
 		Reconnects:    figures.Reconnects,
 		LagMessages:   figures.LagMessages,
+		SnapshotKeys:  figures.SnapshotKeys,
+		SnapshotBytes: figures.SnapshotBytes,
 		Endpoint:      bridgeEndpoint(es),
 		UnscrapedPods: unscraped,
 	}
@@ -75,7 +77,8 @@ func bridgeCondition(dep *appsv1.Deployment, desired int32) (metav1.ConditionSta
 
 // scrapeBridgePods sums the figures of the stream's running bridge pods, scraped in parallel
 // (at most scrapeConcurrency at once), and names the pods that could not be scraped. The
-// consumer lag is the largest of the pods' (each stream replica reads the whole stream).
+// consumer lag and the snapshot size are the largest of the pods' (each stream replica reads
+// the whole stream and keeps its own snapshot store).
 func (r *EventStreamReconciler) scrapeBridgePods(ctx context.Context, es *esv1.EventStream) (BridgeFigures, []string, error) {
 	var pods corev1.PodList
 	if err := r.List(ctx, &pods, client.InNamespace(es.Namespace), client.MatchingLabels(bridgeSelector(es))); err != nil {
@@ -123,6 +126,9 @@ func (r *EventStreamReconciler) scrapeBridgePods(ctx context.Context, es *esv1.E
 		total.Dropped += res.figures.Dropped
 		total.Reconnects += res.figures.Reconnects
 		total.LagMessages = max(total.LagMessages, res.figures.LagMessages)
+		// Each replica holds a snapshot store of its own (the same one on a stream queue).
+		total.SnapshotKeys = max(total.SnapshotKeys, res.figures.SnapshotKeys)
+		total.SnapshotBytes = max(total.SnapshotBytes, res.figures.SnapshotBytes)
 	}
 	sort.Strings(unscraped)
 	return total, unscraped, nil

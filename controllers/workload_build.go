@@ -283,6 +283,16 @@ func bridgeArgs(es *esv1.EventStream) []string {
 	if topo.DeadLetterExchange != "" {
 		args = append(args, contract.Arg(contract.FlagDeadLetterExchange, topo.DeadLetterExchange))
 	}
+	if snap := b.Snapshot; snap != nil {
+		maxBytes := int64(contract.DefaultSnapshotMaxBytes)
+		if snap.MaxBytes != nil {
+			maxBytes = snap.MaxBytes.Value()
+		}
+		args = append(args,
+			contract.Arg(contract.FlagSnapshotMaxKeys, strconv.Itoa(int(orDefault(ptrValue(snap.MaxKeys), contract.DefaultSnapshotMaxKeys)))),
+			contract.Arg(contract.FlagSnapshotMaxBytes, strconv.FormatInt(maxBytes, 10)),
+			contract.Arg(contract.FlagSnapshotMaxAge, snapshotMaxAge(es).String()))
+	}
 	// A stream replica that lost the broker ends its streams so that clients move to another
 	// replica. With one replica there is none: behind an ingress the reconnect would meet a
 	// 502/503, which a browser's EventSource treats as final. Keep the streams open instead.
@@ -409,6 +419,21 @@ func serviceType(t corev1.ServiceType) corev1.ServiceType {
 func servicePort(p int32) int32 { return orDefault(p, contract.DefaultServicePort) }
 
 func keyOr(key, def string) string { return orDefault(key, def) }
+
+// snapshotMaxAge is spec.bridge.snapshot.maxAge (default 24h), at most the stream's retention
+// (queue.messageTTL) on a stream queue: a replica that restarts rebuilds its store from what
+// the stream retains, so a longer age would let replicas serve different snapshots.
+func snapshotMaxAge(es *esv1.EventStream) time.Duration {
+	age := durationOr(es.Spec.Bridge.Snapshot.MaxAge, contract.DefaultSnapshotMaxAge)
+	if es.Spec.Queue.Type != esv1.QueueTypeStream {
+		return age
+	}
+	retention := durationOr(es.Spec.Queue.MessageTTL, contract.DefaultMessageTTL)
+	if age == 0 || age > retention {
+		return retention
+	}
+	return age
+}
 
 func durationOr(d *metav1.Duration, def time.Duration) time.Duration {
 	if d == nil {

@@ -41,9 +41,11 @@ func fullStream() *esv1.EventStream {
 					SecretRef: &esv1.HS256SecretReference{Name: "jwt", Key: "hmac"}, Algorithms: []esv1.JWTAlgorithm{"HS256"},
 					Audience: "events", Issuer: "https://idp", TenantsClaim: "orgs", RequiredScope: "read:events", Cookie: "session",
 				}},
-				Heartbeat:      &metav1.Duration{Duration: 20 * time.Second},
-				Buffer:         esv1.BufferSpec{Size: 64, Overflow: esv1.OverflowLastValue},
-				Replay:         esv1.ReplaySpec{Size: 50},
+				Heartbeat: &metav1.Duration{Duration: 20 * time.Second},
+				Buffer:    esv1.BufferSpec{Size: 64, Overflow: esv1.OverflowLastValue},
+				Replay:    esv1.ReplaySpec{Size: 50},
+				Snapshot: &esv1.SnapshotSpec{MaxKeys: ptr(int32(500)), MaxBytes: ptr(resource.MustParse("8Mi")),
+					MaxAge: &metav1.Duration{Duration: 2 * time.Hour}},
 				Limits:         esv1.LimitsSpec{MaxConnections: 500, MaxConnectionsPerTenant: 20, MaxConnectionsPerSubject: 7},
 				CORS:           esv1.CORSSpec{AllowedOrigins: []string{"https://a.example", "https://b.example"}},
 				Resources:      corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")}},
@@ -67,6 +69,7 @@ func TestBuildDeploymentCarriesEverySpecField(t *testing.T) {
 		"--exchange=ex.topic", "--queue=q.events", "--queue-type=stream", "--prefetch=250",
 		"--path=/events", "--routing-key-template=org.{org_id}.{kind}", "--tenant-param=org_id",
 		"--heartbeat=20s", "--buffer-size=64", "--overflow=lastValue", "--replay-size=50",
+		"--snapshot-max-keys=500", "--snapshot-max-bytes=8388608", "--snapshot-max-age=10m0s", // 2h, capped to the stream's retention
 		"--max-connections=500", "--max-connections-per-tenant=20", "--max-connections-per-subject=7",
 		"--amqp-ca-file=/etc/eventstream/tls/bundle.pem",
 		"--cors-allowed-origins=https://a.example,https://b.example",
@@ -309,12 +312,16 @@ eventstream_bridge_events_dropped_total{reason="disconnect"} 2
 eventstream_bridge_broker_reconnects_total 1
 # TYPE eventstream_bridge_consumer_lag_messages gauge
 eventstream_bridge_consumer_lag_messages 40
+# TYPE eventstream_bridge_snapshot_keys gauge
+eventstream_bridge_snapshot_keys 200
+# TYPE eventstream_bridge_snapshot_bytes gauge
+eventstream_bridge_snapshot_bytes 104448
 `
 	got, err := parseBridgeMetrics(strings.NewReader(text))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := BridgeFigures{Clients: 7, Delivered: 120, Dropped: 5, Reconnects: 1, LagMessages: 40}
+	want := BridgeFigures{Clients: 7, Delivered: 120, Dropped: 5, Reconnects: 1, LagMessages: 40, SnapshotKeys: 200, SnapshotBytes: 104448}
 	if got != want {
 		t.Errorf("figures = %+v, want %+v", got, want)
 	}
@@ -374,4 +381,30 @@ func envValue(env []corev1.EnvVar, name string) string {
 		}
 	}
 	return ""
+}
+
+// On a stream queue the snapshot's age is capped to the stream's retention, so that a
+// restarted replica, which rebuilds from what the stream retains, serves what the others do.
+func TestSnapshotMaxAge(t *testing.T) {
+	for _, tt := range []struct {
+		name      string
+		queueType esv1.QueueType
+		ttl, age  *metav1.Duration
+		want      time.Duration
+	}{
+		{"classic, default", esv1.QueueTypeClassic, nil, nil, 24 * time.Hour},
+		{"classic keeps a long age", esv1.QueueTypeClassic, &metav1.Duration{Duration: time.Minute}, &metav1.Duration{Duration: 48 * time.Hour}, 48 * time.Hour},
+		{"classic without an age bound", esv1.QueueTypeClassic, nil, &metav1.Duration{}, 0},
+		{"stream, default age capped to the default TTL", esv1.QueueTypeStream, nil, nil, 10 * time.Minute},
+		{"stream, age within the TTL", esv1.QueueTypeStream, &metav1.Duration{Duration: 2 * time.Hour}, &metav1.Duration{Duration: time.Hour}, time.Hour},
+		{"stream without an age bound: the TTL", esv1.QueueTypeStream, &metav1.Duration{Duration: 2 * time.Hour}, &metav1.Duration{}, 2 * time.Hour},
+	} {
+		es := &esv1.EventStream{Spec: esv1.EventStreamSpec{
+			Queue:  esv1.QueueSpec{Type: tt.queueType, MessageTTL: tt.ttl},
+			Bridge: esv1.BridgeSpec{Snapshot: &esv1.SnapshotSpec{MaxAge: tt.age}},
+		}}
+		if got := snapshotMaxAge(es); got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 
 	esv1 "github.com/eventstream-operator/eventstream-operator/api/v1alpha1"
 	"github.com/eventstream-operator/eventstream-operator/internal/contract"
@@ -52,6 +53,9 @@ func TestCRDDefaultsAreTheContracts(t *testing.T) {
 		"spec.rabbitmq.tls.caSecret.key":              esv1.DefaultCAKey,
 		"spec.bridge.service.type":                    contract.DefaultServiceType,
 		"spec.bridge.service.port":                    contract.DefaultServicePort,
+		"spec.bridge.snapshot.maxKeys":                contract.DefaultSnapshotMaxKeys,
+		"spec.bridge.snapshot.maxBytes":               *resource.NewQuantity(contract.DefaultSnapshotMaxBytes, resource.BinarySI),
+		"spec.bridge.snapshot.maxAge":                 contract.DefaultSnapshotMaxAge,
 	}
 	for _, v := range generatedCRD(t).Spec.Versions {
 		got := map[string]*apiextensionsv1.JSON{}
@@ -99,6 +103,14 @@ func sameDefault(t *testing.T, raw []byte, want any) bool {
 		}
 		got, err := time.ParseDuration(s)
 		return err == nil && got == d
+	}
+	if q, ok := want.(resource.Quantity); ok {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return false
+		}
+		got, err := resource.ParseQuantity(s)
+		return err == nil && got.Cmp(q) == 0
 	}
 	wantJSON, err := json.Marshal(want)
 	if err != nil {

@@ -2,6 +2,7 @@ package v1alpha1
 
 import (
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -300,6 +301,14 @@ type BridgeSpec struct {
 	// +optional
 	Replay ReplaySpec `json:"replay,omitempty"`
 
+	// Snapshot keeps the newest event of each routing key so that a client asking with
+	// snapshot=1 gets the current state of every key it may read first, and again after a
+	// gap. Absent: snapshots are off. On a stream queue every replica rebuilds it from the
+	// stream at start-up; on classic and quorum queues it lives in the bridge process
+	// (docs/bridge.md, "Snapshot").
+	// +optional
+	Snapshot *SnapshotSpec `json:"snapshot,omitempty"`
+
 	// Limits bound what clients can make a bridge hold.
 	// +kubebuilder:default={}
 	// +optional
@@ -438,6 +447,35 @@ type ReplaySpec struct {
 	Size int32 `json:"size,omitempty"`
 }
 
+// SnapshotSpec bounds the bridge's last-value store. When a bound is reached, the keys
+// updated least recently leave it first.
+type SnapshotSpec struct {
+	// MaxKeys is how many routing keys (jobs) the store keeps at most.
+	// +kubebuilder:default=10000
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000
+	// +optional
+	MaxKeys *int32 `json:"maxKeys,omitempty"`
+
+	// MaxBytes bounds the memory the store holds per bridge, counted like the replay ring (the
+	// events as allocated plus bookkeeping), e.g. 32Mi. Size spec.bridge.resources for it.
+	// +kubebuilder:default="32Mi"
+	// +kubebuilder:validation:XValidation:rule="quantity(string(self)).compareTo(quantity('64Ki')) >= 0 && quantity(string(self)).compareTo(quantity('16Gi')) <= 0",message="snapshot.maxBytes must be between 64Ki and 16Gi"
+	// +optional
+	MaxBytes *resource.Quantity `json:"maxBytes,omitempty"`
+
+	// MaxAge removes a key whose newest event is older than this (publish time); 0s: no age
+	// bound. On a stream queue the bridge gets at most queue.messageTTL (the stream's
+	// retention), so that a restarted replica, which rebuilds from what the stream retains,
+	// serves what the others serve.
+	// +kubebuilder:default="24h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:Pattern=`^([0-9]+([.][0-9]+)?(ns|us|ms|s|m|h))+$`
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('8760h')",message="snapshot.maxAge must be between 0s (no age bound) and 8760h"
+	// +optional
+	MaxAge *metav1.Duration `json:"maxAge,omitempty"`
+}
+
 // LimitsSpec bounds connections. A browser refused by a limit retries by itself and gets in
 // once the limit frees.
 type LimitsSpec struct {
@@ -548,6 +586,13 @@ type BridgeStatus struct {
 	Reconnects int64 `json:"reconnects"`
 	// LagMessages is the number of messages the broker holds that no bridge has received yet.
 	LagMessages int64 `json:"lagMessages"`
+	// SnapshotKeys is the number of routing keys in the snapshot store of the largest bridge
+	// replica (each replica keeps its own; 0 when spec.bridge.snapshot is not set).
+	// +optional
+	SnapshotKeys int64 `json:"snapshotKeys,omitempty"`
+	// SnapshotBytes is the memory that store holds, in bytes.
+	// +optional
+	SnapshotBytes int64 `json:"snapshotBytes,omitempty"`
 	// Endpoint is the in-cluster URL of the event stream.
 	// +optional
 	Endpoint string `json:"endpoint,omitempty"`

@@ -82,6 +82,10 @@ func TestValidation(t *testing.T) {
 		{"bridge env overriding the JWT key", `bridge: {env: [{name: BRIDGE_AUTH_HS256_SECRETS, value: guessable}]}`, "bridge.env must not set RABBITMQ_*, BRIDGE_* or GOMEMLIMIT"},
 		{"bridge env twice the same name", `bridge: {env: [{name: OTEL_SERVICE_NAME, value: a}, {name: OTEL_SERVICE_NAME, value: b}]}`, "spec.bridge.env[1]: Duplicate value"},
 		{"wildcard CORS origin", `bridge: {cors: {allowedOrigins: ["*"]}}`, "spec.bridge.cors.allowedOrigins[0]"},
+		{"snapshot of no keys", `bridge: {snapshot: {maxKeys: 0}}`, "spec.bridge.snapshot.maxKeys"},
+		{"snapshot bytes too small", `bridge: {snapshot: {maxBytes: 1Ki}}`, "snapshot.maxBytes must be between 64Ki and 16Gi"},
+		{"snapshot bytes as a huge number", `bridge: {snapshot: {maxBytes: 100000000000}}`, "snapshot.maxBytes must be between 64Ki and 16Gi"},
+		{"negative snapshot age", `bridge: {snapshot: {maxAge: -1h}}`, "spec.bridge.snapshot.maxAge"},
 		{"missing secret", ``, "spec.rabbitmq"},
 	}
 	for _, tt := range invalid {
@@ -157,6 +161,21 @@ func TestValidation(t *testing.T) {
 			if c[0] != c[1] {
 				t.Errorf("default %s = %v, want %v", name, c[0], c[1])
 			}
+		}
+	})
+
+	t.Run("snapshot defaults fit a job list", func(t *testing.T) {
+		obj := manifest(t, "snapshot", `bridge: {auth: {jwt: {secretRef: {name: jwt}}}, snapshot: {}}`, true)
+		if err := c.Create(ctx, obj); err != nil {
+			t.Fatal(err)
+		}
+		var es esv1.EventStream
+		if err := c.Get(ctx, client.ObjectKeyFromObject(obj), &es); err != nil {
+			t.Fatal(err)
+		}
+		snap := es.Spec.Bridge.Snapshot
+		if *snap.MaxKeys != 10000 || snap.MaxBytes.String() != "32Mi" || snap.MaxAge.Duration.String() != "24h0m0s" {
+			t.Errorf("snapshot defaults = %d keys, %s, %s; want 10000, 32Mi, 24h", *snap.MaxKeys, snap.MaxBytes, snap.MaxAge.Duration)
 		}
 	})
 

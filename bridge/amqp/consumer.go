@@ -81,6 +81,10 @@ type Config struct {
 	// at start-up to fill the replay ring (the bridge passes its replay size); 0: start at
 	// "next".
 	StreamReplay int
+	// StreamFromFirst makes a stream consumer read the whole stream at start-up, from its first
+	// retained message (the snapshot store is rebuilt from it); it is not ready before it read up
+	// to the tail it found then.
+	StreamFromFirst bool
 	// LagInterval is how often consumer lag is sampled; default 5s.
 	LagInterval time.Duration
 	// Backoff shapes reconnect delays.
@@ -122,6 +126,8 @@ type Consumer struct {
 	// before it re-read up to there, so clients routed to it do not get the replayed history
 	// as if it were new.
 	startupTail atomic.Int64
+	// startupKnown is set once the first session found where the stream ended at start-up.
+	startupKnown atomic.Bool
 	// conn is the current session's connection (nil between sessions), for stream readers.
 	conn atomic.Pointer[amqp091.Connection]
 
@@ -176,6 +182,12 @@ func New(cfg Config, sink Sink) *Consumer {
 // re-read the history up to the tail it found at start-up).
 func (c *Consumer) Ready() bool {
 	return c.ready.Load() && c.lastOffset.Load() >= c.startupTail.Load()
+}
+
+// StartupReadDone reports whether a stream consumer has read the stream up to the tail it found
+// at start-up (at once for an empty stream); it stays true after that, through reconnects.
+func (c *Consumer) StartupReadDone() bool {
+	return c.startupKnown.Load() && c.lastOffset.Load() >= c.startupTail.Load()
 }
 
 // Consuming reports whether the consumer has a broker connection and a consumer on it now
@@ -318,16 +330,24 @@ func (c *Consumer) session(ctx context.Context, connected func()) error {
 }
 
 // streamStart is where a stream consumer attaches: after the last offset handled when
-// reconnecting; at start-up StreamReplay messages before the stream's tail, so the hub's replay
+// reconnecting; at start-up the first retained message with StreamFromFirst, else StreamReplay
+// messages before the stream's tail, so the hub's replay
 // ring holds recent events and clients of a restarted (or another) bridge resume exactly; "next"
 // without replay or for an empty stream.
 func (c *Consumer) streamStart(ctx context.Context, conn *amqp091.Connection) any {
 	if last := c.lastOffset.Load(); last >= 0 {
 		return last + 1
 	}
-	if c.cfg.StreamReplay > 0 {
-		if tail, found, _ := c.streamTail(ctx, conn); found {
+	if c.cfg.StreamReplay > 0 || c.cfg.StreamFromFirst {
+		tail, found, ok := c.streamTail(ctx, conn)
+		if found {
 			c.startupTail.Store(tail)
+		}
+		c.startupKnown.Store(ok)
+		switch {
+		case c.cfg.StreamFromFirst:
+			return "first"
+		case found:
 			return max(0, tail-int64(c.cfg.StreamReplay))
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
 	"github.com/eventstream-operator/eventstream-operator/bridge/metrics"
 	"github.com/eventstream-operator/eventstream-operator/bridge/server"
+	"github.com/eventstream-operator/eventstream-operator/bridge/snapshot"
 )
 
 // opsWriteTimeout bounds writing one response of the operations listener (a /metrics
@@ -68,7 +69,22 @@ func Start(cfg *Config, log *slog.Logger) (*Bridge, error) {
 	if queueType == bridgeamqp.Stream {
 		ids = hub.OffsetIDs
 	}
+	var (
+		store    *snapshot.Store
+		consumer *bridgeamqp.Consumer // set below; the stream store's Partial reads it
+	)
+	if cfg.SnapshotMaxKeys > 0 {
+		store = snapshot.New(snapshot.Config{
+			MaxKeys:     cfg.SnapshotMaxKeys,
+			MaxBytes:    cfg.SnapshotMaxBytes,
+			MaxAge:      cfg.SnapshotMaxAge,
+			TenantIndex: tmpl.PlaceholderIndex(cfg.TenantParam),
+			Partial:     snapshotPartial(queueType, cfg.SnapshotMaxAge, time.Now(), func() bool { return consumer.StartupReadDone() }),
+		})
+		m.ObserveSnapshot(store.Stats)
+	}
 	h := hub.New(hub.Config{
+		LastValues:   lastValues(store),
 		Placeholders: len(tmpl.Placeholders()),
 		IDs:          ids,
 		BufferSize:   cfg.BufferSize,
@@ -79,7 +95,7 @@ func Start(cfg *Config, log *slog.Logger) (*Bridge, error) {
 		},
 		OnDisconnect: m.SlowClientDisconnects.Inc,
 	})
-	consumer := bridgeamqp.New(bridgeamqp.Config{
+	consumer = bridgeamqp.New(bridgeamqp.Config{
 		URL:                cfg.URL,
 		TLS:                tlsConfig,
 		Exchange:           cfg.Exchange,
@@ -92,6 +108,7 @@ func Start(cfg *Config, log *slog.Logger) (*Bridge, error) {
 		MaxMessageBytes:    cfg.MaxMessageBytes,
 		Template:           tmpl,
 		StreamReplay:       cfg.ReplaySize,
+		StreamFromFirst:    store != nil,
 		LagInterval:        cfg.LagInterval,
 		Backoff:            cfg.Backoff,
 		Observe:            cfg.Observe,
@@ -176,8 +193,33 @@ func Start(cfg *Config, log *slog.Logger) (*Bridge, error) {
 	go b.serve(b.opsServer, b.opsListener)
 	log.Info("bridge started", "listen", b.sseListener.Addr().String(), "metricsListen", b.opsListener.Addr().String(),
 		"path", cfg.Path, "queue", cfg.Queue, "queueType", cfg.QueueType, "template", cfg.RoutingKeyTemplate,
-		"overflow", cfg.Overflow, "epoch", h.Epoch())
+		"overflow", cfg.Overflow, "epoch", h.Epoch(), "snapshotMaxKeys", cfg.SnapshotMaxKeys)
 	return b, nil
+}
+
+// lastValues returns store as the hub's LastValues, or nil (no snapshots) without one: a nil
+// *Store in the interface would not be nil.
+func lastValues(store *snapshot.Store) hub.LastValues {
+	if store == nil {
+		return nil
+	}
+	return store
+}
+
+// snapshotPartial says when the snapshot may lack keys. Stream: until the consumer has read the
+// stream from its first retained message up to the tail it found at start-up (the store is
+// rebuilt from the stream, so every replica then serves the same snapshot). Classic and
+// quorum: the store lives in this process only, so for maxAge after the start, when every key
+// the previous process could still have served has aged out; with no age bound, always.
+func snapshotPartial(queueType bridgeamqp.QueueType, maxAge time.Duration, started time.Time, streamRead func() bool) func() bool {
+	if queueType == bridgeamqp.Stream {
+		return func() bool { return !streamRead() }
+	}
+	if maxAge <= 0 {
+		return func() bool { return true }
+	}
+	complete := started.Add(maxAge)
+	return func() bool { return time.Now().Before(complete) }
 }
 
 func (b *Bridge) serve(s *http.Server, l net.Listener) {

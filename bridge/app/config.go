@@ -21,6 +21,7 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/bridge/auth"
 	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
 	"github.com/eventstream-operator/eventstream-operator/bridge/metrics"
+	"github.com/eventstream-operator/eventstream-operator/bridge/snapshot"
 	"github.com/eventstream-operator/eventstream-operator/internal/contract"
 )
 
@@ -68,6 +69,12 @@ type Config struct {
 	ReadHeaderTimeout        time.Duration
 	MaxFilterValues          int
 	MaxStreamReaders         int
+
+	// SnapshotMaxKeys enables the snapshot store (newest event per routing key) when above 0;
+	// SnapshotMaxBytes and SnapshotMaxAge bound it too (max age 0: no age bound).
+	SnapshotMaxKeys  int
+	SnapshotMaxBytes int
+	SnapshotMaxAge   time.Duration
 
 	LogLevel  string
 	LogFormat string
@@ -135,6 +142,9 @@ func BindFlags(fs *flag.FlagSet, getenv func(string) string) *Config {
 	fs.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", 5*time.Second, "time a client has to send its request headers")
 	fs.IntVar(&c.MaxFilterValues, "max-filter-values", 16, "filter values allowed in one request, over all parameters")
 	fs.IntVar(&c.MaxStreamReaders, "max-stream-readers", 100, "stream mode: clients resuming from before the replay window served by their own stream reader at once; beyond: a gap")
+	fs.IntVar(&c.SnapshotMaxKeys, contract.FlagSnapshotMaxKeys, 0, "keep the newest event of up to this many routing keys and send it to clients asking with snapshot=1 (0: snapshots off)")
+	fs.IntVar(&c.SnapshotMaxBytes, contract.FlagSnapshotMaxBytes, snapshot.DefaultMaxBytes, "bytes the snapshot store may hold, counted like the replay ring")
+	fs.DurationVar(&c.SnapshotMaxAge, contract.FlagSnapshotMaxAge, snapshot.DefaultMaxAge, "keys whose newest event is older than this leave the snapshot (0: no age bound)")
 	fs.StringVar(&c.LogLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&c.LogFormat, contract.FlagLogFormat, "json", "json or text")
 	return c
@@ -183,6 +193,15 @@ func (c *Config) Validate() error {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative", name))
 		}
+	}
+	if c.SnapshotMaxKeys < 0 {
+		errs = append(errs, errors.New("--snapshot-max-keys must not be negative (0: snapshots off)"))
+	}
+	if c.SnapshotMaxKeys > 0 && c.SnapshotMaxBytes < 1 {
+		errs = append(errs, errors.New("--snapshot-max-bytes must be at least 1"))
+	}
+	if c.SnapshotMaxAge < 0 {
+		errs = append(errs, errors.New("--snapshot-max-age must not be negative (0: no age bound)"))
 	}
 	if c.BrokerLostGrace < 0 {
 		errs = append(errs, errors.New("--broker-lost-grace must not be negative"))

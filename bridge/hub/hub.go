@@ -39,6 +39,10 @@ type Config struct {
 	ReplayMaxBytes int
 	// OnDrop is called (outside the hub's locks) for dropped events; may be nil.
 	OnDrop func(reason string, n int)
+	// LastValues, when set, is given every published frame under the hub's lock, so that
+	// SubscribeSnapshot and Resync read it consistently with the subscriptions; nil: no
+	// snapshots.
+	LastValues LastValues
 	// OnDisconnect is called (outside the hub's locks) when the Disconnect policy ends a slow
 	// subscription; may be nil. Its buffered events are not dropped events: they are in the
 	// replay ring (or the stream), where the client resumes them with Last-Event-ID, and a
@@ -74,6 +78,10 @@ type Frame struct {
 	// id, routing key and values. The replay ring's byte bound counts it.
 	heldBytes int
 }
+
+// HeldBytes is the memory the frame keeps alive (its encoded bytes as allocated and its
+// bookkeeping), the figure the replay ring's and the snapshot store's byte bounds count.
+func (f *Frame) HeldBytes() int { return f.heldBytes }
 
 // frameOverhead is the memory a frame holds beside its encoded bytes and strings.
 const frameOverhead = int(unsafe.Sizeof(Frame{}))
@@ -197,6 +205,9 @@ func (h *Hub) Publish(m Message) (*Frame, int) {
 
 	h.mu.RLock()
 	h.appendRing(f)
+	if h.cfg.LastValues != nil {
+		h.cfg.LastValues.Put(f)
+	}
 	matched := 0
 	for i, v := range m.Values {
 		if i >= len(h.byValue) {
@@ -290,6 +301,14 @@ func (h *Hub) appendRing(f *Frame) {
 // the hub cannot place the cursor (foreign epoch, malformed, in the future) or the events
 // after it have left the replay window. Replayed events are delivered by Take before live ones.
 func (h *Hub) Subscribe(filter Filter, cursor Cursor) (*Subscriber, *Gap) {
+	s, gap, _ := h.subscribe(filter, cursor, false)
+	return s, gap
+}
+
+// subscribe registers a subscriber; with withSnapshot, when the client starts without a cursor
+// or with one that cannot be resumed (a gap), it also takes the snapshot under the same lock
+// (see SubscribeSnapshot).
+func (h *Hub) subscribe(filter Filter, cursor Cursor, withSnapshot bool) (*Subscriber, *Gap, *Snapshot) {
 	s := &Subscriber{
 		hub:      h,
 		filter:   filter,
@@ -321,10 +340,17 @@ func (h *Hub) Subscribe(filter Filter, cursor Cursor) (*Subscriber, *Gap) {
 		}
 	}
 	h.count++
+	var snap *Snapshot
+	if withSnapshot && (!cursor.Present || gap != nil) {
+		// The snapshot holds the newest event of every key up to now: the replayed backlog
+		// (the current process's events after a foreign epoch) is in it already.
+		s.backlog = nil
+		snap = h.snapshotLocked(filter)
+	}
 	if len(s.backlog) > 0 {
 		s.signal()
 	}
-	return s, gap
+	return s, gap, snap
 }
 
 // resume places cursor; called with mu held exclusively (so no Publish runs).

@@ -66,6 +66,19 @@ func (f Filter) Matches(values []string) bool {
 	return true
 }
 
+// Split returns the values accepted for placeholder i (nil: any) and whether another
+// placeholder is filtered too.
+func (f Filter) Split(i int) (values []string, others bool) {
+	for j, allowed := range f {
+		if j == i {
+			values = allowed
+		} else if allowed != nil {
+			others = true
+		}
+	}
+	return values, others
+}
+
 func contains(list []string, v string) bool {
 	for _, x := range list {
 		if x == v {
@@ -161,6 +174,10 @@ func (s *Subscriber) OfferWait(ctx context.Context, f *Frame) error {
 		if s.closed {
 			s.mu.Unlock()
 			return nil
+		}
+		if f.Pos <= s.skipUpTo {
+			s.mu.Unlock()
+			return nil // in the snapshot the client was sent (Resync)
 		}
 		if s.n < s.limit {
 			s.push(f)

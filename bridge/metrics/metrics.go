@@ -28,6 +28,10 @@ const (
 	MaxConnections      = "eventstream_bridge_max_connections"
 	EventsRedelivered   = "eventstream_bridge_events_redelivered_total"
 	SlowClientsEnded    = "eventstream_bridge_slow_client_disconnects_total"
+	SnapshotKeys        = contract.MetricSnapshotKeys
+	SnapshotBytes       = contract.MetricSnapshotBytes
+	SnapshotsSent       = "eventstream_bridge_snapshots_sent_total"
+	SnapshotEventsSent  = "eventstream_bridge_snapshot_events_sent_total"
 )
 
 // Metrics holds the bridge's collectors and their registry.
@@ -63,6 +67,10 @@ type Metrics struct {
 	// ConnectionLimit is the bridge's limit of open streams (0: unlimited), so that alerts
 	// can compare Clients with it.
 	ConnectionLimit prometheus.Gauge
+	// SnapshotsSent counts snapshots written to clients (at connect and after gaps), and
+	// SnapshotEventsSent the snapshot events in them (one per key).
+	SnapshotsSent      prometheus.Counter
+	SnapshotEventsSent prometheus.Counter
 }
 
 // New creates the metrics on a new registry that also carries the Go and process collectors.
@@ -85,11 +93,13 @@ func New() *Metrics {
 			Help:    "Time from publish (message timestamp) to the write to an SSE client.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}),
-		Rejected:        prometheus.NewCounterVec(prometheus.CounterOpts{Name: ConnectionsRejected, Help: "SSE connections refused, by reason."}, []string{"reason"}),
-		ConnectionLimit: prometheus.NewGauge(prometheus.GaugeOpts{Name: MaxConnections, Help: "The bridge's limit of open SSE streams (0: unlimited)."}),
+		Rejected:           prometheus.NewCounterVec(prometheus.CounterOpts{Name: ConnectionsRejected, Help: "SSE connections refused, by reason."}, []string{"reason"}),
+		ConnectionLimit:    prometheus.NewGauge(prometheus.GaugeOpts{Name: MaxConnections, Help: "The bridge's limit of open SSE streams (0: unlimited)."}),
+		SnapshotsSent:      prometheus.NewCounter(prometheus.CounterOpts{Name: SnapshotsSent, Help: "Snapshots written to SSE clients (at connect and after gaps)."}),
+		SnapshotEventsSent: prometheus.NewCounter(prometheus.CounterOpts{Name: SnapshotEventsSent, Help: "Snapshot events written to SSE clients (one per key per snapshot)."}),
 	}
 	reg.MustRegister(m.Clients, m.Consumed, m.Delivered, m.Dropped, m.SlowClientDisconnects, m.Redelivered, m.Malformed, m.Reconnects,
-		m.BrokerUp, m.Lag, m.Latency, m.Rejected, m.ConnectionLimit,
+		m.BrokerUp, m.Lag, m.Latency, m.Rejected, m.ConnectionLimit, m.SnapshotsSent, m.SnapshotEventsSent,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{"overflow", "superseded"} {
 		m.Dropped.WithLabelValues(r)
@@ -98,6 +108,17 @@ func New() *Metrics {
 		m.Malformed.WithLabelValues(r)
 	}
 	return m
+}
+
+// ObserveSnapshot exports the snapshot store's size, read at each scrape: stats returns the
+// number of keys and the bytes held.
+func (m *Metrics) ObserveSnapshot(stats func() (keys, bytes int)) {
+	m.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: SnapshotKeys, Help: "Routing keys in the snapshot store (newest event per key)."},
+			func() float64 { keys, _ := stats(); return float64(keys) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: SnapshotBytes, Help: "Bytes the snapshot store holds (frames as allocated plus bookkeeping)."},
+			func() float64 { _, bytes := stats(); return float64(bytes) }),
+	)
 }
 
 // Handler serves the registry in the Prometheus exposition format.

@@ -20,6 +20,8 @@ type streamSink interface {
 	write(b []byte) bool
 	// writeFrames writes a gap notice (when gap is set) and frames as one batch.
 	writeFrames(gap *hub.Gap, frames []*hub.Frame) bool
+	// writeBuffers writes bufs as one batch (a snapshot); it keeps no reference to them.
+	writeBuffers(bufs [][]byte) bool
 	// close ends the response.
 	close()
 }
@@ -51,6 +53,16 @@ func (s *responseSink) writeFrames(gap *hub.Gap, frames []*hub.Frame) bool {
 	}
 	for _, f := range frames {
 		if _, err := s.w.Write(f.Bytes); err != nil {
+			return false
+		}
+	}
+	return s.rc.Flush() == nil
+}
+
+func (s *responseSink) writeBuffers(bufs [][]byte) bool {
+	_ = s.rc.SetWriteDeadline(time.Now().Add(s.timeout))
+	for _, b := range bufs {
+		if _, err := s.w.Write(b); err != nil {
 			return false
 		}
 	}
@@ -141,6 +153,16 @@ func (s *connSink) writeFrames(gap *hub.Gap, frames []*hub.Frame) bool {
 		return err == nil
 	}
 	return s.writeBufs(bufs)
+}
+
+func (s *connSink) writeBuffers(bufs [][]byte) bool {
+	_ = s.conn.SetWriteDeadline(time.Now().Add(s.timeout))
+	all := s.bufs[:0]
+	if s.head != nil {
+		all = append(all, s.head)
+		s.head = nil
+	}
+	return s.writeBufs(append(all, bufs...))
 }
 
 func (s *connSink) writeBufs(bufs net.Buffers) bool {

@@ -41,6 +41,15 @@ func (s *recordingSink) writeFrames(gap *hub.Gap, frames []*hub.Frame) bool {
 	return true
 }
 
+func (s *recordingSink) writeBuffers(bufs [][]byte) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, b := range bufs {
+		s.out.Write(b)
+	}
+	return true
+}
+
 func (s *recordingSink) close() {}
 
 // TestDrainWritesEverythingHandedToTheStream (issue 14, item 5): a stream that holds a
@@ -70,7 +79,7 @@ func TestDrainWritesEverythingHandedToTheStream(t *testing.T) {
 		<-handler.drain
 
 		sink := &recordingSink{}
-		handler.stream(sink, "/", s, gap, time.Time{})
+		handler.stream(sink, streamStart{path: "/"}, s, gap, nil)
 		cancel()
 		h.Unsubscribe(s)
 		out := sink.out.String()
@@ -108,7 +117,7 @@ func TestEndStreamsEndsOnlyTheOpenOnes(t *testing.T) {
 		sink, done := &recordingSink{}, make(chan struct{})
 		go func() {
 			defer close(done)
-			handler.stream(sink, "/", s, nil, time.Time{})
+			handler.stream(sink, streamStart{path: "/"}, s, nil, nil)
 		}()
 		return sink, done
 	}

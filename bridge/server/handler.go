@@ -35,8 +35,16 @@ const (
 )
 
 // GapEventName is the SSE event type that tells a client continuity was lost; the
-// application refetches from its source of truth.
+// application refetches from its source of truth (or, with snapshot=1, takes the snapshot
+// that follows).
 const GapEventName = "gap"
+
+// SnapshotEventName and SnapshotEndEventName are the SSE event types of a snapshot: one
+// snapshot event per key, then snapshot-end (docs/bridge.md).
+const (
+	SnapshotEventName    = "snapshot"
+	SnapshotEndEventName = "snapshot-end"
+)
 
 // Config configures a Handler.
 type Config struct {
@@ -228,6 +236,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.cfg.AuthMetrics.Observe(nil)
+	if sub.Snapshot && !h.cfg.Hub.HasSnapshots() {
+		h.reject(w, r, http.StatusBadRequest, RejectBadRequest, "query parameter snapshot: snapshots are not enabled on this bridge (--snapshot-max-keys)")
+		return
+	}
 	if h.draining() {
 		h.refuseForNow(w, r, RejectDraining, "draining")
 		return
@@ -250,7 +262,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if cursorID == "" {
 		cursorID = sub.LastEventID
 	}
-	st := streamStart{filter: sub.Filter, tenants: tenants, subject: principal.SubjectKey, cursorID: cursorID, path: r.URL.Path, expiresAt: principal.ExpiresAt}
+	st := streamStart{filter: sub.Filter, snapshot: sub.Snapshot, tenants: tenants, subject: principal.SubjectKey, cursorID: cursorID, path: r.URL.Path, expiresAt: principal.ExpiresAt}
 	// An HTTP/1 stream leaves net/http once admitted (detached.go): it continues in a fresh
 	// goroutine with a small stack, and net/http's goroutine, buffers and request are released.
 	if sink, ok := h.detach(w, r); ok {
@@ -268,6 +280,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // streamStart is what an admitted stream needs from its request.
 type streamStart struct {
 	filter    hub.Filter
+	snapshot  bool // send the snapshot first and after every gap
 	tenants   []string
 	subject   string // the limiter's subject key
 	cursorID  string
@@ -284,8 +297,9 @@ func (h *Handler) serve(sink streamSink, st streamStart) {
 
 	cursor := hub.ParseCursor(h.cfg.Hub.Scheme(), st.cursorID)
 	var (
-		s   *hub.Subscriber
-		gap *hub.Gap
+		s    *hub.Subscriber
+		gap  *hub.Gap
+		snap *hub.Snapshot
 	)
 	if h.cfg.StreamReader != nil && h.cfg.Hub.NeedsStreamRead(cursor) && h.acquireReader() {
 		defer h.releaseReader()
@@ -302,13 +316,17 @@ func (h *Handler) serve(sink streamSink, st streamStart) {
 			reader.Wait()
 		}()
 	} else {
-		s, gap = h.cfg.Hub.Subscribe(st.filter, cursor)
+		if st.snapshot {
+			s, gap, snap = h.cfg.Hub.SubscribeSnapshot(st.filter, cursor)
+		} else {
+			s, gap = h.cfg.Hub.Subscribe(st.filter, cursor)
+		}
 		defer h.cfg.Hub.Unsubscribe(s)
 	}
 	h.cfg.Metrics.Clients.Inc()
 	defer h.cfg.Metrics.Clients.Dec()
 
-	h.stream(sink, st.path, s, gap, st.expiresAt)
+	h.stream(sink, st, s, gap, snap)
 }
 
 func (h *Handler) acquireReader() bool {
@@ -391,9 +409,10 @@ func (h *Handler) retryAndEnd(w http.ResponseWriter, comment string) {
 
 // stream writes the subscription to sink until the client leaves, the hub closes the
 // subscription, the credentials expire or the handler drains. No lock is held while writing.
-func (h *Handler) stream(sink streamSink, path string, s *hub.Subscriber, gap *hub.Gap, expiresAt time.Time) {
+func (h *Handler) stream(sink streamSink, st streamStart, s *hub.Subscriber, gap *hub.Gap, snap *hub.Snapshot) {
 	log := h.cfg.Logger
 	ctx := sink.context()
+	path, expiresAt := st.path, st.expiresAt
 
 	ended := h.endSignal()
 	out := sse.AppendComment(make([]byte, 0, 128), "ok")
@@ -402,6 +421,9 @@ func (h *Handler) stream(sink streamSink, path string, s *hub.Subscriber, gap *h
 		out = appendGap(out, gap)
 	}
 	if !sink.write(out) {
+		return
+	}
+	if snap != nil && !h.writeSnapshot(sink, snap) {
 		return
 	}
 
@@ -424,14 +446,14 @@ func (h *Handler) stream(sink streamSink, path string, s *hub.Subscriber, gap *h
 			if deadline.IsZero() {
 				deadline = time.Now().Add(h.cfg.WriteTimeout)
 			}
-			if h.flush(sink, s, frames, deadline) {
+			if h.flush(sink, st.snapshot, s, frames, deadline) {
 				out = sse.AppendComment(out[:0], "draining")
 				out = sse.AppendRetry(out, h.jitteredRetry().Milliseconds())
 				sink.write(out)
 			}
 			return
 		case <-ended:
-			if h.flush(sink, s, frames, time.Now().Add(h.cfg.WriteTimeout)) {
+			if h.flush(sink, st.snapshot, s, frames, time.Now().Add(h.cfg.WriteTimeout)) {
 				out = sse.AppendComment(out[:0], "broker unreachable from this replica; reconnect with Last-Event-ID")
 				retry := h.cfg.Retry/6 + time.Duration(h.cfg.Rand()*float64(h.cfg.Retry/3))
 				out = sse.AppendRetry(out, retry.Milliseconds())
@@ -458,7 +480,7 @@ func (h *Handler) stream(sink streamSink, path string, s *hub.Subscriber, gap *h
 				sink.write(out)
 				return
 			}
-			if !h.writeFrames(sink, gap, frames) {
+			if !h.send(sink, st.snapshot, s, gap, frames) {
 				return
 			}
 			clear(frames) // release frame references while waiting
@@ -470,7 +492,7 @@ func (h *Handler) stream(sink streamSink, path string, s *hub.Subscriber, gap *h
 // gap — batch after batch until s is empty or deadline passes (these events were acked: cut
 // here, a classic/quorum client could only get them back from the replay ring). It returns
 // false when the client is gone.
-func (h *Handler) flush(sink streamSink, s *hub.Subscriber, frames []*hub.Frame, deadline time.Time) bool {
+func (h *Handler) flush(sink streamSink, snapshot bool, s *hub.Subscriber, frames []*hub.Frame, deadline time.Time) bool {
 	for time.Now().Before(deadline) {
 		var (
 			gap    *hub.Gap
@@ -480,11 +502,32 @@ func (h *Handler) flush(sink streamSink, s *hub.Subscriber, frames []*hub.Frame,
 		if closed || (len(frames) == 0 && gap == nil) {
 			return true
 		}
-		if !h.writeFrames(sink, gap, frames) {
+		if !h.send(sink, snapshot, s, gap, frames) {
 			return false
 		}
 	}
 	return true
+}
+
+// send writes what a Take returned. For a snapshot client a gap is followed by the snapshot
+// (hub.Resync), and the taken frames it covers are left out: the client rebuilds the exact
+// current state instead of refetching it.
+func (h *Handler) send(sink streamSink, snapshot bool, s *hub.Subscriber, gap *hub.Gap, frames []*hub.Frame) bool {
+	if gap == nil || !snapshot {
+		return h.writeFrames(sink, gap, frames)
+	}
+	snap := h.cfg.Hub.Resync(s)
+	if !h.writeFrames(sink, gap, nil) || !h.writeSnapshot(sink, snap) {
+		return false
+	}
+	live := frames[:0]
+	for _, f := range frames {
+		if !snap.Covers(f) {
+			live = append(live, f)
+		}
+	}
+	clear(frames[len(live):])
+	return len(live) == 0 || h.writeFrames(sink, nil, live)
 }
 
 // writeFrames writes a gap notice (when gap is set) and frames as one batch, then counts them.

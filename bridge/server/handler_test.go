@@ -43,9 +43,15 @@ type harness struct {
 
 func newHarness(t *testing.T, mutate func(*Config)) *harness {
 	t.Helper()
+	return newHarnessWithHub(t, hub.Config{Placeholders: 2, Epoch: "0000abcd", ReplaySize: 100, BufferSize: 64}, mutate)
+}
+
+// newHarnessWithHub is newHarness with a hub configured by hubCfg (OnDrop is set here).
+func newHarnessWithHub(t *testing.T, hubCfg hub.Config, mutate func(*Config)) *harness {
+	t.Helper()
 	m := metrics.New()
-	h := hub.New(hub.Config{Placeholders: 2, Epoch: "0000abcd", ReplaySize: 100, BufferSize: 64,
-		OnDrop: func(r string, n int) { m.Dropped.WithLabelValues(r).Add(float64(n)) }})
+	hubCfg.OnDrop = func(r string, n int) { m.Dropped.WithLabelValues(r).Add(float64(n)) }
+	h := hub.New(hubCfg)
 	cfg := Config{
 		Hub: h, Template: template, TenantParam: "team_id", Authenticator: auth.None(), Metrics: m,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Heartbeat: time.Hour, Retry: time.Second,
@@ -146,7 +152,7 @@ func TestBadRequests(t *testing.T) {
 		status        int
 		body          string
 	}{
-		{"GET", "tenant=1", 400, `unknown query parameter "tenant"; allowed: team_id, job_id, lastEventId, access_token`},
+		{"GET", "tenant=1", 400, `unknown query parameter "tenant"; allowed: team_id, job_id, lastEventId, snapshot, access_token`},
 		{"GET", "team_id=", 400, "value must be non-empty"},
 		{"GET", "team_id=a.b", 400, "without '.'"},
 		{"GET", "team_id=1&team_id=2&job_id=3&job_id=4&job_id=5", 400, "too many filter values: at most 4"},

@@ -17,6 +17,8 @@ const (
 	LastEventIDParam = "lastEventId"
 	// AccessTokenParam is read by the authenticator; it is never logged.
 	AccessTokenParam = "access_token"
+	// SnapshotParam asks for the current state first: snapshot=1 (or true); 0 or false: no.
+	SnapshotParam = "snapshot"
 )
 
 // Subscription is a parsed stream request.
@@ -25,10 +27,12 @@ type Subscription struct {
 	Filter hub.Filter
 	// LastEventID is the resume position from the query (the header is read separately).
 	LastEventID string
+	// Snapshot asks for the newest event of every key first, and again after every gap.
+	Snapshot bool
 }
 
-// ParseQuery reads the filters of a stream request. Only placeholders of tmpl, lastEventId
-// and access_token are allowed; a placeholder may repeat (any of the values matches), with at
+// ParseQuery reads the filters of a stream request. Only placeholders of tmpl, lastEventId,
+// snapshot and access_token are allowed; a placeholder may repeat (any of the values matches), with at
 // most maxFilterValues values over all placeholders. Values must fill one routing-key segment.
 // Errors are written for the client: short, with the offending name quoted (truncated).
 func ParseQuery(rawQuery string, tmpl *events.Template, maxFilterValues int) (Subscription, error) {
@@ -59,11 +63,23 @@ func ParseQuery(rawQuery string, tmpl *events.Template, maxFilterValues int) (Su
 			}
 			sub.LastEventID = vals[0]
 			continue
+		case SnapshotParam:
+			if len(vals) != 1 {
+				return Subscription{}, fmt.Errorf("query parameter %s given %d times; give it once", SnapshotParam, len(vals))
+			}
+			switch vals[0] {
+			case "1", "true":
+				sub.Snapshot = true
+			case "0", "false":
+			default:
+				return Subscription{}, fmt.Errorf("query parameter %s: want 1 or 0", SnapshotParam)
+			}
+			continue
 		}
 		idx := slices.Index(placeholders, name)
 		if idx < 0 {
-			return Subscription{}, fmt.Errorf("unknown query parameter %q; allowed: %s, %s, %s",
-				clip(name, 64), strings.Join(placeholders, ", "), LastEventIDParam, AccessTokenParam)
+			return Subscription{}, fmt.Errorf("unknown query parameter %q; allowed: %s, %s, %s, %s",
+				clip(name, 64), strings.Join(placeholders, ", "), LastEventIDParam, SnapshotParam, AccessTokenParam)
 		}
 		total += len(vals)
 		if total > maxFilterValues {

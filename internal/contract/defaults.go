@@ -36,6 +36,12 @@ const (
 	DefaultTenantsClaim  = "teams"
 	DefaultRequiredScope = "events:read"
 
+	// Defaults of spec.bridge.snapshot once it is present (absent: snapshots off, which is
+	// also the bridge's own default, --snapshot-max-keys=0).
+	DefaultSnapshotMaxKeys  = 10_000
+	DefaultSnapshotMaxBytes = 32 << 20
+	DefaultSnapshotMaxAge   = 24 * time.Hour
+
 	DefaultServiceType = "ClusterIP"
 	DefaultServicePort = 80
 )

@@ -24,6 +24,9 @@ const (
 	FlagBrokerLostGrace          = "broker-lost-grace"
 	FlagLogFormat                = "log-format"
 	FlagAMQPCAFile               = "amqp-ca-file"
+	FlagSnapshotMaxKeys          = "snapshot-max-keys"
+	FlagSnapshotMaxBytes         = "snapshot-max-bytes"
+	FlagSnapshotMaxAge           = "snapshot-max-age"
 
 	FlagCORSAllowedOrigins = "cors-allowed-origins"
 

@@ -8,4 +8,6 @@ const (
 	MetricEventsDropped       = "eventstream_bridge_events_dropped_total"
 	MetricBrokerReconnects    = "eventstream_bridge_broker_reconnects_total"
 	MetricConsumerLagMessages = "eventstream_bridge_consumer_lag_messages"
+	MetricSnapshotKeys        = "eventstream_bridge_snapshot_keys"
+	MetricSnapshotBytes       = "eventstream_bridge_snapshot_bytes"
 )

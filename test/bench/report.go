@@ -18,6 +18,7 @@ type Results struct {
 	Wire      *FanOutResult
 	Broadcast *BroadcastResult
 	Churn     *ChurnResult
+	Snapshot  *SnapshotResult
 	// Operator rows are filled by cmd/bench's operator scenario.
 	Operator [][]string
 }
@@ -114,6 +115,15 @@ func (r *Results) Markdown() string {
 			verdict(c.Back()))
 		row("4", "", "RSS: baseline → half → end", fmt.Sprintf("%d → %d → %d KiB", c.Baseline.RSS>>10, c.Half.RSS>>10, c.After.RSS>>10), "", "", "")
 		row("4", "", "goroutines: baseline → end", fmt.Sprintf("%d → %d", c.Baseline.Goroutines, c.After.Goroutines), "", "", "")
+	}
+	if s := r.Snapshot; s != nil {
+		row("6", fmt.Sprintf("snapshot, %d keys (~230-byte events)", s.Keys), "memory per key: counted by the store / Go heap growth",
+			fmt.Sprintf("%.0f B / %.0f B", s.CountedPerKey, s.HeapPerKey), "", "", "")
+		row("6", "", "one client: connect → snapshot-end", ms(s.OneClient), "", "", "")
+		row("6", "", fmt.Sprintf("%d clients at once: start → last snapshot-end (per client p50 / p99)", s.Clients),
+			fmt.Sprintf("%s (%s / %s), %d failed", ms(s.AllClients), ms(s.PerClient.P50), ms(s.PerClient.P99), s.Failed), "", "", "")
+		row("6", "", fmt.Sprintf("live fan-out, %d streams × %s: latency p50 / p99 alone → during the snapshots", s.LiveStreams, rate(s.LiveRate)),
+			latencies(s.LiveAlone)+" → "+latencies(s.LiveDuring)+fmt.Sprintf(" (%d/%d received)", s.LiveDeliveries[0], s.LiveDeliveries[1]), "", "", "")
 	}
 	for _, cells := range r.Operator {
 		row(cells...)

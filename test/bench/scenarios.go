@@ -35,14 +35,14 @@ func (e *Env) logf(format string, args ...any) {
 	fmt.Fprintf(e.Log, "bench: "+format+"\n", args...)
 }
 
-// startBridge starts a fresh bridge and a publisher on its own queue and exchange; stop both
-// (and delete the topology) with the returned function.
-func (e *Env) startBridge(ctx context.Context) (*BridgeProcess, *Publisher, func(), error) {
+// startBridge starts a fresh bridge (with extra flags after the environment's) and a publisher
+// on its own queue and exchange; stop both (and delete the topology) with the returned function.
+func (e *Env) startBridge(ctx context.Context, extra ...string) (*BridgeProcess, *Publisher, func(), error) {
 	n := e.seq.Add(1)
 	exchange := fmt.Sprintf("bench.%s.%d.events", e.RunID, n)
 	queue := fmt.Sprintf("bench.%s.%d.sse", e.RunID, n)
 	b, err := StartBridge(ctx, BridgeOptions{Binary: e.BridgeBinary, AMQPURL: e.AMQPURL, Exchange: exchange,
-		Queue: queue, JWTSecret: e.Secret, Extra: e.BridgeFlags, Log: e.Log})
+		Queue: queue, JWTSecret: e.Secret, Extra: append(append([]string(nil), e.BridgeFlags...), extra...), Log: e.Log})
 	if err != nil {
 		return nil, nil, nil, err
 	}

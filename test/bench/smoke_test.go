@@ -60,8 +60,16 @@ func TestHarnessSmoke(t *testing.T) {
 		t.Errorf("churn: %+v", churn)
 	}
 
-	md := (&Results{Machine: "smoke", Date: time.Now(), Idle: &idle, Bridge: &br, Wire: &wr, Broadcast: &bc, Churn: &churn}).Markdown()
-	for _, want := range []string{"RSS per stream", "sustained deliveries", "time to last receipt", "authenticated connects/s"} {
+	snap, err := Snapshot(ctx, env, SnapshotConfig{Keys: 300, Clients: 20, Parallel: 8, LiveStreams: 5, LiveRate: 100, LiveFor: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap.Failed != 0 || snap.PerClient.Count != 20 || snap.CountedPerKey <= 230 || snap.LiveDeliveries[0] != snap.LiveDeliveries[1] || snap.LiveAlone.Count == 0 {
+		t.Errorf("snapshot: %+v", snap)
+	}
+
+	md := (&Results{Machine: "smoke", Date: time.Now(), Idle: &idle, Bridge: &br, Wire: &wr, Broadcast: &bc, Churn: &churn, Snapshot: &snap}).Markdown()
+	for _, want := range []string{"RSS per stream", "sustained deliveries", "time to last receipt", "authenticated connects/s", "snapshot-end"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("table lacks %q:\n%s", want, md)
 		}

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -319,6 +320,62 @@ var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
 		Expect(err).NotTo(HaveOccurred())
 		Expect(seen.Opens).To(BeNumerically(">=", 2), "the browser reconnected")
 		fmt.Fprintf(GinkgoWriter, "%d events; eventctl reconnected %d times, Chromium opened %d times\n", published, tail.reconnects(), seen.Opens)
+	})
+
+	It("with snapshots on, every replica of the stream serves the same complete snapshot, a replaced pod too, and status shows its size", func() {
+		kubectl("patch", "evs", haName, "-n", ns, "--type=merge", "-p", `{"spec":{"bridge":{"snapshot":{"maxKeys":1000,"maxAge":"1h"}}}}`)
+		snapshotPods := func(g Gomega) []corev1.Pod {
+			pods, err := listPods(ns, bridgeSelector(haName))
+			g.Expect(err).NotTo(HaveOccurred())
+			var ready []corev1.Pod
+			for _, p := range pods {
+				if slices.Contains(readyPodNames([]corev1.Pod{p}), p.Name) && slices.Contains(p.Spec.Containers[0].Args, "--snapshot-max-keys=1000") {
+					ready = append(ready, p)
+				}
+			}
+			g.Expect(ready).To(HaveLen(2), "two ready pods with snapshots on")
+			return ready
+		}
+		Eventually(snapshotPods).WithTimeout(3 * time.Minute).Should(HaveLen(2))
+		for round := 1; round <= 2; round++ {
+			for job := 100; job < 110; job++ {
+				Expect(publish(tenant, strconv.Itoa(job), fmt.Sprintf("round %d", round))).To(Succeed())
+			}
+		}
+		sameOnEveryPod := func(g Gomega) {
+			var first []string
+			for i, pod := range snapshotPods(g) {
+				datas, end, err := podSnapshot(pod, "team_id="+tenant)
+				g.Expect(err).NotTo(HaveOccurred())
+				g.Expect(end).To(ContainSubstring(`"partial":false`))
+				g.Expect(strings.Count(strings.Join(datas, "\n"), `"message":"round 2"`)).To(Equal(10), "the newest state of jobs 100..109")
+				g.Expect(strings.Join(datas, "\n")).NotTo(ContainSubstring(`"message":"round 1"`))
+				if i == 0 {
+					first = datas
+				} else {
+					g.Expect(datas).To(Equal(first), "pod %s serves another snapshot", pod.Name)
+				}
+			}
+		}
+		Eventually(sameOnEveryPod).Should(Succeed())
+
+		// A replaced pod rebuilds its store from the stream and serves the same snapshot.
+		pods, err := listPods(ns, bridgeSelector(haName))
+		Expect(err).NotTo(HaveOccurred())
+		victim := readyPodNames(pods)[0]
+		kubectl("delete", "pod", victim, "-n", ns, "--wait=false")
+		Eventually(func(g Gomega) {
+			for _, p := range snapshotPods(g) {
+				g.Expect(p.Name).NotTo(Equal(victim))
+			}
+		}).WithTimeout(3 * time.Minute).Should(Succeed())
+		Eventually(sameOnEveryPod).Should(Succeed())
+		Eventually(func(g Gomega) {
+			es, err := getEventStream(ns, haName)
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(es.Status.Bridge.SnapshotKeys).To(BeNumerically(">=", 10))
+			g.Expect(es.Status.Bridge.SnapshotBytes).To(BeNumerically(">", 0))
+		}).WithTimeout(2 * time.Minute).Should(Succeed())
 	})
 
 	It("survives a RabbitMQ restart: clients stay connected, Prometheus fires the bridge-not-ready alert, status shows the reconnects, events flow again", func() {

@@ -62,7 +62,7 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	bridgeBin := fs.String("bridge", "bin/bridge", "the bridge binary to measure")
 	amqpURL := fs.String("amqp-url", os.Getenv("RABBITMQ_TEST_URI"), "AMQP URI of the private RabbitMQ node (default $RABBITMQ_TEST_URI)")
-	scenarios := fs.String("scenarios", "idle,fanout,broadcast,churn,operator", "scenarios to run (idle and fanout run together)")
+	scenarios := fs.String("scenarios", "idle,fanout,broadcast,churn,snapshot,operator", "scenarios to run (idle and fanout run together)")
 	conns := fs.Int("conns", 10000, "SSE streams for idle, fan-out and broadcast")
 	tenants := fs.Int("tenants", 1000, "tenants in the fan-out scenario")
 	rates := fs.String("rates", "10000,12500,16000,20000,25000,32000,40000,50000,63000,80000,100000,125000,160000,200000,250000,320000,400000,500000",
@@ -71,6 +71,8 @@ func run(args []string) error {
 	reps := fs.Int("broadcast-reps", 30, "broadcast repetitions")
 	churn := fs.Int("churn", 100000, "connects of the churn scenario")
 	churnParallel := fs.Int("churn-parallel", 64, "concurrent connecting clients in the churn scenario")
+	snapKeys := fs.Int("snapshot-keys", 10000, "keys in the snapshot scenario's store")
+	snapClients := fs.Int("snapshot-clients", 1000, "clients reading the snapshot at once")
 	sources := fs.Int("sources", 8, "loopback source addresses (127.0.0.2...) to spread connections over")
 	out := fs.String("out", "docs/performance.md", "markdown file whose generated section is replaced (empty: print only)")
 	bridgeFlags := fs.String("bridge-flags", "", "extra bridge flags, space-separated")
@@ -83,7 +85,7 @@ func run(args []string) error {
 	for _, s := range strings.Split(*scenarios, ",") {
 		want[strings.TrimSpace(s)] = true
 	}
-	needBridge := want["idle"] || want["fanout"] || want["broadcast"] || want["churn"]
+	needBridge := want["idle"] || want["fanout"] || want["broadcast"] || want["churn"] || want["snapshot"]
 	if needBridge && *amqpURL == "" {
 		return errors.New("no --amqp-url and RABBITMQ_TEST_URI is unset (eval \"$(hack/rabbitmq.sh env)\")")
 	}
@@ -144,6 +146,14 @@ func run(args []string) error {
 			return fmt.Errorf("churn: %w", err)
 		}
 		res.Churn = &c
+	}
+	if want["snapshot"] {
+		s, err := bench.Snapshot(ctx, env, bench.SnapshotConfig{Keys: *snapKeys, Clients: *snapClients, Parallel: 64,
+			LiveStreams: 100, LiveRate: 200, LiveFor: 5 * time.Second})
+		if err != nil {
+			return fmt.Errorf("snapshot: %w", err)
+		}
+		res.Snapshot = &s
 	}
 	if want["operator"] {
 		rows, notes, err := runOperator(ctx, op)
