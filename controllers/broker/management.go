@@ -1,14 +1,18 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	rabbithole "github.com/michaelklishin/rabbit-hole/v2"
@@ -91,7 +95,8 @@ func (f *ManagementFactory) New(conn Connection) (Client, error) {
 		return nil, fmt.Errorf("management client: %w", err)
 	}
 	rh.SetTimeout(requestTimeout)
-	return &managementClient{rh: rh, vhost: conn.VHost, factory: f}, nil
+	return &managementClient{rh: rh, vhost: conn.VHost, factory: f,
+		http: &http.Client{Transport: transport, Timeout: requestTimeout}}, nil
 }
 
 func newTransport(tlsConfig *tls.Config) *http.Transport {
@@ -112,6 +117,8 @@ type managementClient struct {
 	rh      *rabbithole.Client
 	vhost   string
 	factory *ManagementFactory
+	// http makes the requests rabbit-hole does not offer (a virtual host's definitions import).
+	http *http.Client
 }
 
 // do waits for the shared rate limiter, runs call and classifies its error.
@@ -181,6 +188,19 @@ func (c *managementClient) GetExchange(ctx context.Context, name string) (*Excha
 		return nil, err
 	}
 	return &Exchange{Name: info.Name, Type: info.Type, Durable: info.Durable}, nil
+}
+
+func (c *managementClient) ListExchanges(ctx context.Context) ([]Exchange, error) {
+	var infos []rabbithole.ExchangeInfo
+	err := c.do(ctx, "list_exchanges", func() (err error) { infos, err = c.rh.ListExchangesIn(c.vhost); return err })
+	if err != nil {
+		return nil, err
+	}
+	exchanges := make([]Exchange, 0, len(infos))
+	for _, info := range infos {
+		exchanges = append(exchanges, Exchange{Name: info.Name, Type: info.Type, Durable: info.Durable})
+	}
+	return exchanges, nil
 }
 
 func (c *managementClient) DeclareExchange(ctx context.Context, name, kind string) error {
@@ -262,6 +282,12 @@ func (c *managementClient) ListExchangeBindings(ctx context.Context, exchange st
 	return bindings(infos), err
 }
 
+func (c *managementClient) ListBindings(ctx context.Context) ([]Binding, error) {
+	var infos []rabbithole.BindingInfo
+	err := c.do(ctx, "list_bindings", func() (err error) { infos, err = c.rh.ListBindingsIn(c.vhost); return err })
+	return bindings(infos), err
+}
+
 func bindings(infos []rabbithole.BindingInfo) []Binding {
 	out := make([]Binding, 0, len(infos))
 	for _, b := range infos {
@@ -326,6 +352,94 @@ func (c *managementClient) PutPolicy(ctx context.Context, p Policy) error {
 
 func (c *managementClient) DeletePolicy(ctx context.Context, name string) error {
 	return c.do(ctx, "delete_policy", func() error { return closeBody(c.rh.DeletePolicy(c.vhost, name)) })
+}
+
+// definitions is the body of a definitions import (POST /api/definitions/{vhost}), in the
+// broker's export format.
+type definitions struct {
+	Exchanges []definedExchange `json:"exchanges"`
+	Queues    []definedQueue    `json:"queues"`
+	Bindings  []definedBinding  `json:"bindings"`
+	Policies  []definedPolicy   `json:"policies"`
+}
+
+type definedExchange struct {
+	Name       string         `json:"name"`
+	Type       string         `json:"type"`
+	Durable    bool           `json:"durable"`
+	AutoDelete bool           `json:"auto_delete"`
+	Internal   bool           `json:"internal"`
+	Arguments  map[string]any `json:"arguments"`
+}
+
+type definedQueue struct {
+	Name       string         `json:"name"`
+	Durable    bool           `json:"durable"`
+	AutoDelete bool           `json:"auto_delete"`
+	Arguments  map[string]any `json:"arguments"`
+}
+
+type definedBinding struct {
+	Source          string         `json:"source"`
+	Destination     string         `json:"destination"`
+	DestinationType string         `json:"destination_type"`
+	RoutingKey      string         `json:"routing_key"`
+	Arguments       map[string]any `json:"arguments"`
+}
+
+type definedPolicy struct {
+	Name       string         `json:"name"`
+	Pattern    string         `json:"pattern"`
+	ApplyTo    string         `json:"apply-to"`
+	Priority   int            `json:"priority"`
+	Definition map[string]any `json:"definition"`
+}
+
+func (c *managementClient) Declare(ctx context.Context, d Declarations) error {
+	body := definitions{Exchanges: []definedExchange{}, Queues: []definedQueue{}, Bindings: []definedBinding{}, Policies: []definedPolicy{}}
+	for _, x := range d.Exchanges {
+		body.Exchanges = append(body.Exchanges, definedExchange{Name: x.Name, Type: x.Type, Durable: true, Arguments: map[string]any{}})
+	}
+	for _, q := range d.Queues {
+		body.Queues = append(body.Queues, definedQueue{Name: q.Name, Durable: true, Arguments: map[string]any{"x-queue-type": q.Type}})
+	}
+	for _, b := range d.Bindings {
+		body.Bindings = append(body.Bindings, definedBinding{Source: b.Source, Destination: b.Queue, DestinationType: "queue",
+			RoutingKey: b.RoutingKey, Arguments: map[string]any{}})
+	}
+	for _, p := range d.Policies {
+		body.Policies = append(body.Policies, definedPolicy{Name: p.Name, Pattern: p.Pattern, ApplyTo: p.ApplyTo,
+			Priority: p.Priority, Definition: p.Definition})
+	}
+	payload, err := json.Marshal(body)
+	if err != nil {
+		return fmt.Errorf("declare: %w", err)
+	}
+	return c.do(ctx, "declare", func() error { return c.importDefinitions(ctx, payload) })
+}
+
+// importDefinitions posts a definitions document to the virtual host. Error answers come back
+// as rabbit-hole's ErrorResponse, so that classify reads them like every other answer.
+func (c *managementClient) importDefinitions(ctx context.Context, payload []byte) error {
+	endpoint := strings.TrimRight(c.rh.Endpoint, "/") + "/api/definitions/" + url.PathEscape(c.vhost)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(payload))
+	if err != nil {
+		return err
+	}
+	req.SetBasicAuth(c.rh.Username, c.rh.Password)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode >= 200 && res.StatusCode < 300 {
+		_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 1<<16))
+		return nil
+	}
+	answer := rabbithole.ErrorResponse{StatusCode: res.StatusCode}
+	_ = json.NewDecoder(io.LimitReader(res.Body, 1<<16)).Decode(&answer)
+	return answer
 }
 
 func closeBody(res *http.Response, err error) error {
