@@ -41,8 +41,10 @@ const secretIndexKey = ".spec.secretNames"
 // EventStreamReconciler reconciles EventStreams.
 type EventStreamReconciler struct {
 	client.Client
-	Recorder events.EventRecorder
-	Clock    clock.PassiveClock
+	// APIReader reads past the cache; the manager's by default.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
 
 	// NewBrokerClient makes broker clients; set it in tests, or leave it nil for the
 	// management API with BrokerQPS / BrokerBurst.
@@ -238,6 +240,9 @@ func (r *EventStreamReconciler) event(es *esv1.EventStream, eventType, reason, a
 func (r *EventStreamReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
+	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
 	}
 	if r.Jitter == nil {
 		r.Jitter = Jitter

@@ -2,17 +2,24 @@ package controllers
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
+	esv1 "github.com/eventstream-operator/eventstream-operator/api/v1alpha1"
+	"github.com/eventstream-operator/eventstream-operator/controllers/broker"
 	"github.com/eventstream-operator/eventstream-operator/controllers/broker/brokertest"
 )
 
@@ -201,4 +208,77 @@ func TestUnitResyncIsJittered(t *testing.T) {
 	env.clock.Step(unitResync / 10)
 	env.mustReconcile(es)
 	g.Expect(verifications()).To(Equal(n+1), "verified at the jittered period")
+}
+
+// racingClaim is a broker client on which another stream's policy claims the queue at the
+// moment of the first declaration, after the stream listed the policies.
+type racingClaim struct {
+	broker.Client
+	claim broker.Policy
+	once  sync.Once
+}
+
+func (c *racingClaim) Declare(ctx context.Context, d broker.Declarations) error {
+	var err error
+	c.once.Do(func() { err = c.Client.PutPolicy(ctx, c.claim) })
+	if err != nil {
+		return err
+	}
+	return c.Client.Declare(ctx, d)
+}
+
+// TestUnitClaimRaceBindsNothing: a stream that loses a race for its queue (another claim
+// appeared between its listing and its declaration) binds nothing to the queue, and
+// withdraws its policy.
+func TestUnitClaimRaceBindsNothing(t *testing.T) {
+	g := NewWithT(t)
+	env := newUnitEnv(t)
+	claim := streamTopology("a", "first", "shared").Policy
+	env.reconciler.NewBrokerClient = func(broker.Connection) (broker.Client, error) {
+		return &racingClaim{Client: env.broker, claim: claim}, nil
+	}
+	es := env.createStream("second", "shared", nil)
+
+	got, _, err := env.reconcile(es)
+
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(conditionOf(got, esv1.ConditionTopologyReady).Reason).To(Equal(esv1.ReasonQueueClaimed))
+	g.Expect(bindingsOf(env.broker.State())).To(BeEmpty(), "nothing bound to a queue another stream claimed")
+	g.Expect(env.broker.State().Policies).To(HaveLen(1), "its own policy withdrawn, the other's kept")
+	g.Expect(env.broker.State().Policies).To(HaveKey(claim.Name))
+}
+
+// TestUnitWorkloadNotAppliedAgainForALaggingCache: a reconcile right after the apply, whose
+// cache has not seen the children yet, asks the API server and applies nothing again (no
+// second BridgeCreated Event, no Service create that would conflict).
+func TestUnitWorkloadNotAppliedAgainForALaggingCache(t *testing.T) {
+	g := NewWithT(t)
+	env := newUnitEnv(t)
+	writes := countWrites(env)
+	counting := env.reconciler.Client
+	lagging := false
+	env.reconciler.APIReader = env.client
+	env.reconciler.Client = interceptor.NewClient(counting.(client.WithWatch), interceptor.Funcs{
+		Get: func(ctx context.Context, c client.WithWatch, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+			switch obj.(type) {
+			case *appsv1.Deployment, *corev1.Service, *corev1.ServiceAccount, *policyv1.PodDisruptionBudget:
+				if lagging {
+					return apierrors.NewNotFound(schema.GroupResource{}, key.Name)
+				}
+			}
+			return c.Get(ctx, key, obj, opts...)
+		},
+	})
+	es := env.createStream("orders", "orders", nil)
+	env.mustReconcile(es)
+	before := writes.snapshot()
+
+	lagging = true
+	env.mustReconcile(es)
+
+	after := writes.snapshot()
+	for _, kind := range []string{"apply", "create", "patch", "update", "delete"} {
+		g.Expect(after[kind]).To(Equal(before[kind]), "%s requests", kind)
+	}
+	g.Expect(strings.Count(env.events.String(), "BridgeCreated")).To(Equal(1), "events:\n%s", env.events)
 }

@@ -83,8 +83,9 @@ func (r *EventStreamReconciler) reportPolicyConflicts(es *esv1.EventStream, want
 // applyTopology declares what is missing and repairs what differs, judged by the broker's
 // shared listings taken after notBefore: it checks the queue claim, the exchanges' types and
 // the queue's arguments first, then declares the missing exchanges, dead-letter queue, queue,
-// bindings and the policy (when missing or different) in one request, and removes stale
-// bindings. Nothing but the stream's own policy is ever changed on a queue another
+// bindings and the policy (when missing or different) in one request (two when the policy
+// creates the stream's claim: the bindings follow the re-check of the claims), and removes
+// stale bindings after that. Nothing but the stream's own policy is ever changed on a queue another
 // EventStream owns. It returns the foreign policies that conflict with the stream's policy.
 func (r *EventStreamReconciler) applyTopology(ctx context.Context, es *esv1.EventStream, notBefore time.Time) (policyConflicts, error) {
 	bc, conn, err := r.brokerClient(ctx, es)
@@ -114,19 +115,18 @@ func (r *EventStreamReconciler) applyTopology(ctx context.Context, es *esv1.Even
 	if err != nil {
 		return policyConflicts{}, err
 	}
-	if !plan.declare.Empty() {
-		if err := bc.Declare(ctx, plan.declare); err != nil {
-			return policyConflicts{}, brokerStepError(err, "declare %s", plan.describe())
-		}
-		r.listings.recordDeclared(conn, plan.declare)
+	// When the declaration creates the stream's claim, the bindings wait for the check that
+	// no other stream claimed the queue at the same moment.
+	objects, bindings := plan.declare, broker.Declarations{Bindings: plan.declare.Bindings}
+	if plan.claims {
+		objects.Bindings = nil
+	} else {
+		bindings.Bindings = nil
 	}
-	for _, b := range plan.unbind {
-		if err := bc.Unbind(ctx, b); err != nil && !errors.Is(err, broker.ErrNotFound) {
-			return policyConflicts{}, brokerStepError(err, "unbind queue %s from %s with %q", b.Queue, b.Source, b.RoutingKey)
-		}
+	if err := r.declare(ctx, bc, conn, objects, plan.describe); err != nil {
+		return policyConflicts{}, err
 	}
-	r.listings.recordUnbound(conn, plan.unbind)
-	plan.record(changes)
+	plan.record(changes, objects, nil)
 	if plan.claims {
 		// Another stream may have claimed the queue between the listing and the declaration.
 		if policies, err = bc.ListPolicies(ctx); err != nil {
@@ -135,9 +135,31 @@ func (r *EventStreamReconciler) applyTopology(ctx context.Context, es *esv1.Even
 		if err := r.claimQueue(ctx, bc, want, policies, changes); err != nil {
 			return policyConflicts{}, err
 		}
+		if err := r.declare(ctx, bc, conn, bindings, plan.describe); err != nil {
+			return policyConflicts{}, err
+		}
 	}
+	for _, b := range plan.unbind {
+		if err := bc.Unbind(ctx, b); err != nil && !errors.Is(err, broker.ErrNotFound) {
+			return policyConflicts{}, brokerStepError(err, "unbind queue %s from %s with %q", b.Queue, b.Source, b.RoutingKey)
+		}
+	}
+	r.listings.recordUnbound(conn, plan.unbind)
+	plan.record(changes, bindings, plan.unbind)
 	es.Status.Queue = plan.figures
 	return foreignPolicies(policies, want), nil
+}
+
+// declare declares d, when it holds anything, and records it in the shared listings.
+func (r *EventStreamReconciler) declare(ctx context.Context, bc broker.Client, conn broker.Connection, d broker.Declarations, describe func() string) error {
+	if d.Empty() {
+		return nil
+	}
+	if err := bc.Declare(ctx, d); err != nil {
+		return brokerStepError(err, "declare %s", describe())
+	}
+	r.listings.recordDeclared(conn, d)
+	return nil
 }
 
 // confirmConflicts reads the stream's queue and exchanges afresh when the listings show them

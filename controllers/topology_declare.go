@@ -112,15 +112,15 @@ func (p *topologyPlan) describe() string {
 	return strings.Join(parts, ", ")
 }
 
-// record adds what the plan changed to changes, for Events.
-func (p *topologyPlan) record(changes *topologyChanges) {
-	for _, x := range p.declare.Exchanges {
+// record adds to changes, for Events, what d declared and unbind removed of the plan.
+func (p *topologyPlan) record(changes *topologyChanges, d broker.Declarations, unbind []broker.Binding) {
+	for _, x := range d.Exchanges {
 		changes.add("declared %s exchange %s", x.Type, x.Name)
 	}
-	for _, q := range p.declare.Queues {
+	for _, q := range d.Queues {
 		changes.add("declared %s queue %s", q.Type, q.Name)
 	}
-	for _, pol := range p.declare.Policies {
+	for _, pol := range d.Policies {
 		if p.previousPolicy == nil {
 			changes.add("created policy %s %v", pol.Name, pol.Definition)
 		} else {
@@ -128,11 +128,11 @@ func (p *topologyPlan) record(changes *topologyChanges) {
 		}
 	}
 	for _, queue := range []string{p.want.DeadLetterQueue, p.want.Queue} {
-		bound := slices.DeleteFunc(slices.Clone(p.declare.Bindings), func(b broker.Binding) bool { return b.Queue != queue })
+		bound := slices.DeleteFunc(slices.Clone(d.Bindings), func(b broker.Binding) bool { return b.Queue != queue })
 		if len(bound) > 0 {
 			changes.add("bound queue %s: %s", queue, describeBindings(bound))
 		}
-		removed := slices.DeleteFunc(slices.Clone(p.unbind), func(b broker.Binding) bool { return b.Queue != queue })
+		removed := slices.DeleteFunc(slices.Clone(unbind), func(b broker.Binding) bool { return b.Queue != queue })
 		if len(removed) > 0 {
 			changes.add("removed stale bindings of queue %s: %s", queue, describeBindings(removed))
 		}

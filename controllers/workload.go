@@ -48,11 +48,19 @@ func (r *EventStreamReconciler) ensureWorkload(ctx context.Context, es *esv1.Eve
 	if err != nil {
 		return err
 	}
-	observed, previous, err := r.observeChildren(ctx, es)
+	observed, previous, err := r.observeChildren(ctx, r.Client, es)
 	if err != nil {
 		return err
 	}
-	if last, ok := r.applied.Load(es.UID); ok && last.(appliedWorkload) == (appliedWorkload{hash: desired.hash, children: observed}) {
+	last, known := r.applied.Load(es.UID)
+	if known && last.(appliedWorkload).hash == desired.hash && last.(appliedWorkload).children != observed {
+		// The cache may not have seen the last apply yet (the children's own watch events
+		// trigger reconciles right after it): the API server tells whether a child changed.
+		if observed, previous, err = r.observeChildren(ctx, r.apiReader(), es); err != nil {
+			return err
+		}
+	}
+	if known && last.(appliedWorkload) == (appliedWorkload{hash: desired.hash, children: observed}) {
 		return nil
 	}
 	applied, err := r.applyWorkload(ctx, es, desired, previous, observed.podDisruptionBudget != "")
@@ -63,9 +71,9 @@ func (r *EventStreamReconciler) ensureWorkload(ctx context.Context, es *esv1.Eve
 	return nil
 }
 
-// observeChildren returns the versions of the stream's children in the cache, and its
-// Deployment (nil when there is none).
-func (r *EventStreamReconciler) observeChildren(ctx context.Context, es *esv1.EventStream) (childVersions, *appsv1.Deployment, error) {
+// observeChildren returns the versions of the stream's children as reader shows them, and
+// its Deployment (nil when there is none).
+func (r *EventStreamReconciler) observeChildren(ctx context.Context, reader client.Reader, es *esv1.EventStream) (childVersions, *appsv1.Deployment, error) {
 	var v childVersions
 	meta := childMeta(es)
 	key := client.ObjectKey{Namespace: meta.Namespace, Name: meta.Name}
@@ -79,7 +87,7 @@ func (r *EventStreamReconciler) observeChildren(ctx context.Context, es *esv1.Ev
 		{&corev1.Service{}, &v.service},
 		{&policyv1.PodDisruptionBudget{}, &v.podDisruptionBudget},
 	} {
-		err := r.Get(ctx, key, child.obj)
+		err := reader.Get(ctx, key, child.obj)
 		if apierrors.IsNotFound(err) {
 			continue
 		}

@@ -68,3 +68,12 @@ func (r *EventStreamReconciler) desiredWorkload(ctx context.Context, es *esv1.Ev
 	d.hash = hex.EncodeToString(sum[:])
 	return d, nil
 }
+
+// apiReader reads from the API server, bypassing the cache; the client itself when no reader
+// was set (unit tests, whose fake client has no cache).
+func (r *EventStreamReconciler) apiReader() client.Reader {
+	if r.APIReader != nil {
+		return r.APIReader
+	}
+	return r.Client
+}
