@@ -304,7 +304,7 @@ quiet:
 		{"5", "", fmt.Sprintf("writes to EventStreams in %s quiet", o.quiet), strconv.Itoa(writes), "", "none", verdictString(writes == 0)},
 		{"5", "", "… by operation (per stream)", describeCalls(ops0, opsReady, o.streams), "", "", ""},
 		{"5", "", "Kubernetes API writes until then (POST/PUT/PATCH/DELETE)", fmt.Sprintf("%.0f", writeRequests(apiReady)-writeRequests(api0)), "", "", ""},
-		{"5", "", fmt.Sprintf("Kubernetes API writes in %s quiet", o.quiet), fmt.Sprintf("%.0f", kubeWrites), "", "none", verdictString(kubeWrites == 0)},
+		{"5", "", fmt.Sprintf("Kubernetes API writes in %s quiet", o.quiet), describeWrites(apiReady, apiQuiet, kubeWrites), "", "none", verdictString(kubeWrites == 0)},
 		{"5", "", fmt.Sprintf("management API calls in %s quiet (per stream)", o.quiet), fmt.Sprintf("%.0f (%.2f)", quietCalls, quietCalls/float64(o.streams)), "", "", ""},
 		{"5", "", "… by operation (per stream)", describeCalls(opsReady, opsQuiet, o.streams), "", "", ""},
 		{"5", "", "operator RSS", fmt.Sprintf("%d MiB", st.RSS>>20), "", "", ""},
@@ -321,6 +321,21 @@ quiet:
 // writeRequests sums the Kubernetes API requests that can change something.
 func writeRequests(byMethod map[string]float64) float64 {
 	return byMethod["POST"] + byMethod["PUT"] + byMethod["PATCH"] + byMethod["DELETE"]
+}
+
+// describeWrites is the number of write requests between two readings, with their methods:
+// "8 (PATCH 8)".
+func describeWrites(before, after map[string]float64, total float64) string {
+	if total == 0 {
+		return "0"
+	}
+	var parts []string
+	for _, method := range []string{"POST", "PUT", "PATCH", "DELETE"} {
+		if d := after[method] - before[method]; d > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.0f", method, d))
+		}
+	}
+	return fmt.Sprintf("%.0f (%s)", total, strings.Join(parts, ", "))
 }
 
 // describeCalls lists the management API calls made between two readings, by operation, most
