@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
@@ -281,4 +282,27 @@ func TestUnitWorkloadNotAppliedAgainForALaggingCache(t *testing.T) {
 		g.Expect(after[kind]).To(Equal(before[kind]), "%s requests", kind)
 	}
 	g.Expect(strings.Count(env.events.String(), "BridgeCreated")).To(Equal(1), "events:\n%s", env.events)
+}
+
+// TestUnitOneTopologyEventPerReconcile: the changes of one reconcile are one Event (the Events
+// library makes Events of one object, reason and action a series and updates it again six
+// minutes later, a write in an otherwise quiet period), with a note the API server accepts.
+func TestUnitOneTopologyEventPerReconcile(t *testing.T) {
+	g := NewWithT(t)
+	env := newUnitEnv(t)
+	es := env.createStream("orders", "orders", nil)
+	env.mustReconcile(es)
+
+	g.Expect(strings.Count(env.events.String(), "TopologyChanged")).To(Equal(1), "events:\n%s", env.events)
+	g.Expect(env.events.String()).To(And(ContainSubstring("declared topic exchange orders.topic"),
+		ContainSubstring("created policy eventstream.team-a.orders"), ContainSubstring("bound queue orders: ")))
+
+	long := &topologyChanges{}
+	for i := 0; i < 100; i++ {
+		long.add("bound queue é%d: orders.topic with %q", i, "jobs.#")
+	}
+	note := long.note()
+	g.Expect(len(note)).To(BeNumerically("<=", maxEventNote))
+	g.Expect(note).To(HaveSuffix("…"))
+	g.Expect(utf8.ValidString(note)).To(BeTrue())
 }

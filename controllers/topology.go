@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -95,8 +97,8 @@ func (r *EventStreamReconciler) applyTopology(ctx context.Context, es *esv1.Even
 	want := desiredTopology(es)
 	changes := &topologyChanges{}
 	defer func() {
-		for _, c := range changes.done {
-			r.event(es, corev1.EventTypeNormal, "TopologyChanged", "Reconcile", "%s", c)
+		if len(changes.done) > 0 {
+			r.event(es, corev1.EventTypeNormal, "TopologyChanged", "Reconcile", "%s", changes.note())
 		}
 	}()
 
@@ -301,6 +303,24 @@ type topologyChanges struct{ done []string }
 
 func (c *topologyChanges) add(format string, args ...any) {
 	c.done = append(c.done, fmt.Sprintf(format, args...))
+}
+
+// maxEventNote is the longest note the API server accepts on an Event.
+const maxEventNote = 1024
+
+// note is one Event's note for all the changes of a reconcile: Events of one stream, reason
+// and action are one series to the Events library, whatever their notes, and every Event of a
+// series costs an update of it later, so a reconcile records one.
+func (c *topologyChanges) note() string {
+	note := strings.Join(c.done, "; ")
+	if len(note) > maxEventNote {
+		cut := maxEventNote - len("…")
+		for cut > 0 && !utf8.RuneStart(note[cut]) {
+			cut--
+		}
+		note = note[:cut] + "…"
+	}
+	return note
 }
 
 // cleanupTopology removes what the stream created on the broker: policy, queue (and with it
