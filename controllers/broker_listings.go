@@ -171,6 +171,11 @@ func (l *brokerListings) recordUnbound(conn broker.Connection, removed []broker.
 	})
 }
 
+// forgetPolicies drops the virtual host's policy listing, after a stream withdrew its claim.
+func (l *brokerListings) forgetPolicies(conn broker.Connection) {
+	l.policies.forget(listingKey(conn))
+}
+
 // forget drops the virtual host's listings, after this operator deleted objects from it.
 func (l *brokerListings) forget(conn broker.Connection) {
 	key := listingKey(conn)

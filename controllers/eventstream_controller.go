@@ -175,11 +175,11 @@ func (r *EventStreamReconciler) reconcileDelete(ctx context.Context, es *esv1.Ev
 	}
 	r.insecureWarned.Delete(es.UID)
 	r.applied.Delete(es.UID)
+	r.verified.Delete(es.UID)
 	if es.Spec.DeletionPolicy == esv1.DeletionPolicyRetain {
 		r.event(es, corev1.EventTypeNormal, "TopologyRetained", "Delete", "deletionPolicy Retain: broker objects kept")
 		return ctrl.Result{}, r.removeFinalizer(ctx, es)
 	}
-	r.verified.Delete(es.UID)
 	owner, err := r.cleanupTopology(ctx, es)
 	if err == nil {
 		if owner != nil {

@@ -247,6 +247,13 @@ func TestUnitClaimRaceBindsNothing(t *testing.T) {
 	g.Expect(bindingsOf(env.broker.State())).To(BeEmpty(), "nothing bound to a queue another stream claimed")
 	g.Expect(env.broker.State().Policies).To(HaveLen(1), "its own policy withdrawn, the other's kept")
 	g.Expect(env.broker.State().Policies).To(HaveKey(claim.Name))
+
+	// The next stream on the queue sees the winner, not the withdrawn claim.
+	third := env.createStream("third", "shared", nil)
+	got, _, err = env.reconcile(third)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(conditionOf(got, esv1.ConditionTopologyReady)).To(And(
+		HaveField("Reason", esv1.ReasonQueueClaimed), HaveField("Message", ContainSubstring("EventStream a/first"))))
 }
 
 // TestUnitWorkloadNotAppliedAgainForALaggingCache: a reconcile right after the apply, whose

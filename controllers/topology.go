@@ -108,6 +108,7 @@ func (r *EventStreamReconciler) applyTopology(ctx context.Context, es *esv1.Even
 	}
 	policies := observed.policies
 	if err := r.claimQueue(ctx, bc, want, policies, changes); err != nil {
+		r.listings.forgetPolicies(conn) // the stream may have withdrawn its policy
 		return policyConflicts{}, err
 	}
 	if observed, err = confirmConflicts(ctx, bc, want, observed); err != nil {
@@ -135,6 +136,7 @@ func (r *EventStreamReconciler) applyTopology(ctx context.Context, es *esv1.Even
 			return policyConflicts{}, brokerStepError(err, "list policies")
 		}
 		if err := r.claimQueue(ctx, bc, want, policies, changes); err != nil {
+			r.listings.forgetPolicies(conn)
 			return policyConflicts{}, err
 		}
 		if err := r.declare(ctx, bc, conn, bindings, plan.describe); err != nil {
