@@ -97,10 +97,12 @@ type Client interface {
 	PutPolicy(ctx context.Context, p Policy) error
 	DeletePolicy(ctx context.Context, name string) error
 
-	// Declare declares in one request (a definitions import) the exchanges (durable, of their
-	// Type), queues (durable, whose only argument is x-queue-type), bindings and policies of
-	// d. Exchanges and queues that exist already are left as they are, even when they differ
-	// (check them first); existing bindings are kept; policies are written over.
+	// Declare declares the exchanges (durable, of their Type), queues (durable, whose only
+	// argument is x-queue-type), bindings and policies of d, in one request (a definitions
+	// import) when the user may import (RabbitMQ's administrator tag), else one request each.
+	// Check existing objects first: the import leaves exchanges and queues that exist already
+	// as they are, even when they differ, where a single declaration answers 400. Existing
+	// bindings are kept; policies are written over.
 	Declare(ctx context.Context, d Declarations) error
 }
 

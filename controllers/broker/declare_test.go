@@ -130,3 +130,55 @@ func checkDeclare(t *testing.T, bc broker.Client, addForeignQueue func(name stri
 		t.Errorf("policies = %+v, want p with message-ttl 5000", policies)
 	}
 }
+
+// TestDeclareWithoutAdministratorTag: RabbitMQ imports definitions only for administrators;
+// a user with the policymaker tag (what the operator documents) gets the same objects declared
+// one request each, this time and the next.
+func TestDeclareWithoutAdministratorTag(t *testing.T) {
+	node := rabbitmqtest.Shared(t)
+	mgmt, err := rabbithole.NewClient(node.ManagementURI, node.Username, node.Password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vhost := fmt.Sprintf("declare-policymaker-%d", rand.Uint64())
+	user := fmt.Sprintf("policymaker-%d", rand.Uint64())
+	if _, err := mgmt.PutVhost(vhost, rabbithole.VhostSettings{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = mgmt.DeleteVhost(vhost) })
+	if _, err := mgmt.PutUser(user, rabbithole.UserSettings{Password: "secret", Tags: rabbithole.UserTags{"policymaker"}}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = mgmt.DeleteUser(user) })
+	if _, err := mgmt.UpdatePermissionsIn(vhost, user, rabbithole.Permissions{Configure: ".*", Write: ".*", Read: ".*"}); err != nil {
+		t.Fatal(err)
+	}
+	bc, err := broker.NewManagementFactory(100, 100, nil).New(broker.Connection{
+		ManagementURL: node.ManagementURI, Username: user, Password: "secret", VHost: vhost})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, queue := range []string{"first", "second"} {
+		d := broker.Declarations{
+			Exchanges: []broker.Exchange{{Name: queue + ".topic", Type: "topic"}},
+			Queues:    []broker.Queue{{Name: queue, Type: "classic"}},
+			Policies: []broker.Policy{{Name: queue, Pattern: "^" + queue + "$", ApplyTo: "queues", Priority: 10,
+				Definition: map[string]any{"message-ttl": 60000}}},
+			Bindings: []broker.Binding{{Source: queue + ".topic", Queue: queue, RoutingKey: "jobs.#"}},
+		}
+		if err := bc.Declare(ctx, d); err != nil {
+			t.Fatalf("Declare %s as a policymaker: %v", queue, err)
+		}
+		if _, err := mgmt.GetQueue(vhost, queue); err != nil {
+			t.Errorf("queue %s: %v", queue, err)
+		}
+		if _, err := mgmt.GetPolicy(vhost, queue); err != nil {
+			t.Errorf("policy %s: %v", queue, err)
+		}
+		bindings, err := mgmt.ListQueueBindings(vhost, queue)
+		if err != nil || len(bindings) != 2 { // the default exchange's and jobs.#
+			t.Errorf("bindings of %s = %v, %v", queue, bindings, err)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	rabbithole "github.com/michaelklishin/rabbit-hole/v2"
@@ -68,6 +69,9 @@ type ManagementFactory struct {
 	limiter   *rate.Limiter
 	metrics   *RequestMetrics
 	transport *http.Transport
+	// importRefused holds the users (management URL and username) whose definitions imports
+	// the broker refused for want of the administrator tag: they declare object by object.
+	importRefused sync.Map // string -> struct{}
 }
 
 // NewManagementFactory returns a factory whose clients together make at most qps requests per
@@ -395,7 +399,37 @@ type definedPolicy struct {
 	Definition map[string]any `json:"definition"`
 }
 
+// Declare implements Client. It posts one definitions import; a broker that refuses it to
+// a user without the administrator tag (401/403; the operator needs only policymaker) gets the
+// objects one request each instead, and so does that user from then on, once that way worked
+// (a user whose credentials are wrong fails both ways and is not remembered).
 func (c *managementClient) Declare(ctx context.Context, d Declarations) error {
+	user := c.rh.Endpoint + "\x00" + c.rh.Username
+	if _, refused := c.factory.importRefused.Load(user); refused {
+		return c.declareEach(ctx, d)
+	}
+	payload, err := json.Marshal(importBody(d))
+	if err != nil {
+		return fmt.Errorf("declare: %w", err)
+	}
+	var forbidden bool
+	err = c.do(ctx, "declare", func() error {
+		err := c.importDefinitions(ctx, payload)
+		var answer rabbithole.ErrorResponse
+		forbidden = errors.As(err, &answer) && (answer.StatusCode == http.StatusUnauthorized || answer.StatusCode == http.StatusForbidden)
+		return err
+	})
+	if !forbidden {
+		return err
+	}
+	if err := c.declareEach(ctx, d); err != nil {
+		return err
+	}
+	c.factory.importRefused.Store(user, struct{}{})
+	return nil
+}
+
+func importBody(d Declarations) definitions {
 	body := definitions{Exchanges: []definedExchange{}, Queues: []definedQueue{}, Bindings: []definedBinding{}, Policies: []definedPolicy{}}
 	for _, x := range d.Exchanges {
 		body.Exchanges = append(body.Exchanges, definedExchange{Name: x.Name, Type: x.Type, Durable: true, Arguments: map[string]any{}})
@@ -411,11 +445,33 @@ func (c *managementClient) Declare(ctx context.Context, d Declarations) error {
 		body.Policies = append(body.Policies, definedPolicy{Name: p.Name, Pattern: p.Pattern, ApplyTo: p.ApplyTo,
 			Priority: p.Priority, Definition: p.Definition})
 	}
-	payload, err := json.Marshal(body)
-	if err != nil {
-		return fmt.Errorf("declare: %w", err)
+	return body
+}
+
+// declareEach declares d one object per request: exchanges, queues, policies, bindings. Unlike
+// the import, an existing queue with other arguments or exchange of another type is a 400.
+func (c *managementClient) declareEach(ctx context.Context, d Declarations) error {
+	for _, x := range d.Exchanges {
+		if err := c.DeclareExchange(ctx, x.Name, x.Type); err != nil {
+			return err
+		}
 	}
-	return c.do(ctx, "declare", func() error { return c.importDefinitions(ctx, payload) })
+	for _, q := range d.Queues {
+		if err := c.DeclareQueue(ctx, q.Name, q.Type); err != nil {
+			return err
+		}
+	}
+	for _, p := range d.Policies {
+		if err := c.PutPolicy(ctx, p); err != nil {
+			return err
+		}
+	}
+	for _, b := range d.Bindings {
+		if err := c.Bind(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // importDefinitions posts a definitions document to the virtual host. Error answers come back
