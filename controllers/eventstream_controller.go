@@ -41,8 +41,10 @@ const secretIndexKey = ".spec.secretNames"
 // EventStreamReconciler reconciles EventStreams.
 type EventStreamReconciler struct {
 	client.Client
-	Recorder events.EventRecorder
-	Clock    clock.PassiveClock
+	// APIReader reads past the cache; the manager's by default.
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	Clock     clock.PassiveClock
 
 	// NewBrokerClient makes broker clients; set it in tests, or leave it nil for the
 	// management API with BrokerQPS / BrokerBurst.
@@ -74,8 +76,11 @@ type EventStreamReconciler struct {
 	// verified remembers, per stream, the generation and time of the last full topology
 	// verification, so that between resyncs only the queue figures are read.
 	verified sync.Map // types.UID -> verification
-	// snapshots shares queue listings among the streams of one broker.
-	snapshots *queueSnapshots
+	// applied remembers, per stream, what its bridge children were last applied from, so that
+	// a reconcile that only refreshes figures applies nothing.
+	applied sync.Map // types.UID -> appliedWorkload
+	// listings share broker listings among the streams of one broker.
+	listings *brokerListings
 	// insecureWarned holds the streams whose InsecureAuth Warning was emitted.
 	insecureWarned sync.Map // types.UID -> struct{}
 }
@@ -169,11 +174,12 @@ func (r *EventStreamReconciler) reconcileDelete(ctx context.Context, es *esv1.Ev
 		return ctrl.Result{}, nil
 	}
 	r.insecureWarned.Delete(es.UID)
+	r.applied.Delete(es.UID)
+	r.verified.Delete(es.UID)
 	if es.Spec.DeletionPolicy == esv1.DeletionPolicyRetain {
 		r.event(es, corev1.EventTypeNormal, "TopologyRetained", "Delete", "deletionPolicy Retain: broker objects kept")
 		return ctrl.Result{}, r.removeFinalizer(ctx, es)
 	}
-	r.verified.Delete(es.UID)
 	owner, err := r.cleanupTopology(ctx, es)
 	if err == nil {
 		if owner != nil {
@@ -235,6 +241,9 @@ func (r *EventStreamReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}
+	if r.APIReader == nil {
+		r.APIReader = mgr.GetAPIReader()
+	}
 	if r.Jitter == nil {
 		r.Jitter = Jitter
 	}
@@ -253,7 +262,7 @@ func (r *EventStreamReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Scraper == nil {
 		r.Scraper = NewHTTPScraper(2 * time.Second)
 	}
-	r.snapshots = newQueueSnapshots(r.Clock, r.StatusInterval/2)
+	r.listings = newBrokerListings(r.Clock, r.StatusInterval/2)
 	if r.NewBrokerClient == nil {
 		qps, burst := r.BrokerQPS, r.BrokerBurst
 		if qps == 0 {

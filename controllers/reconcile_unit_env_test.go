@@ -82,7 +82,7 @@ func newUnitEnv(t *testing.T) *unitEnv {
 		BridgeImage:     testBridgeImage,
 		StatusInterval:  unitStatusInterval,
 		Scraper:         unreachableScraper{},
-		snapshots:       newQueueSnapshots(env.clock, unitStatusInterval/2),
+		listings:        newBrokerListings(env.clock, unitStatusInterval/2),
 	}
 	return env
 }

@@ -67,10 +67,10 @@ func TestUnitReconcileBrokerFailures(t *testing.T) {
 		reason  string
 	}{
 		{name: "unreachable on every call", op: brokertest.AnyOperation, fault: brokertest.Unreachable, reason: esv1.ReasonBrokerUnreachable},
-		{name: "unreachable declaring the queue", op: brokertest.DeclareQueue, fault: brokertest.Unreachable, reason: esv1.ReasonBrokerUnreachable},
-		{name: "server error putting the policy", op: brokertest.PutPolicy, fault: serverError, reason: esv1.ReasonBrokerError},
-		{name: "4xx declaring the queue", op: brokertest.DeclareQueue, fault: refused, stalled: true, reason: esv1.ReasonBrokerError},
-		{name: "4xx binding", op: brokertest.Bind, fault: refused, stalled: true, reason: esv1.ReasonBrokerError},
+		{name: "unreachable listing the queues", op: brokertest.ListQueues, fault: brokertest.Unreachable, reason: esv1.ReasonBrokerUnreachable},
+		{name: "unreachable declaring", op: brokertest.Declare, fault: brokertest.Unreachable, reason: esv1.ReasonBrokerUnreachable},
+		{name: "server error declaring", op: brokertest.Declare, fault: serverError, reason: esv1.ReasonBrokerError},
+		{name: "4xx declaring", op: brokertest.Declare, fault: refused, stalled: true, reason: esv1.ReasonBrokerError},
 		{
 			name: "queue exists with a TTL argument",
 			setup: func(b *brokertest.Broker) {
@@ -225,13 +225,14 @@ func TestUnitReconcileRefreshesQueueFigures(t *testing.T) {
 	g.Expect(env.broker.SetFigures("orders", 7, 2, 1)).To(BeTrue())
 	g.Expect(env.broker.SetFigures("orders.dlq", 3, 0, 0)).To(BeTrue())
 	getsBefore, listsBefore := env.broker.Calls(brokertest.GetQueue), env.broker.Calls(brokertest.ListPolicies)
+	queueListsBefore := env.broker.Calls(brokertest.ListQueues)
 
 	env.clock.Step(unitStatusInterval)
 	got := env.mustReconcile(es)
 
 	g.Expect(got.Status.Queue).To(Equal(&esv1.QueueStatus{Name: "orders", MessagesReady: 7,
 		MessagesUnacknowledged: 2, Consumers: 1, DeadLettered: 3}))
-	g.Expect(env.broker.Calls(brokertest.ListQueues)).To(Equal(1))
+	g.Expect(env.broker.Calls(brokertest.ListQueues)).To(Equal(queueListsBefore + 1))
 	g.Expect(env.broker.Calls(brokertest.GetQueue)).To(Equal(getsBefore), "no per-queue reads between resyncs")
 	g.Expect(env.broker.Calls(brokertest.ListPolicies)).To(Equal(listsBefore), "no topology check between resyncs")
 }

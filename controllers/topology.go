@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -16,32 +18,37 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/controllers/broker"
 )
 
-// reconcileTopology makes the broker hold the stream's topology, observing every object
-// afresh (nothing is remembered between reconciles, so a queue deleted in the management UI
-// is noticed at the next resync). It sets TopologyReady and status.queue. It stops at the
-// first failure; a conflicting queue stops it before anything is bound to that queue, and a
-// queue another EventStream owns (QueueClaimed) before anything is declared. A policy of
+// reconcileTopology makes the broker hold the stream's topology. It sets TopologyReady and
+// status.queue. It stops at the first failure; a conflicting queue or exchange stops it before
+// anything is declared, and a queue another EventStream owns (QueueClaimed) too. A policy of
 // someone else's that matches the queue does not stop it: TopologyReady says so
 // (PolicyConflict or ForeignPolicyDisplaced) with a Warning Event, and the bridge is still
 // reconciled.
 //
-// Between resyncs, when this generation was verified and is Ready, only the queue figures
-// are read (two requests); a queue found missing then triggers the full verification at once.
+// The topology is verified (listed and repaired) when the generation is new, at the
+// stream's jittered resync, and when a queue is found missing; in between only the queue
+// figures are read, from the broker's shared queue listing.
 func (r *EventStreamReconciler) reconcileTopology(ctx context.Context, es *esv1.EventStream) error {
-	if verifiedAt, ok := r.recentlyVerified(es); ok {
-		missing, err := r.refreshQueueFigures(ctx, es, verifiedAt)
+	last, verified := r.lastVerification(es)
+	if verified && r.Clock.Now().Before(last.due) && topologyApplied(es) {
+		missing, err := r.refreshQueueFigures(ctx, es, last.at)
 		if err == nil && !missing {
 			return nil
 		}
 	}
 	r.verified.Delete(es.UID)
-	conflicts, err := r.applyTopology(ctx, es)
+	notBefore := time.Time{}
+	if verified {
+		notBefore = last.at
+	}
+	conflicts, err := r.applyTopology(ctx, es, notBefore)
 	if err != nil {
 		se := asStepError(err, esv1.ReasonBrokerError)
 		setCondition(es, esv1.ConditionTopologyReady, metav1.ConditionFalse, se.reason, se.message)
 		return se
 	}
-	r.verified.Store(es.UID, verification{generation: es.Generation, at: r.Clock.Now()})
+	now := r.Clock.Now()
+	r.verified.Store(es.UID, verification{generation: es.Generation, at: now, due: now.Add(r.Jitter(r.ResyncPeriod))})
 	r.reportPolicyConflicts(es, desiredTopology(es), conflicts)
 	return nil
 }
@@ -75,80 +82,131 @@ func (r *EventStreamReconciler) reportPolicyConflicts(es *esv1.EventStream, want
 	}
 }
 
-// applyTopology declares what is missing and repairs what differs, in this order: the queue
-// claim, exchanges, dead-letter queue, queue, policy, bindings. Nothing but the stream's own
-// policy is ever changed on a queue another EventStream owns. It returns the foreign policies
-// that conflict with the stream's policy.
-func (r *EventStreamReconciler) applyTopology(ctx context.Context, es *esv1.EventStream) (policyConflicts, error) {
-	bc, _, err := r.brokerClient(ctx, es)
+// applyTopology declares what is missing and repairs what differs, judged by the broker's
+// shared listings taken after notBefore: it checks the queue claim, the exchanges' types and
+// the queue's arguments first, then declares the missing exchanges, dead-letter queue, queue,
+// bindings and the policy (when missing or different) in one request (two when the policy
+// creates the stream's claim: the bindings follow the re-check of the claims), and removes
+// stale bindings after that. Nothing but the stream's own policy is ever changed on a queue another
+// EventStream owns. It returns the foreign policies that conflict with the stream's policy.
+func (r *EventStreamReconciler) applyTopology(ctx context.Context, es *esv1.EventStream, notBefore time.Time) (policyConflicts, error) {
+	bc, conn, err := r.brokerClient(ctx, es)
 	if err != nil {
 		return policyConflicts{}, err
 	}
 	want := desiredTopology(es)
 	changes := &topologyChanges{}
 	defer func() {
-		for _, c := range changes.done {
-			r.event(es, corev1.EventTypeNormal, "TopologyChanged", "Reconcile", "%s", c)
+		if len(changes.done) > 0 {
+			r.event(es, corev1.EventTypeNormal, "TopologyChanged", "Reconcile", "%s", changes.note())
 		}
 	}()
 
-	policies, err := r.claimQueue(ctx, bc, want, changes)
+	observed, err := r.listings.observe(ctx, conn, bc, notBefore)
 	if err != nil {
 		return policyConflicts{}, err
 	}
-	if err := r.ensureExchange(ctx, bc, want.Exchange, "topic", changes); err != nil {
+	policies := observed.policies
+	if err := r.claimQueue(ctx, bc, want, policies, changes); err != nil {
+		r.listings.forgetPolicies(conn) // the stream may have withdrawn its policy
 		return policyConflicts{}, err
 	}
-	if want.DeadLetterExchange != "" {
-		if err := r.ensureExchange(ctx, bc, want.DeadLetterExchange, "fanout", changes); err != nil {
-			return policyConflicts{}, err
-		}
-		if _, err := r.ensureQueue(ctx, bc, want.DeadLetterQueue, string(esv1.QueueTypeClassic), nil, changes); err != nil {
-			return policyConflicts{}, err
-		}
-		dlqBinding := broker.Binding{Source: want.DeadLetterExchange, Queue: want.DeadLetterQueue, RoutingKey: ""}
-		if err := r.ensureBindings(ctx, bc, want.DeadLetterQueue, []broker.Binding{dlqBinding}, changes); err != nil {
-			return policyConflicts{}, err
-		}
-	}
-	if _, err := r.ensureQueue(ctx, bc, want.Queue, want.QueueType, &want, changes); err != nil {
+	if observed, err = confirmConflicts(ctx, bc, want, observed); err != nil {
 		return policyConflicts{}, err
 	}
-	claimed, err := r.ensurePolicy(ctx, bc, want.Policy, changes)
+	plan, err := planTopology(want, observed)
 	if err != nil {
 		return policyConflicts{}, err
 	}
-	if claimed {
-		// Another stream may have claimed the queue between the listing and the claim.
-		if policies, err = r.claimQueue(ctx, bc, want, changes); err != nil {
+	// When the declaration creates the stream's claim, the bindings wait for the check that
+	// no other stream claimed the queue at the same moment.
+	objects, bindings := plan.declare, broker.Declarations{Bindings: plan.declare.Bindings}
+	if plan.claims {
+		objects.Bindings = nil
+	} else {
+		bindings.Bindings = nil
+	}
+	if err := r.declare(ctx, bc, conn, objects, plan.describe); err != nil {
+		return policyConflicts{}, err
+	}
+	plan.record(changes, objects, nil)
+	if plan.claims {
+		// Another stream may have claimed the queue between the listing and the declaration.
+		if policies, err = bc.ListPolicies(ctx); err != nil {
+			return policyConflicts{}, brokerStepError(err, "list policies")
+		}
+		if err := r.claimQueue(ctx, bc, want, policies, changes); err != nil {
+			r.listings.forgetPolicies(conn)
+			return policyConflicts{}, err
+		}
+		if err := r.declare(ctx, bc, conn, bindings, plan.describe); err != nil {
 			return policyConflicts{}, err
 		}
 	}
-	if err := r.ensureBindings(ctx, bc, want.Queue, want.Bindings, changes); err != nil {
-		return policyConflicts{}, err
+	for _, b := range plan.unbind {
+		if err := bc.Unbind(ctx, b); err != nil && !errors.Is(err, broker.ErrNotFound) {
+			return policyConflicts{}, brokerStepError(err, "unbind queue %s from %s with %q", b.Queue, b.Source, b.RoutingKey)
+		}
 	}
-
-	status, err := queueFigures(ctx, bc, want)
-	if err != nil {
-		return policyConflicts{}, brokerStepError(err, "read queue figures")
-	}
-	es.Status.Queue = status
+	r.listings.recordUnbound(conn, plan.unbind)
+	plan.record(changes, bindings, plan.unbind)
+	es.Status.Queue = plan.figures
 	return foreignPolicies(policies, want), nil
 }
 
-// claimQueue lists the virtual host's policies and returns them when this stream may own
-// its queue (see queueOwner). When another EventStream owns the queue it withdraws this
-// stream's competing claim (its own policy on the same or an overlapping queue; a policy on
-// the stream's previous queue stays with that queue) and returns a stalled QueueClaimed
-// error naming the owner.
-func (r *EventStreamReconciler) claimQueue(ctx context.Context, bc broker.Client, want topology, changes *topologyChanges) ([]broker.Policy, error) {
-	policies, err := bc.ListPolicies(ctx)
-	if err != nil {
-		return nil, brokerStepError(err, "list policies")
+// declare declares d, when it holds anything, and records it in the shared listings.
+func (r *EventStreamReconciler) declare(ctx context.Context, bc broker.Client, conn broker.Connection, d broker.Declarations, describe func() string) error {
+	if d.Empty() {
+		return nil
 	}
+	if err := bc.Declare(ctx, d); err != nil {
+		return brokerStepError(err, "declare %s", describe())
+	}
+	r.listings.recordDeclared(conn, d)
+	return nil
+}
+
+// confirmConflicts reads the stream's queue and exchanges afresh when the listings show them
+// in conflict with the declaration, so that a listing up to maxAge old never stalls a stream:
+// a conflict is reported only as the broker holds it now. It returns observed with those
+// objects as read.
+func confirmConflicts(ctx context.Context, bc broker.Client, want topology, observed observedTopology) (observedTopology, error) {
+	if q, ok := observed.queues[want.Queue]; ok && len(queueConflicts(&q, want)) > 0 {
+		fresh, err := bc.GetQueue(ctx, want.Queue)
+		if err != nil && !errors.Is(err, broker.ErrNotFound) {
+			return observed, brokerStepError(err, "read queue %s", want.Queue)
+		}
+		observed.queues = maps.Clone(observed.queues)
+		delete(observed.queues, want.Queue)
+		if fresh != nil {
+			observed.queues[want.Queue] = *fresh
+		}
+	}
+	for _, x := range []struct{ name, kind string }{{want.Exchange, "topic"}, {want.DeadLetterExchange, "fanout"}} {
+		if have, ok := observed.exchanges[x.name]; x.name == "" || !ok || have.Type == x.kind {
+			continue
+		}
+		fresh, err := bc.GetExchange(ctx, x.name)
+		if err != nil && !errors.Is(err, broker.ErrNotFound) {
+			return observed, brokerStepError(err, "read exchange %s", x.name)
+		}
+		observed.exchanges = maps.Clone(observed.exchanges)
+		delete(observed.exchanges, x.name)
+		if fresh != nil {
+			observed.exchanges[x.name] = *fresh
+		}
+	}
+	return observed, nil
+}
+
+// claimQueue returns nil when the stream may own its queue by policies (see queueOwner).
+// When another EventStream owns the queue it withdraws this stream's competing claim (its own
+// policy on the same or an overlapping queue; a policy on the stream's previous queue stays
+// with that queue) and returns a stalled QueueClaimed error naming the owner.
+func (r *EventStreamReconciler) claimQueue(ctx context.Context, bc broker.Client, want topology, policies []broker.Policy, changes *topologyChanges) error {
 	owner := queueOwner(policies, want)
 	if owner == nil {
-		return policies, nil
+		return nil
 	}
 	competing := func(p broker.Policy) bool {
 		queue, ok := claimedQueue(p)
@@ -156,31 +214,37 @@ func (r *EventStreamReconciler) claimQueue(ctx context.Context, bc broker.Client
 	}
 	if slices.ContainsFunc(policies, competing) {
 		if err := bc.DeletePolicy(ctx, want.Policy.Name); err != nil && !errors.Is(err, broker.ErrNotFound) {
-			return nil, brokerStepError(err, "delete policy %s", want.Policy.Name)
+			return brokerStepError(err, "delete policy %s", want.Policy.Name)
 		}
 		changes.add("removed policy %s: queue %s belongs to EventStream %s", want.Policy.Name, want.Queue, owner.Owner)
 	}
-	return nil, newStepError(stalled, esv1.ReasonQueueClaimed, nil, "%s", claimMessage(want, owner))
+	return newStepError(stalled, esv1.ReasonQueueClaimed, nil, "%s", claimMessage(want, owner))
 }
 
 // verification records a successful full topology verification.
 type verification struct {
 	generation int64
 	at         time.Time
+	// due is when the next verification is due: at plus the jittered resync period, so that
+	// streams created together do not resync together.
+	due time.Time
 }
 
-// recentlyVerified reports whether this generation was fully verified within the resync
-// period and is Ready (or only held back by a foreign policy, which a resync re-checks), and
-// when.
-func (r *EventStreamReconciler) recentlyVerified(es *esv1.EventStream) (time.Time, bool) {
+// lastVerification returns the stream's last verification when it verified this generation.
+func (r *EventStreamReconciler) lastVerification(es *esv1.EventStream) (verification, bool) {
 	v, ok := r.verified.Load(es.UID)
 	if !ok {
-		return time.Time{}, false
+		return verification{}, false
 	}
 	rec := v.(verification)
+	return rec, rec.generation == es.Generation
+}
+
+// topologyApplied reports whether TopologyReady says the topology was applied: True, or only
+// held back by a foreign policy (which a resync re-checks).
+func topologyApplied(es *esv1.EventStream) bool {
 	c := meta.FindStatusCondition(es.Status.Conditions, esv1.ConditionTopologyReady)
-	applied := c != nil && (c.Status == metav1.ConditionTrue || c.Reason == esv1.ReasonPolicyConflict)
-	return rec.at, rec.generation == es.Generation && r.Clock.Since(rec.at) < r.ResyncPeriod && applied
+	return c != nil && (c.Status == metav1.ConditionTrue || c.Reason == esv1.ReasonPolicyConflict)
 }
 
 // refreshQueueFigures reads the queue and dead-letter queue figures into status.queue from
@@ -192,26 +256,31 @@ func (r *EventStreamReconciler) refreshQueueFigures(ctx context.Context, es *esv
 		return false, err
 	}
 	want := desiredTopology(es)
-	queues, listedAt, err := r.snapshots.queues(ctx, conn, bc, time.Time{})
+	queues, listedAt, err := r.listings.queueFigures(ctx, conn, bc, time.Time{})
 	if err != nil {
 		return false, err
 	}
-	if !hasQueues(queues, want) && listedAt.Before(verifiedAt) {
+	if !hasQueues(queues, want) && !listedAt.After(verifiedAt) {
 		// The listing predates the queues' verification: only a newer one can tell.
-		if queues, _, err = r.snapshots.queues(ctx, conn, bc, verifiedAt); err != nil {
+		if queues, _, err = r.listings.queueFigures(ctx, conn, bc, verifiedAt); err != nil {
 			return false, err
 		}
 	}
 	if !hasQueues(queues, want) {
 		return true, nil
 	}
+	es.Status.Queue = figuresOf(queues, want)
+	return false, nil
+}
+
+// figuresOf is status.queue from a listing that holds the stream's queues.
+func figuresOf(queues map[string]broker.Queue, want topology) *esv1.QueueStatus {
 	q := queues[want.Queue]
 	status := queueStatus(&q)
 	if want.DeadLetterQueue != "" {
 		status.DeadLettered = queues[want.DeadLetterQueue].Messages
 	}
-	es.Status.Queue = status
-	return false, nil
+	return status
 }
 
 // hasQueues reports whether queues holds the stream's queue and dead-letter queue.
@@ -226,24 +295,6 @@ func hasQueues(queues map[string]broker.Queue, want topology) bool {
 	return ok
 }
 
-// queueFigures reads the queue's and the dead-letter queue's figures. ErrNotFound means one
-// of them is missing.
-func queueFigures(ctx context.Context, bc broker.Client, want topology) (*esv1.QueueStatus, error) {
-	q, err := bc.GetQueue(ctx, want.Queue)
-	if err != nil {
-		return nil, err
-	}
-	status := queueStatus(q)
-	if want.DeadLetterQueue != "" {
-		dlq, err := bc.GetQueue(ctx, want.DeadLetterQueue)
-		if err != nil {
-			return nil, err
-		}
-		status.DeadLettered = dlq.Messages
-	}
-	return status, nil
-}
-
 func queueStatus(q *broker.Queue) *esv1.QueueStatus {
 	return &esv1.QueueStatus{Name: q.Name, MessagesReady: q.MessagesReady,
 		MessagesUnacknowledged: q.MessagesUnacknowledged, Consumers: q.Consumers}
@@ -256,94 +307,22 @@ func (c *topologyChanges) add(format string, args ...any) {
 	c.done = append(c.done, fmt.Sprintf(format, args...))
 }
 
-func (r *EventStreamReconciler) ensureExchange(ctx context.Context, bc broker.Client, name, kind string, changes *topologyChanges) error {
-	ex, err := bc.GetExchange(ctx, name)
-	switch {
-	case errors.Is(err, broker.ErrNotFound):
-		if err := bc.DeclareExchange(ctx, name, kind); err != nil {
-			return brokerStepError(err, "declare exchange %s", name)
-		}
-		changes.add("declared %s exchange %s", kind, name)
-		return nil
-	case err != nil:
-		return brokerStepError(err, "read exchange %s", name)
-	case ex.Type != kind:
-		return newStepError(stalled, esv1.ReasonBrokerError, nil,
-			"exchange %s exists with type %s, declared %s; delete it or choose another name", name, ex.Type, kind)
-	}
-	return nil
-}
+// maxEventNote is the longest note the API server accepts on an Event.
+const maxEventNote = 1024
 
-// ensureQueue declares the queue when it is missing. When want is given, an existing queue
-// is checked for conflicts with it (reason QueueArgumentsConflict, stalled).
-func (r *EventStreamReconciler) ensureQueue(ctx context.Context, bc broker.Client, name, queueType string, want *topology, changes *topologyChanges) (*broker.Queue, error) {
-	q, err := bc.GetQueue(ctx, name)
-	if errors.Is(err, broker.ErrNotFound) {
-		if err := bc.DeclareQueue(ctx, name, queueType); err != nil {
-			return nil, brokerStepError(err, "declare queue %s", name)
+// note is one Event's note for all the changes of a reconcile: Events of one stream, reason
+// and action are one series to the Events library, whatever their notes, and every Event of a
+// series costs an update of it later, so a reconcile records one.
+func (c *topologyChanges) note() string {
+	note := strings.Join(c.done, "; ")
+	if len(note) > maxEventNote {
+		cut := maxEventNote - len("…")
+		for cut > 0 && !utf8.RuneStart(note[cut]) {
+			cut--
 		}
-		changes.add("declared %s queue %s", queueType, name)
-		return &broker.Queue{Name: name, Type: queueType, Durable: true}, nil
+		note = note[:cut] + "…"
 	}
-	if err != nil {
-		return nil, brokerStepError(err, "read queue %s", name)
-	}
-	if want != nil {
-		if conflicts := queueConflicts(q, *want); len(conflicts) > 0 {
-			return nil, newStepError(stalled, esv1.ReasonQueueArgumentsConflict, nil,
-				"queue %s exists with arguments that differ from the declared ones: %s; delete the queue or choose another name",
-				name, strings.Join(conflicts, "; "))
-		}
-	}
-	return q, nil
-}
-
-// ensurePolicy writes the stream's policy when it is missing or differs. It reports claimed
-// when the write made the policy claim a queue it did not claim before (created it, or
-// changed its pattern).
-func (r *EventStreamReconciler) ensurePolicy(ctx context.Context, bc broker.Client, want broker.Policy, changes *topologyChanges) (claimed bool, err error) {
-	have, err := bc.GetPolicy(ctx, want.Name)
-	if err != nil && !errors.Is(err, broker.ErrNotFound) {
-		return false, brokerStepError(err, "read policy %s", want.Name)
-	}
-	if err == nil && have.Pattern == want.Pattern && have.ApplyTo == want.ApplyTo &&
-		have.Priority == want.Priority && sameDefinition(have.Definition, want.Definition) {
-		return false, nil
-	}
-	if err := bc.PutPolicy(ctx, want); err != nil {
-		return false, brokerStepError(err, "put policy %s", want.Name)
-	}
-	if have == nil {
-		changes.add("created policy %s %v", want.Name, want.Definition)
-		return true, nil
-	}
-	changes.add("updated policy %s to %v", want.Name, want.Definition)
-	return have.Pattern != want.Pattern || have.ApplyTo != want.ApplyTo, nil
-}
-
-func (r *EventStreamReconciler) ensureBindings(ctx context.Context, bc broker.Client, queue string, want []broker.Binding, changes *topologyChanges) error {
-	have, err := bc.ListQueueBindings(ctx, queue)
-	if err != nil {
-		return brokerStepError(err, "list bindings of queue %s", queue)
-	}
-	add, remove := bindingChanges(have, want)
-	for _, b := range add {
-		if err := bc.Bind(ctx, b); err != nil {
-			return brokerStepError(err, "bind queue %s to %s with %q", queue, b.Source, b.RoutingKey)
-		}
-	}
-	for _, b := range remove {
-		if err := bc.Unbind(ctx, b); err != nil {
-			return brokerStepError(err, "unbind queue %s from %s with %q", queue, b.Source, b.RoutingKey)
-		}
-	}
-	if len(add) > 0 {
-		changes.add("bound queue %s: %s", queue, describeBindings(add))
-	}
-	if len(remove) > 0 {
-		changes.add("removed stale bindings of queue %s: %s", queue, describeBindings(remove))
-	}
-	return nil
+	return note
 }
 
 // cleanupTopology removes what the stream created on the broker: policy, queue (and with it
@@ -352,10 +331,11 @@ func (r *EventStreamReconciler) ensureBindings(ctx context.Context, bc broker.Cl
 // EventStream claims the queue (or an overlapping one), only the stream's own policy is
 // removed and that claim is returned.
 func (r *EventStreamReconciler) cleanupTopology(ctx context.Context, es *esv1.EventStream) (*queueClaim, error) {
-	bc, _, err := r.brokerClient(ctx, es)
+	bc, conn, err := r.brokerClient(ctx, es)
 	if err != nil {
 		return nil, err
 	}
+	defer r.listings.forget(conn)
 	want := desiredTopology(es)
 	policies, err := bc.ListPolicies(ctx)
 	if err != nil {

@@ -262,7 +262,7 @@ func TestClaimQueueWithdrawsOnlyACompetingClaim(t *testing.T) {
 				bc.policies = append(bc.policies, *tt.mine)
 			}
 			r := &EventStreamReconciler{}
-			_, err := r.claimQueue(context.Background(), bc, want, &topologyChanges{})
+			err := r.claimQueue(context.Background(), bc, want, bc.policies, &topologyChanges{})
 			se := asStepError(err, "")
 			if se.reason != esv1.ReasonQueueClaimed || se.kind != stalled || !strings.Contains(se.message, "EventStream a/stream") {
 				t.Fatalf("claimQueue error = %v, want stalled QueueClaimed naming a/stream", err)

@@ -72,6 +72,8 @@ type Policy struct {
 // host of the connection the client was made for.
 type Client interface {
 	GetExchange(ctx context.Context, name string) (*Exchange, error)
+	// ListExchanges lists the exchanges of the virtual host.
+	ListExchanges(ctx context.Context) ([]Exchange, error)
 	DeclareExchange(ctx context.Context, name, kind string) error
 	DeleteExchange(ctx context.Context, name string) error
 
@@ -84,6 +86,8 @@ type Client interface {
 
 	ListQueueBindings(ctx context.Context, queue string) ([]Binding, error)
 	ListExchangeBindings(ctx context.Context, exchange string) ([]Binding, error)
+	// ListBindings lists the virtual host's bindings to queues.
+	ListBindings(ctx context.Context) ([]Binding, error)
 	Bind(ctx context.Context, b Binding) error
 	Unbind(ctx context.Context, b Binding) error
 
@@ -92,6 +96,27 @@ type Client interface {
 	ListPolicies(ctx context.Context) ([]Policy, error)
 	PutPolicy(ctx context.Context, p Policy) error
 	DeletePolicy(ctx context.Context, name string) error
+
+	// Declare declares the exchanges (durable, of their Type), queues (durable, whose only
+	// argument is x-queue-type), bindings and policies of d, in one request (a definitions
+	// import) when the user may import (RabbitMQ's administrator tag), else one request each.
+	// Check existing objects first: the import leaves exchanges and queues that exist already
+	// as they are, even when they differ, where a single declaration answers 400. Existing
+	// bindings are kept; policies are written over.
+	Declare(ctx context.Context, d Declarations) error
+}
+
+// Declarations are objects to declare together with Client.Declare.
+type Declarations struct {
+	Exchanges []Exchange
+	Queues    []Queue
+	Bindings  []Binding
+	Policies  []Policy
+}
+
+// Empty reports whether there is nothing to declare.
+func (d Declarations) Empty() bool {
+	return len(d.Exchanges) == 0 && len(d.Queues) == 0 && len(d.Bindings) == 0 && len(d.Policies) == 0
 }
 
 // Connection is where a broker's management API is and how to authenticate to it.

@@ -1,14 +1,19 @@
 package broker
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
+	"sync"
 	"time"
 
 	rabbithole "github.com/michaelklishin/rabbit-hole/v2"
@@ -64,6 +69,9 @@ type ManagementFactory struct {
 	limiter   *rate.Limiter
 	metrics   *RequestMetrics
 	transport *http.Transport
+	// importRefused holds the users (management URL and username) whose definitions imports
+	// the broker refused for want of the administrator tag: they declare object by object.
+	importRefused sync.Map // string -> struct{}
 }
 
 // NewManagementFactory returns a factory whose clients together make at most qps requests per
@@ -91,7 +99,8 @@ func (f *ManagementFactory) New(conn Connection) (Client, error) {
 		return nil, fmt.Errorf("management client: %w", err)
 	}
 	rh.SetTimeout(requestTimeout)
-	return &managementClient{rh: rh, vhost: conn.VHost, factory: f}, nil
+	return &managementClient{rh: rh, vhost: conn.VHost, factory: f,
+		http: &http.Client{Transport: transport, Timeout: requestTimeout}}, nil
 }
 
 func newTransport(tlsConfig *tls.Config) *http.Transport {
@@ -112,6 +121,8 @@ type managementClient struct {
 	rh      *rabbithole.Client
 	vhost   string
 	factory *ManagementFactory
+	// http makes the requests rabbit-hole does not offer (a virtual host's definitions import).
+	http *http.Client
 }
 
 // do waits for the shared rate limiter, runs call and classifies its error.
@@ -181,6 +192,19 @@ func (c *managementClient) GetExchange(ctx context.Context, name string) (*Excha
 		return nil, err
 	}
 	return &Exchange{Name: info.Name, Type: info.Type, Durable: info.Durable}, nil
+}
+
+func (c *managementClient) ListExchanges(ctx context.Context) ([]Exchange, error) {
+	var infos []rabbithole.ExchangeInfo
+	err := c.do(ctx, "list_exchanges", func() (err error) { infos, err = c.rh.ListExchangesIn(c.vhost); return err })
+	if err != nil {
+		return nil, err
+	}
+	exchanges := make([]Exchange, 0, len(infos))
+	for _, info := range infos {
+		exchanges = append(exchanges, Exchange{Name: info.Name, Type: info.Type, Durable: info.Durable})
+	}
+	return exchanges, nil
 }
 
 func (c *managementClient) DeclareExchange(ctx context.Context, name, kind string) error {
@@ -262,6 +286,12 @@ func (c *managementClient) ListExchangeBindings(ctx context.Context, exchange st
 	return bindings(infos), err
 }
 
+func (c *managementClient) ListBindings(ctx context.Context) ([]Binding, error) {
+	var infos []rabbithole.BindingInfo
+	err := c.do(ctx, "list_bindings", func() (err error) { infos, err = c.rh.ListBindingsIn(c.vhost); return err })
+	return bindings(infos), err
+}
+
 func bindings(infos []rabbithole.BindingInfo) []Binding {
 	out := make([]Binding, 0, len(infos))
 	for _, b := range infos {
@@ -326,6 +356,146 @@ func (c *managementClient) PutPolicy(ctx context.Context, p Policy) error {
 
 func (c *managementClient) DeletePolicy(ctx context.Context, name string) error {
 	return c.do(ctx, "delete_policy", func() error { return closeBody(c.rh.DeletePolicy(c.vhost, name)) })
+}
+
+// definitions is the body of a definitions import (POST /api/definitions/{vhost}), in the
+// broker's export format.
+type definitions struct {
+	Exchanges []definedExchange `json:"exchanges"`
+	Queues    []definedQueue    `json:"queues"`
+	Bindings  []definedBinding  `json:"bindings"`
+	Policies  []definedPolicy   `json:"policies"`
+}
+
+type definedExchange struct {
+	Name       string         `json:"name"`
+	Type       string         `json:"type"`
+	Durable    bool           `json:"durable"`
+	AutoDelete bool           `json:"auto_delete"`
+	Internal   bool           `json:"internal"`
+	Arguments  map[string]any `json:"arguments"`
+}
+
+type definedQueue struct {
+	Name       string         `json:"name"`
+	Durable    bool           `json:"durable"`
+	AutoDelete bool           `json:"auto_delete"`
+	Arguments  map[string]any `json:"arguments"`
+}
+
+type definedBinding struct {
+	Source          string         `json:"source"`
+	Destination     string         `json:"destination"`
+	DestinationType string         `json:"destination_type"`
+	RoutingKey      string         `json:"routing_key"`
+	Arguments       map[string]any `json:"arguments"`
+}
+
+type definedPolicy struct {
+	Name       string         `json:"name"`
+	Pattern    string         `json:"pattern"`
+	ApplyTo    string         `json:"apply-to"`
+	Priority   int            `json:"priority"`
+	Definition map[string]any `json:"definition"`
+}
+
+// Declare implements Client. It posts one definitions import; a broker that refuses it to
+// a user without the administrator tag (401/403; the operator needs only policymaker) gets the
+// objects one request each instead, and so does that user from then on, once that way worked
+// (a user whose credentials are wrong fails both ways and is not remembered).
+func (c *managementClient) Declare(ctx context.Context, d Declarations) error {
+	user := c.rh.Endpoint + "\x00" + c.rh.Username
+	if _, refused := c.factory.importRefused.Load(user); refused {
+		return c.declareEach(ctx, d)
+	}
+	payload, err := json.Marshal(importBody(d))
+	if err != nil {
+		return fmt.Errorf("declare: %w", err)
+	}
+	var forbidden bool
+	err = c.do(ctx, "declare", func() error {
+		err := c.importDefinitions(ctx, payload)
+		var answer rabbithole.ErrorResponse
+		forbidden = errors.As(err, &answer) && (answer.StatusCode == http.StatusUnauthorized || answer.StatusCode == http.StatusForbidden)
+		return err
+	})
+	if !forbidden {
+		return err
+	}
+	if err := c.declareEach(ctx, d); err != nil {
+		return err
+	}
+	c.factory.importRefused.Store(user, struct{}{})
+	return nil
+}
+
+func importBody(d Declarations) definitions {
+	body := definitions{Exchanges: []definedExchange{}, Queues: []definedQueue{}, Bindings: []definedBinding{}, Policies: []definedPolicy{}}
+	for _, x := range d.Exchanges {
+		body.Exchanges = append(body.Exchanges, definedExchange{Name: x.Name, Type: x.Type, Durable: true, Arguments: map[string]any{}})
+	}
+	for _, q := range d.Queues {
+		body.Queues = append(body.Queues, definedQueue{Name: q.Name, Durable: true, Arguments: map[string]any{"x-queue-type": q.Type}})
+	}
+	for _, b := range d.Bindings {
+		body.Bindings = append(body.Bindings, definedBinding{Source: b.Source, Destination: b.Queue, DestinationType: "queue",
+			RoutingKey: b.RoutingKey, Arguments: map[string]any{}})
+	}
+	for _, p := range d.Policies {
+		body.Policies = append(body.Policies, definedPolicy{Name: p.Name, Pattern: p.Pattern, ApplyTo: p.ApplyTo,
+			Priority: p.Priority, Definition: p.Definition})
+	}
+	return body
+}
+
+// declareEach declares d one object per request: exchanges, queues, policies, bindings. Unlike
+// the import, an existing queue with other arguments or exchange of another type is a 400.
+func (c *managementClient) declareEach(ctx context.Context, d Declarations) error {
+	for _, x := range d.Exchanges {
+		if err := c.DeclareExchange(ctx, x.Name, x.Type); err != nil {
+			return err
+		}
+	}
+	for _, q := range d.Queues {
+		if err := c.DeclareQueue(ctx, q.Name, q.Type); err != nil {
+			return err
+		}
+	}
+	for _, p := range d.Policies {
+		if err := c.PutPolicy(ctx, p); err != nil {
+			return err
+		}
+	}
+	for _, b := range d.Bindings {
+		if err := c.Bind(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// importDefinitions posts a definitions document to the virtual host. Error answers come back
+// as rabbit-hole's ErrorResponse, so that classify reads them like every other answer.
+func (c *managementClient) importDefinitions(ctx context.Context, payload []byte) error {
+	endpoint := strings.TrimRight(c.rh.Endpoint, "/") + "/api/definitions/" + url.PathEscape(c.vhost)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint, bytes.NewReader(payload))
+	if err != nil {
+		return err
+	}
+	req.SetBasicAuth(c.rh.Username, c.rh.Password)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := c.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	if res.StatusCode >= 200 && res.StatusCode < 300 {
+		_, _ = io.Copy(io.Discard, io.LimitReader(res.Body, 1<<16))
+		return nil
+	}
+	answer := rabbithole.ErrorResponse{StatusCode: res.StatusCode}
+	_ = json.NewDecoder(io.LimitReader(res.Body, 1<<16)).Decode(&answer)
+	return answer
 }
 
 func closeBody(res *http.Response, err error) error {

@@ -10,6 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat (100 on Linux).
@@ -100,4 +103,53 @@ func Scrape(url string) (map[string]float64, error) {
 		out[name] += v
 	}
 	return out, nil
+}
+
+// ScrapeByLabel fetches a Prometheus text endpoint and returns the samples of metric summed by
+// the value of one of their labels (e.g. broker requests by operation, API requests by method).
+func ScrapeByLabel(url, metric, label string) (map[string]float64, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		return nil, fmt.Errorf("parse %s: %w", url, err)
+	}
+	out := map[string]float64{}
+	for _, m := range families[metric].GetMetric() {
+		key := ""
+		for _, l := range m.GetLabel() {
+			if l.GetName() == label {
+				key = l.GetValue()
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			out[key] += m.Counter.GetValue()
+		case m.Gauge != nil:
+			out[key] += m.Gauge.GetValue()
+		case m.Untyped != nil:
+			out[key] += m.Untyped.GetValue()
+		}
+	}
+	return out, nil
+}
+
+// LoadAverage is the first three fields of /proc/loadavg ("1.52 1.31 1.20"), or "?".
+func LoadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	fields := strings.Fields(string(b))
+	if len(fields) < 3 {
+		return "?"
+	}
+	return strings.Join(fields[:3], " ")
 }

@@ -99,7 +99,7 @@ func TestValuesSchemaRefusesTyposAndWrongTypes(t *testing.T) {
 		"image.pullPolcy=Always", "monitoring.podMonitor.enable=true", "watchNamespaces[0]=Not_A_Namespace",
 		"imagePullSecret[0].name=registry", "imagePullSecrets[0].nme=registry", "extraArgs=--flag",
 		"networkPolicy.enable=true", "podDisruptionBudget.maxUnavailable=half", "priorityClassName[0]=x",
-		"rbac.aggregatedRole=false",
+		"rbac.aggregatedRole=false", "maxConcurrentReconciles=0", "maxConcurrentReconciles=many",
 	} {
 		cmd := exec.Command(kubetest.Helm(t), "template", "evs", chartDir, "--set", set)
 		out, err := cmd.CombinedOutput()
@@ -114,7 +114,8 @@ func TestValuesSchemaRefusesTyposAndWrongTypes(t *testing.T) {
 	render(t, "monitoring.podMonitor.enabled=true", "monitoring.serviceMonitor.enabled=true",
 		"monitoring.prometheusRule.enabled=true", "monitoring.prometheusRule.labels.release=prometheus",
 		"watchNamespaces={team-a,team-b}", "brokerQPS=12.5", "resyncPeriod=90s",
-		"imagePullSecrets[0].name=registry", "extraArgs={--max-concurrent-reconciles=8}", "extraEnv[0].name=A",
+		"imagePullSecrets[0].name=registry", "extraArgs={--zap-stacktrace-level=panic}", "extraEnv[0].name=A",
+		"maxConcurrentReconciles=16",
 		"networkPolicy.enabled=true", "networkPolicy.apiServerPorts={443}", "podDisruptionBudget.enabled=true",
 		"podDisruptionBudget.maxUnavailable=50%", "priorityClassName=high", "rbac.aggregatedRoles=false",
 		"topologySpreadConstraints[0].maxSkew=1")

@@ -21,7 +21,8 @@ func operatorPod(t *testing.T, objects map[string]*unstructured.Unstructured) (m
 }
 
 // TestOperatorPodValues: imagePullSecrets reach the operator pod and, as
-// --bridge-image-pull-secrets, the bridge ServiceAccounts; extraArgs, extraEnv,
+// --bridge-image-pull-secrets, the bridge ServiceAccounts; maxConcurrentReconciles reaches its
+// flag (4 by default); extraArgs, extraEnv,
 // priorityClassName and topologySpreadConstraints reach the pod; none of them is rendered
 // by default.
 func TestOperatorPodValues(t *testing.T) {
@@ -39,9 +40,13 @@ func TestOperatorPodValues(t *testing.T) {
 			t.Errorf("default args have %s", arg)
 		}
 	}
+	if args := toStrings(c["args"]); !slices.Contains(args, "--max-concurrent-reconciles=4") {
+		t.Errorf("default args lack --max-concurrent-reconciles=4: %v", args)
+	}
 
 	pod, c = operatorPod(t, render(t, "imagePullSecrets[0].name=registry", "imagePullSecrets[1].name=mirror",
-		"extraArgs={--max-concurrent-reconciles=8}", "extraEnv[0].name=OTEL_SERVICE_NAME", "extraEnv[0].value=operator",
+		"extraArgs={--zap-stacktrace-level=panic}", "maxConcurrentReconciles=16",
+		"extraEnv[0].name=OTEL_SERVICE_NAME", "extraEnv[0].value=operator",
 		"priorityClassName=system-cluster-critical", "topologySpreadConstraints[0].maxSkew=1",
 		"topologySpreadConstraints[0].topologyKey=kubernetes.io/hostname",
 		"topologySpreadConstraints[0].whenUnsatisfiable=DoNotSchedule"))
@@ -50,7 +55,7 @@ func TestOperatorPodValues(t *testing.T) {
 		t.Errorf("imagePullSecrets = %v", pod["imagePullSecrets"])
 	}
 	args := toStrings(c["args"])
-	for _, want := range []string{"--bridge-image-pull-secrets=registry,mirror", "--max-concurrent-reconciles=8"} {
+	for _, want := range []string{"--bridge-image-pull-secrets=registry,mirror", "--zap-stacktrace-level=panic", "--max-concurrent-reconciles=16"} {
 		if !slices.Contains(args, want) {
 			t.Errorf("args lack %s: %v", want, args)
 		}

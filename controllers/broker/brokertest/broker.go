@@ -5,7 +5,8 @@
 //   - one virtual host holding exchanges, queues (with type, durability and arguments),
 //     exchange-to-queue bindings and policies;
 //   - declarations are idempotent; re-declaring an exchange with another type or a queue with
-//     other arguments is a 400 BrokerError (PRECONDITION_FAILED), as RabbitMQ answers;
+//     other arguments is a 400 BrokerError (PRECONDITION_FAILED), as RabbitMQ answers; Declare
+//     (a definitions import) leaves existing exchanges and queues as they are, as RabbitMQ does;
 //   - a missing object is broker.ErrNotFound for reads, deletions and bindings;
 //   - deleting a queue removes its bindings, deleting an exchange the bindings from it;
 //   - a queue's implicit binding to the default exchange is listed, like RabbitMQ does;
@@ -39,6 +40,7 @@ type Operation string
 // The operations of broker.Client.
 const (
 	GetExchange          Operation = "get_exchange"
+	ListExchanges        Operation = "list_exchanges"
 	DeclareExchange      Operation = "declare_exchange"
 	DeleteExchange       Operation = "delete_exchange"
 	GetQueue             Operation = "get_queue"
@@ -47,12 +49,14 @@ const (
 	DeleteQueue          Operation = "delete_queue"
 	ListQueueBindings    Operation = "list_queue_bindings"
 	ListExchangeBindings Operation = "list_exchange_bindings"
+	ListBindings         Operation = "list_bindings"
 	Bind                 Operation = "bind"
 	Unbind               Operation = "unbind"
 	GetPolicy            Operation = "get_policy"
 	ListPolicies         Operation = "list_policies"
 	PutPolicy            Operation = "put_policy"
 	DeletePolicy         Operation = "delete_policy"
+	Declare              Operation = "declare"
 )
 
 // AnyOperation makes Fail apply to every operation.
@@ -467,4 +471,71 @@ func throughJSON(def map[string]any) (map[string]any, error) {
 		return nil, fmt.Errorf("policy definition: %w", err)
 	}
 	return out, nil
+}
+
+// ListExchanges implements broker.Client.
+func (b *Broker) ListExchanges(_ context.Context) ([]broker.Exchange, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.begin(ListExchanges); err != nil {
+		return nil, err
+	}
+	out := slices.Collect(maps.Values(b.exchanges))
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// ListBindings implements broker.Client, the implicit default-exchange bindings included.
+func (b *Broker) ListBindings(_ context.Context) ([]broker.Binding, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.begin(ListBindings); err != nil {
+		return nil, err
+	}
+	out := b.bindingsWhere(func(bindingKey) bool { return true })
+	for name := range b.queues {
+		out = append(out, broker.Binding{Queue: name, RoutingKey: name, PropertiesKey: name})
+	}
+	sortBindings(out)
+	return out, nil
+}
+
+// Declare implements broker.Client like RabbitMQ's definitions import: missing exchanges and
+// queues are declared, existing ones are left as they are; a binding whose exchange or queue
+// does not exist fails the request (400) after what came before it was declared.
+func (b *Broker) Declare(_ context.Context, d broker.Declarations) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if err := b.begin(Declare); err != nil {
+		return err
+	}
+	for _, x := range d.Exchanges {
+		if _, ok := b.exchanges[x.Name]; !ok {
+			b.exchanges[x.Name] = broker.Exchange{Name: x.Name, Type: x.Type, Durable: true}
+		}
+	}
+	for _, q := range d.Queues {
+		if _, ok := b.queues[q.Name]; !ok {
+			b.queues[q.Name] = broker.Queue{Name: q.Name, Type: q.Type, Durable: true, Arguments: map[string]any{"x-queue-type": q.Type}}
+		}
+	}
+	for _, p := range d.Policies {
+		def, err := throughJSON(p.Definition)
+		if err != nil {
+			return &broker.BrokerError{Operation: string(Declare), StatusCode: http.StatusBadRequest, Message: err.Error()}
+		}
+		p.Definition = def
+		b.policies[p.Name] = p
+	}
+	for _, bd := range d.Bindings {
+		_, exchangeExists := b.exchanges[bd.Source]
+		_, queueExists := b.queues[bd.Queue]
+		if !exchangeExists || !queueExists {
+			return &broker.BrokerError{Operation: string(Declare), StatusCode: http.StatusBadRequest,
+				Message: fmt.Sprintf("binding %s -> %s: no such exchange or queue", bd.Source, bd.Queue)}
+		}
+		bd.PropertiesKey = propertiesKey(bd.RoutingKey)
+		b.bindings[bindingKey{bd.Source, bd.Queue, bd.PropertiesKey}] = bd
+	}
+	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -158,6 +159,16 @@ func runOperator(ctx context.Context, o operatorFlags) ([][]string, []string, er
 		m, _ := bench.Scrape(metricsURL)
 		return m["eventstream_operator_broker_requests_total"] - m0["eventstream_operator_broker_requests_total"]
 	}
+	callsByOperation := func() map[string]float64 {
+		m, _ := bench.ScrapeByLabel(metricsURL, "eventstream_operator_broker_requests_total", "operation")
+		return m
+	}
+	apiRequestsByMethod := func() map[string]float64 {
+		m, _ := bench.ScrapeByLabel(metricsURL, "rest_client_requests_total", "method")
+		return m
+	}
+	ops0, api0 := callsByOperation(), apiRequestsByMethod()
+	loadStart := bench.LoadAverage()
 
 	logf("applying %d EventStreams", o.streams)
 	start := time.Now()
@@ -222,6 +233,8 @@ func runOperator(ctx context.Context, o operatorFlags) ([][]string, []string, er
 	}
 	readyAt := time.Since(start)
 	callsReady := calls()
+	opsReady, apiReady := callsByOperation(), apiRequestsByMethod()
+	loadReady := bench.LoadAverage()
 	readyFigure := readyAt.Round(time.Millisecond).String()
 	var notes []string
 	if err != nil {
@@ -276,26 +289,83 @@ quiet:
 	}
 	w.Stop()
 	quietCalls := calls() - quietCalls0
+	opsQuiet, apiQuiet := callsByOperation(), apiRequestsByMethod()
+	loadEnd := bench.LoadAverage()
+	kubeWrites := writeRequests(apiQuiet) - writeRequests(apiReady)
 	st, err := bench.ReadProc(cmd.Process.Pid)
 	if err != nil {
 		return nil, nil, err
 	}
-	logf("quiet %s: %d writes to EventStreams, %.0f management API calls; operator RSS %d MiB", o.quiet, writes, quietCalls, st.RSS>>20)
+	logf("quiet %s: %d writes to EventStreams, %.0f Kubernetes API writes, %.0f management API calls; operator RSS %d MiB", o.quiet, writes, kubeWrites, quietCalls, st.RSS>>20)
 
 	title := fmt.Sprintf("operator, %d EventStreams at once", o.streams)
 	rows := [][]string{
 		{"5", title, "time until all TopologyReady (applied in " + applied.Round(time.Millisecond).String() + ")", readyFigure, "", "", ""},
 		{"5", "", "management API calls until then (per stream)", fmt.Sprintf("%.0f (%.1f)", callsReady, callsReady/float64(o.streams)), "", "", ""},
 		{"5", "", fmt.Sprintf("writes to EventStreams in %s quiet", o.quiet), strconv.Itoa(writes), "", "none", verdictString(writes == 0)},
-		{"5", "", fmt.Sprintf("management API calls in %s quiet", o.quiet), fmt.Sprintf("%.0f", quietCalls), "", "", ""},
+		{"5", "", "… by operation (per stream)", describeCalls(ops0, opsReady, o.streams), "", "", ""},
+		{"5", "", "Kubernetes API writes until then (POST/PUT/PATCH/DELETE)", fmt.Sprintf("%.0f", writeRequests(apiReady)-writeRequests(api0)), "", "", ""},
+		{"5", "", fmt.Sprintf("Kubernetes API writes in %s quiet", o.quiet), describeWrites(apiReady, apiQuiet, kubeWrites), "", "none", verdictString(kubeWrites == 0)},
+		{"5", "", fmt.Sprintf("management API calls in %s quiet (per stream)", o.quiet), fmt.Sprintf("%.0f (%.2f)", quietCalls, quietCalls/float64(o.streams)), "", "", ""},
+		{"5", "", "… by operation (per stream)", describeCalls(opsReady, opsQuiet, o.streams), "", "", ""},
 		{"5", "", "operator RSS", fmt.Sprintf("%d MiB", st.RSS>>20), "", "", ""},
 	}
 	flagsNote := "the binary's defaults"
 	if o.args != "" {
 		flagsNote = "`" + o.args + "`"
 	}
-	notes = append(notes, fmt.Sprintf("Operator scenario: the operator binary (%s) against envtest's API server and the private RabbitMQ node; quiet period %s (`--operator-quiet 5m` for the issue's five minutes).", flagsNote, o.quiet))
+	notes = append(notes, fmt.Sprintf("Operator scenario: the operator binary (%s) against envtest's API server and the private RabbitMQ node; quiet period %s (`--operator-quiet 5m` for the issue's five minutes). Load average (1/5/15 min) at the start %s, when all were TopologyReady %s, at the end %s.",
+		flagsNote, o.quiet, loadStart, loadReady, loadEnd))
 	return rows, notes, nil
+}
+
+// writeRequests sums the Kubernetes API requests that can change something.
+func writeRequests(byMethod map[string]float64) float64 {
+	return byMethod["POST"] + byMethod["PUT"] + byMethod["PATCH"] + byMethod["DELETE"]
+}
+
+// describeWrites is the number of write requests between two readings, with their methods:
+// "8 (PATCH 8)".
+func describeWrites(before, after map[string]float64, total float64) string {
+	if total == 0 {
+		return "0"
+	}
+	var parts []string
+	for _, method := range []string{"POST", "PUT", "PATCH", "DELETE"} {
+		if d := after[method] - before[method]; d > 0 {
+			parts = append(parts, fmt.Sprintf("%s %.0f", method, d))
+		}
+	}
+	return fmt.Sprintf("%.0f (%s)", total, strings.Join(parts, ", "))
+}
+
+// describeCalls lists the management API calls made between two readings, by operation, most
+// frequent first, each with its count per stream: "get_queue 1000 (2.0), …".
+func describeCalls(before, after map[string]float64, streams int) string {
+	type op struct {
+		name  string
+		calls float64
+	}
+	var ops []op
+	for name, v := range after {
+		if d := v - before[name]; d > 0 {
+			ops = append(ops, op{name, d})
+		}
+	}
+	if len(ops) == 0 {
+		return "none"
+	}
+	sort.Slice(ops, func(i, j int) bool {
+		if ops[i].calls != ops[j].calls {
+			return ops[i].calls > ops[j].calls
+		}
+		return ops[i].name < ops[j].name
+	})
+	parts := make([]string, len(ops))
+	for i, o := range ops {
+		parts[i] = fmt.Sprintf("%s %.0f (%.2f)", o.name, o.calls, o.calls/float64(streams))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func verdictString(ok bool) string {
