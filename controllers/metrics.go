@@ -47,9 +47,22 @@ var (
 	}, []string{"namespace", "name"})
 )
 
+// reconcileErrorReasons are the reasons a reconcile step fails with. Their series exist from
+// the start at 0, so that dashboards and rate() show "no errors" rather than no data on an
+// operator that never failed. TestReconcileErrorReasonsAreListed checks the list against the
+// reasons the steps report.
+var reconcileErrorReasons = []string{
+	esv1.ReasonSecretNotFound, esv1.ReasonSecretInvalid, esv1.ReasonBrokerUnreachable,
+	esv1.ReasonBrokerError, esv1.ReasonQueueArgumentsConflict, esv1.ReasonQueueClaimed,
+	esv1.ReasonWorkloadError,
+}
+
 func init() {
 	metrics.Registry.MustRegister(brokerRequests.Collectors()...)
 	metrics.Registry.MustRegister(reconcileErrors, streamCondition, streamDeadLettered, streamQueueReady)
+	for _, reason := range reconcileErrorReasons {
+		reconcileErrors.WithLabelValues(reason)
+	}
 }
 
 // exportedConditions are the conditions exported as streamCondition.
