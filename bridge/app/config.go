@@ -100,7 +100,7 @@ func BindFlags(fs *flag.FlagSet, getenv func(string) string) *Config {
 		}
 		return def
 	}
-	prefetch := 100
+	prefetch := 1000 // docs/performance.md: 100 limits fan-out (DESIGN.md said 100)
 	if v := getenv(EnvPrefetch); v != "" {
 		if n, err := strconv.Atoi(v); err == nil {
 			prefetch = n
