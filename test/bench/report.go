@@ -126,6 +126,9 @@ func (r *Results) Markdown() string {
 		row("4", "", "RSS: baseline → half → end", fmt.Sprintf("%d → %d → %d KiB", c.Baseline.RSS>>10, c.Half.RSS>>10, c.After.RSS>>10), "", "", "")
 		row("4", "", "goroutines: baseline → end", fmt.Sprintf("%d → %d", c.Baseline.Goroutines, c.After.Goroutines), "", "", "")
 	}
+	for _, cells := range r.Operator {
+		row(cells...)
+	}
 	if c := r.Consumer; c != nil {
 		prefetch := "default prefetch"
 		if c.Prefetch != "" {
@@ -134,9 +137,6 @@ func (r *Results) Markdown() string {
 		row("6", fmt.Sprintf("consumer alone, backlog of %d events, no clients (%s)", c.Events, prefetch), "events/s from RabbitMQ into the hub",
 			rate(c.Rate), "", "≥ 20,000/s", verdict(c.Complete && c.Rate >= 20000))
 		row("6", "", "bridge CPU per consumed event", fmt.Sprintf("%.1f µs", c.CPUPerEvent()), "", "", "")
-	}
-	for _, cells := range r.Operator {
-		row(cells...)
 	}
 	if br := r.Bridge; br != nil {
 		b.WriteString("\nFan-out steps (offered → achieved deliveries/s, drops, p99, CPU per 100k):\n\n| server | offered | achieved | received/expected | drops | p50 | p99 | p99.9 | CPU/100k | pass |\n|---|---|---|---|---|---|---|---|---|---|\n")
