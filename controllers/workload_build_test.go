@@ -203,7 +203,7 @@ func TestBuildDeploymentDefaults(t *testing.T) {
 	}
 	// An empty auth mode is jwt, as the CRD defaults it; without a key source the bridge
 	// refuses to start rather than serve every tenant.
-	for _, a := range []string{"--auth-mode=jwt", "--queue=events.sse", "--queue-type=classic", "--dead-letter-exchange=events.sse.dlx", "--prefetch=100"} {
+	for _, a := range []string{"--auth-mode=jwt", "--queue=events.sse", "--queue-type=classic", "--dead-letter-exchange=events.sse.dlx", "--prefetch=1000"} {
 		if !slices.Contains(c.Args, a) {
 			t.Errorf("args lack %s: %v", a, c.Args)
 		}

@@ -223,8 +223,10 @@ type DeadLetterSpec struct {
 
 // ConsumerSpec tunes consumption.
 type ConsumerSpec struct {
-	// Prefetch is the AMQP QoS prefetch count of the bridge's consumer.
-	// +kubebuilder:default=100
+	// Prefetch is the AMQP QoS prefetch count of the bridge's consumer: the deliveries the
+	// broker sends before the first is acked. The bridge may hold up to prefetch × 1 MiB (the
+	// largest body it accepts) of bodies in flight; events are usually ~200 bytes.
+	// +kubebuilder:default=1000
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65535
 	// +optional

@@ -306,27 +306,83 @@ func (c *Consumer) session(ctx context.Context, connected func()) error {
 	}
 
 	connected()
+	acks := ackBatch{ch: ch, max: ackBatchSize(c.cfg.Prefetch)}
 	for {
-		select {
-		case <-ctx.Done():
-			// Cancel first so the broker stops sending, then close: deliveries not acked (still
-			// in flight or in the client buffer) return to the queue.
-			_ = ch.Cancel(c.tag, false)
-			_ = ch.Close()
-			return nil
-		case e := <-connClosed:
-			return fmt.Errorf("connection closed: %w", closeErr(e))
-		case e := <-chClosed:
-			return fmt.Errorf("channel closed: %w", closeErr(e))
-		case d, ok := <-deliveries:
-			if !ok {
-				return errors.New("delivery channel closed")
+		var (
+			d  amqp091.Delivery
+			ok bool
+		)
+		if acks.n > 0 {
+			// Deliveries handed to the hub wait for their ack while more are already waiting;
+			// the batch is acked (one multiple=true ack) as soon as none is, or at acks.max.
+			select {
+			case d, ok = <-deliveries:
+			default:
+				if err := acks.flush(); err != nil {
+					return err
+				}
+				continue
 			}
-			if err := c.handle(ctx, &d); err != nil {
+		} else {
+			select {
+			case <-ctx.Done():
+				// Cancel first so the broker stops sending, then close: deliveries not acked
+				// (in flight or in the client buffer; none handed to the hub) return to the queue.
+				_ = ch.Cancel(c.tag, false)
+				_ = ch.Close()
+				return nil
+			case e := <-connClosed:
+				return fmt.Errorf("connection closed: %w", closeErr(e))
+			case e := <-chClosed:
+				return fmt.Errorf("channel closed: %w", closeErr(e))
+			case d, ok = <-deliveries:
+			}
+		}
+		if !ok {
+			return errors.New("delivery channel closed")
+		}
+		if err := c.handle(ctx, &d, &acks); err != nil {
+			return err
+		}
+		if acks.n >= acks.max {
+			if err := acks.flush(); err != nil {
 				return err
 			}
 		}
 	}
+}
+
+// ackBatch acknowledges deliveries already handed to the hub with one multiple=true ack for
+// many: the broker's cost per message and the consumer's round trips shrink under load, while
+// at a low rate (the delivery channel empty after each message) every delivery is still acked
+// at once. A delivery is added only after the hub took it, so "ack after hand-off" holds; a
+// connection lost with a batch pending returns those messages to the queue (redelivered, as
+// any unacked delivery of a lost connection).
+type ackBatch struct {
+	ch   *amqp091.Channel
+	max  int    // flush at this many pending
+	last uint64 // highest delivery tag handed off and not yet acked
+	n    int
+}
+
+// ackBatchSize is the most deliveries acked at once: half the prefetch, so the broker always
+// has room to send while a batch is pending.
+func ackBatchSize(prefetch int) int { return max(1, prefetch/2) }
+
+func (a *ackBatch) add(tag uint64) {
+	a.last = tag
+	a.n++
+}
+
+func (a *ackBatch) flush() error {
+	if a.n == 0 {
+		return nil
+	}
+	if err := a.ch.Ack(a.last, true); err != nil {
+		return fmt.Errorf("ack deliveries up to %d: %w", a.last, err)
+	}
+	a.n = 0
+	return nil
 }
 
 // streamStart is where a stream consumer attaches: after the last offset handled when
@@ -361,9 +417,9 @@ func closeErr(e *amqp091.Error) error {
 	return e
 }
 
-// handle processes one delivery. An error ends the session (the delivery stays unacked and
-// returns to the queue with the channel).
-func (c *Consumer) handle(ctx context.Context, d *amqp091.Delivery) error {
+// handle processes one delivery and adds it to acks once the hub took it. An error ends the
+// session (the delivery stays unacked and returns to the queue with the channel).
+func (c *Consumer) handle(ctx context.Context, d *amqp091.Delivery, acks *ackBatch) error {
 	c.cfg.Metrics.Consumed.Inc()
 	if d.Redelivered && c.cfg.QueueType != Stream {
 		c.cfg.Metrics.Redelivered.Inc()
@@ -383,7 +439,7 @@ func (c *Consumer) handle(ctx context.Context, d *amqp091.Delivery) error {
 
 	values, reason := c.classify(d)
 	if reason != "" {
-		err := c.skipMalformed(d, reason, offset)
+		err := c.skipMalformed(d, reason, offset, acks)
 		end("malformed:" + reason)
 		return err
 	}
@@ -395,10 +451,7 @@ func (c *Consumer) handle(ctx context.Context, d *amqp091.Delivery) error {
 		Offset:     offset,
 		Published:  publishedAt(d),
 	})
-	if err := d.Ack(false); err != nil {
-		end("error")
-		return fmt.Errorf("ack delivery %d: %w", d.DeliveryTag, err)
-	}
+	acks.add(d.DeliveryTag)
 	if offset >= 0 {
 		c.lastOffset.Store(offset)
 	}
@@ -426,18 +479,17 @@ func (c *Consumer) classify(d *amqp091.Delivery) (values []string, reason string
 // without requeue, so the broker dead-letters it; counted and logged here. Stream: acked and
 // skipped (the hub's position moves past it); the dead-letter leader (deadletter.go), which
 // reads the stream on its own, republishes it to the DLX exactly once over all replicas.
-func (c *Consumer) skipMalformed(d *amqp091.Delivery, reason string, offset int64) error {
+func (c *Consumer) skipMalformed(d *amqp091.Delivery, reason string, offset int64, acks *ackBatch) error {
 	if c.cfg.QueueType != Stream {
 		c.countMalformed(d, reason)
+		// A later multiple=true ack does not touch it: the reject settles it now.
 		if err := d.Reject(false); err != nil {
 			return fmt.Errorf("reject delivery %d: %w", d.DeliveryTag, err)
 		}
 		return nil
 	}
 	c.sink.Advance(offset)
-	if err := d.Ack(false); err != nil {
-		return fmt.Errorf("ack malformed stream delivery %d: %w", d.DeliveryTag, err)
-	}
+	acks.add(d.DeliveryTag)
 	c.lastOffset.Store(offset)
 	return nil
 }

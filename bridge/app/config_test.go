@@ -1,6 +1,8 @@
 package app
 
 import (
+	"github.com/eventstream-operator/eventstream-operator/internal/contract"
+
 	"flag"
 	"io"
 	"strings"
@@ -38,7 +40,7 @@ func TestFlagsWinOverEnvironment(t *testing.T) {
 		t.Fatalf("flags did not win: %+v", cfg)
 	}
 	cfg, _ = parse(t, map[string]string{EnvURL: "amqp://x/"})
-	if cfg.Exchange != "events.topic" || cfg.Queue != "events.sse" || cfg.Prefetch != 100 || cfg.Listen != ":8080" ||
+	if cfg.Exchange != "events.topic" || cfg.Queue != "events.sse" || cfg.Prefetch != contract.DefaultPrefetch || cfg.Listen != ":8080" ||
 		cfg.MetricsListen != ":9090" || cfg.Path != "/api/v1/events" || cfg.RoutingKeyTemplate != "team.{team_id}.job.{job_id}.status" ||
 		cfg.MaxConnectionsPerSubject != 100 || cfg.MaxConnectionsPerSubject >= cfg.MaxConnectionsPerTenant {
 		t.Fatalf("defaults: %+v", cfg)

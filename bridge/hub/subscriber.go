@@ -205,6 +205,10 @@ func (s *Subscriber) MarkGap(reason string) {
 	s.signal()
 }
 
+// Wake signals Notify without adding anything: the writer, which waits on Notify alone, then
+// looks at its other conditions (client gone, drain, heartbeat due).
+func (s *Subscriber) Wake() { s.signal() }
+
 // Close ends the subscription; the writer sees closed from Take.
 func (s *Subscriber) Close() { s.close() }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
@@ -24,6 +25,8 @@ type streamSink interface {
 	writeBuffers(bufs [][]byte) bool
 	// close ends the response.
 	close()
+	// wakeWhenGone makes the client's hang-up (context done) call wake; stop deregisters.
+	wakeWhenGone(wake func()) (stop func())
 }
 
 // responseSink streams through net/http (HTTP/2, or a ResponseWriter that cannot hijack).
@@ -71,6 +74,11 @@ func (s *responseSink) writeBuffers(bufs [][]byte) bool {
 
 func (s *responseSink) close() {}
 
+func (s *responseSink) wakeWhenGone(wake func()) func() {
+	stop := context.AfterFunc(s.ctx, wake)
+	return func() { stop() }
+}
+
 // detach takes an admitted HTTP/1 stream out of net/http: it hijacks the connection before
 // any byte of the response was written, so the stream can continue in a goroutine of its own
 // while net/http's connection goroutine (whose stack grew while parsing the request and
@@ -103,7 +111,12 @@ func (h *Handler) detach(w http.ResponseWriter, r *http.Request) (streamSink, bo
 	ctx, cancel := context.WithCancel(context.Background())
 	h.watcherOnce.Do(func() { h.watcher = newCloseWatcher(h.drain) })
 	s := &connSink{conn: conn, head: head.Bytes(), timeout: h.cfg.WriteTimeout, ctx: ctx}
-	s.closeConn = h.watcher.watch(conn, cancel)
+	s.closeConn = h.watcher.watch(conn, func() {
+		cancel()
+		if wake := s.wake.Load(); wake != nil {
+			(*wake)()
+		}
+	})
 	return s, true
 }
 
@@ -116,12 +129,37 @@ type connSink struct {
 	bufs      net.Buffers
 	ctx       context.Context
 	closeConn func()
+	wake      atomic.Pointer[func()] // called after ctx is cancelled (wakeWhenGone)
+	// deadline is the write deadline set on conn; it is moved only when less than half of
+	// timeout is left (armDeadline).
+	deadline time.Time
 }
 
 func (s *connSink) context() context.Context { return s.ctx }
 
+// wakeWhenGone: the close watcher's hang-up callback cancels ctx, then calls wake.
+func (s *connSink) wakeWhenGone(wake func()) func() {
+	s.wake.Store(&wake)
+	if s.ctx.Err() != nil { // gone before wake was stored
+		wake()
+	}
+	return func() { s.wake.Store(nil) }
+}
+
+// armDeadline makes the next write fail when it cannot complete within between timeout/2 and
+// timeout: re-arming the deadline (a timer update in the runtime's netpoller) only when less
+// than half of it is left keeps it off the per-delivery cost.
+func (s *connSink) armDeadline() {
+	now := time.Now()
+	if s.deadline.Sub(now) >= s.timeout/2 {
+		return
+	}
+	s.deadline = now.Add(s.timeout)
+	_ = s.conn.SetWriteDeadline(s.deadline)
+}
+
 func (s *connSink) write(b []byte) bool {
-	_ = s.conn.SetWriteDeadline(time.Now().Add(s.timeout))
+	s.armDeadline()
 	if s.head != nil {
 		bufs := append(s.bufs[:0], s.head, b)
 		s.head = nil
@@ -134,7 +172,7 @@ func (s *connSink) write(b []byte) bool {
 // writeFrames writes the whole batch with one writev: a client that fell behind gets all its
 // pending frames in one system call.
 func (s *connSink) writeFrames(gap *hub.Gap, frames []*hub.Frame) bool {
-	_ = s.conn.SetWriteDeadline(time.Now().Add(s.timeout))
+	s.armDeadline()
 	bufs := s.bufs[:0]
 	if s.head != nil {
 		bufs = append(bufs, s.head)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -53,4 +54,42 @@ func TestDetachedStreamIsCloseDelimitedAndNoticesTheClientLeaving(t *testing.T) 
 	}
 	conn.Close()
 	h.waitClients(t, 0)
+}
+
+// TestStuckClientIsCutOffAfterTheWriteTimeout: the write deadline is re-armed only when less
+// than half of it is left, never dropped: a client that stops reading after the stream has been
+// idle for longer than the timeout (its deadline armed long ago, already past) is still cut off
+// within about one WriteTimeout of its socket filling up, and the others keep their streams.
+func TestStuckClientIsCutOffAfterTheWriteTimeout(t *testing.T) {
+	const timeout = 400 * time.Millisecond
+	h := newHarness(t, func(c *Config) { c.WriteTimeout = timeout })
+	conn, err := net.Dial("tcp", h.server.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if tcp, ok := conn.(*net.TCPConn); ok {
+		_ = tcp.SetReadBuffer(4096)
+	}
+	fmt.Fprintf(conn, "GET /?team_id=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+	h.waitClients(t, 1)
+	_, fast := h.open(t, "team_id=2", nil)
+	h.waitClients(t, 2)
+	time.Sleep(2 * timeout) // idle past the deadline armed by the opening write (not a synchronisation)
+
+	payload := strings.Repeat("x", 16<<10)
+	start := time.Now()
+	for h.hub.Len() == 2 {
+		if time.Since(start) > 20*time.Second {
+			t.Fatal("the stuck client was not cut off within 20s")
+		}
+		h.publish("1", "1", payload) // fills the stuck client's socket, then its buffer (drops)
+		h.publish("2", "1", "{}")
+		if m := next(t, fast); string(m.Data) != "{}" {
+			t.Fatalf("fast client got %q", m.Data)
+		}
+	}
+	if h.hub.Len() != 1 {
+		t.Fatalf("hub has %d subscribers, want the fast client's only", h.hub.Len())
+	}
 }

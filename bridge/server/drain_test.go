@@ -52,6 +52,8 @@ func (s *recordingSink) writeBuffers(bufs [][]byte) bool {
 
 func (s *recordingSink) close() {}
 
+func (s *recordingSink) wakeWhenGone(func()) func() { return func() {} }
+
 // TestDrainWritesEverythingHandedToTheStream (issue 14, item 5): a stream that holds a
 // replayed backlog and buffered live events when the bridge drains writes all of them before
 // `: draining` (they were acked; the old code wrote one batch and cut the rest). The writer's

@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
@@ -99,6 +100,8 @@ type Handler struct {
 
 	watcherOnce sync.Once
 	watcher     closeWatcher // notices detached clients hanging up; made at the first
+
+	wakers streamWakers // open streams' writers, woken by Drain and EndStreams
 }
 
 // NewHandler validates cfg and returns a handler.
@@ -145,6 +148,7 @@ func (h *Handler) Drain(ctx context.Context) error {
 	h.drainOnce.Do(func() {
 		h.drainDeadline, _ = ctx.Deadline()
 		close(h.drain)
+		h.wakers.wakeAll()
 	})
 	done := make(chan struct{})
 	go func() {
@@ -168,6 +172,7 @@ func (h *Handler) EndStreams(comment string) {
 	close(h.endNow)
 	h.endNow = make(chan struct{})
 	h.endMu.Unlock()
+	h.wakers.wakeAll()
 	h.cfg.Logger.Info("ending open streams", "reason", comment)
 }
 
@@ -427,21 +432,33 @@ func (h *Handler) stream(sink streamSink, st streamStart, s *hub.Subscriber, gap
 		return
 	}
 
-	heartbeat := time.NewTicker(h.cfg.Heartbeat)
+	// The writer waits on s.Notify alone: everything else that needs it — the client gone, a
+	// drain or EndStreams, the heartbeat, expired credentials — wakes it through the same
+	// channel and is checked after each wake-up (a receive on one channel is cheaper than a
+	// select over six, on every delivery).
+	stopGone := sink.wakeWhenGone(s.Wake)
+	defer stopGone()
+	defer h.wakers.add(s)()
+	var heartbeatDue, expired atomic.Bool
+	heartbeat := time.AfterFunc(h.cfg.Heartbeat, func() {
+		heartbeatDue.Store(true)
+		s.Wake()
+	})
 	defer heartbeat.Stop()
-	var expired <-chan time.Time
 	if !expiresAt.IsZero() {
-		timer := time.NewTimer(time.Until(expiresAt))
+		timer := time.AfterFunc(time.Until(expiresAt), func() {
+			expired.Store(true)
+			s.Wake()
+		})
 		defer timer.Stop()
-		expired = timer.C
 	}
 
 	var frames []*hub.Frame // grows to the largest batch a Take returned
-	for {
-		select {
-		case <-ctx.Done():
+	for range s.Notify() {
+		switch {
+		case ctx.Err() != nil:
 			return
-		case <-h.drain:
+		case isClosed(h.drain):
 			deadline := h.drainDeadline
 			if deadline.IsZero() {
 				deadline = time.Now().Add(h.cfg.WriteTimeout)
@@ -452,7 +469,7 @@ func (h *Handler) stream(sink streamSink, st streamStart, s *hub.Subscriber, gap
 				sink.write(out)
 			}
 			return
-		case <-ended:
+		case isClosed(ended):
 			if h.flush(sink, st.snapshot, s, frames, time.Now().Add(h.cfg.WriteTimeout)) {
 				out = sse.AppendComment(out[:0], "broker unreachable from this replica; reconnect with Last-Event-ID")
 				retry := h.cfg.Retry/6 + time.Duration(h.cfg.Rand()*float64(h.cfg.Retry/3))
@@ -460,31 +477,35 @@ func (h *Handler) stream(sink streamSink, st streamStart, s *hub.Subscriber, gap
 				sink.write(out)
 			}
 			return
-		case <-expired:
+		case expired.Load():
 			// The client reconnects after the hint with fresh credentials, or gets 401.
 			out = sse.AppendComment(out[:0], "credentials expired")
 			out = sse.AppendRetry(out, h.cfg.Retry.Milliseconds())
 			sink.write(out)
 			return
-		case <-heartbeat.C:
+		}
+		if heartbeatDue.Swap(false) {
 			if !sink.write(sse.AppendComment(out[:0], "")) {
 				return
 			}
-		case <-s.Notify():
-			var closed bool
-			frames, gap, closed = s.Take(frames)
-			if closed {
-				log.Debug("subscription ended by the bridge (overflow policy or stream reader)", "path", path)
-				out = sse.AppendComment(out[:0], "subscription ended; reconnect with Last-Event-ID")
-				out = sse.AppendRetry(out, h.jitteredRetry().Milliseconds())
-				sink.write(out)
-				return
-			}
-			if !h.send(sink, st.snapshot, s, gap, frames) {
-				return
-			}
-			clear(frames) // release frame references while waiting
+			heartbeat.Reset(h.cfg.Heartbeat)
 		}
+		var closed bool
+		frames, gap, closed = s.Take(frames)
+		if closed {
+			log.Debug("subscription ended by the bridge (overflow policy or stream reader)", "path", path)
+			out = sse.AppendComment(out[:0], "subscription ended; reconnect with Last-Event-ID")
+			out = sse.AppendRetry(out, h.jitteredRetry().Milliseconds())
+			sink.write(out)
+			return
+		}
+		if len(frames) == 0 && gap == nil {
+			continue // woken for something else
+		}
+		if !h.send(sink, st.snapshot, s, gap, frames) {
+			return
+		}
+		clear(frames) // release frame references while waiting
 	}
 }
 

@@ -17,7 +17,7 @@ const (
 	DefaultBindingKey         = "team.*.job.*.status"
 	DefaultMessageTTL         = 10 * time.Minute
 	DefaultDeadLetter         = true
-	DefaultPrefetch           = 100
+	DefaultPrefetch           = 1000 // DESIGN.md said 100; docs/performance.md says why 1000
 	DefaultDeletionPolicy     = "Delete"
 	DefaultReplicas           = 1
 	DefaultPath               = "/api/v1/events"

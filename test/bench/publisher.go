@@ -75,3 +75,22 @@ func (p *Publisher) Cleanup(queue string) {
 
 // Close closes the publisher's connection.
 func (p *Publisher) Close() { _ = p.conn.Close() }
+
+// WaitQueued waits until queue holds at least n messages (published without confirms, they
+// reach the queue shortly after the publish calls returned).
+func (p *Publisher) WaitQueued(ctx context.Context, queue string, n int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		q, err := p.ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+		if err != nil {
+			return fmt.Errorf("inspect queue %q: %w", queue, err)
+		}
+		if q.Messages >= n {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("queue %q holds %d of %d messages after %s", queue, q.Messages, n, timeout)
+		}
+		time.Sleep(100 * time.Millisecond) // queue depth poll, bounded by the deadline
+	}
+}

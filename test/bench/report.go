@@ -19,6 +19,7 @@ type Results struct {
 	Broadcast *BroadcastResult
 	Churn     *ChurnResult
 	Snapshot  *SnapshotResult
+	Consumer  *ConsumerResult
 	// Operator rows are filled by cmd/bench's operator scenario.
 	Operator [][]string
 }
@@ -79,7 +80,7 @@ func (r *Results) Markdown() string {
 		if !math.IsNaN(i.WireRSSPerConn) {
 			wire = kib(i.WireRSSPerConn)
 		}
-		row("1", fmt.Sprintf("idle, %d streams, JWT", i.Conns), "RSS per stream", kib(i.Bridge.RSS), wire, "≤ 12 KiB", verdict(i.Bridge.RSS <= 12*1024))
+		row("1", fmt.Sprintf("idle, %d streams, JWT", i.Conns), "RSS per stream", kib(i.Bridge.RSS), wire, "≤ 8 KiB", verdict(i.Bridge.RSS <= 8*1024))
 		row("1", "", "Go heap in use per stream", kib(i.Bridge.Heap), "", "", "")
 		row("1", "", "goroutine stacks per stream", kib(i.Bridge.Stack), "", "", "")
 		row("1", "", "goroutines per stream", fmt.Sprintf("%.2f", i.Bridge.Goroutines), "", "", "")
@@ -93,21 +94,31 @@ func (r *Results) Markdown() string {
 		met := false
 		if wr.Max.Offered > 0 {
 			ratio = fmt.Sprintf(" (%.0f%% of wire)", 100*br.Max.Achieved/wr.Max.Achieved)
-			met = br.Max.Achieved >= 0.5*wr.Max.Achieved
+			met = br.Max.Achieved >= 0.8*wr.Max.Achieved
 		}
-		row("2", "fan-out, 10 streams per tenant", "sustained deliveries, zero drops", rate(br.Max.Achieved)+ratio, rate(wr.Max.Achieved), "≥ 50% of wire", verdict(met))
+		row("2", "fan-out, 10 streams per tenant", "sustained deliveries, zero drops", rate(br.Max.Achieved)+ratio, rate(wr.Max.Achieved), "≥ 80% of wire", verdict(met))
 		row("2", "", fmt.Sprintf("latency p50 / p99 / p99.9 at half max (%s vs %s)", rate(br.Half.Offered), rate(wr.Half.Offered)),
-			latencies(br.Half.Latency), latencies(wr.Half.Latency), "p99 ≤ 20 ms", verdict(br.Half.Latency.Count > 0 && br.Half.Latency.P99 <= 20*time.Millisecond))
+			latencies(br.Half.Latency), latencies(wr.Half.Latency), "p99 ≤ 10 ms", verdict(br.Half.Latency.Count > 0 && br.Half.Latency.P99 <= 10*time.Millisecond))
 		row("2", "", "latency p50 / p99 / p99.9 at max", latencies(br.Max.Latency), latencies(wr.Max.Latency), "", "")
 		row("2", "", "server CPU per 100,000 deliveries (at max)", ms(br.Max.CPUPer100k()), ms(wr.Max.CPUPer100k()), "", "")
+		// CPU per delivery against the wire's at the wire's own sustained rate would need the
+		// bridge to reach it; compared here at the highest rate both passed.
+		if bs, ws, ok := commonStep(br, &wr); ok {
+			row("2", "", fmt.Sprintf("server CPU per 100,000 deliveries at %s (highest rate both sustained)", rate(bs.Offered)),
+				ms(bs.CPUPer100k())+fmt.Sprintf(" (%.2f× wire)", float64(bs.CPUPer100k())/float64(ws.CPUPer100k())), ms(ws.CPUPer100k()), "≤ 1.3× wire",
+				verdict(float64(bs.CPUPer100k()) <= 1.3*float64(ws.CPUPer100k())))
+		}
 	}
 	if bc := r.Broadcast; bc != nil {
-		wire := "—"
+		wire, ratio := "—", ""
+		met := false
 		if bc.WireToLast.Count > 0 {
 			wire = ms(bc.WireToLast.P99)
+			ratio = fmt.Sprintf(", %.2f× wire", float64(bc.ToLast.P99)/float64(bc.WireToLast.P99))
+			met = bc.Incomplete == 0 && float64(bc.ToLast.P99) <= 1.1*float64(bc.WireToLast.P99)
 		}
 		row("3", fmt.Sprintf("broadcast, 1 event → %d streams (%d reps)", bc.Conns, bc.Reps), "time to last receipt p99 (p50)",
-			ms(bc.ToLast.P99)+" ("+ms(bc.ToLast.P50)+")", wire, "≤ 100 ms", verdict(bc.Incomplete == 0 && bc.ToLast.P99 <= 100*time.Millisecond))
+			ms(bc.ToLast.P99)+" ("+ms(bc.ToLast.P50)+ratio+")", wire, "≤ 1.1× wire", verdict(met))
 	}
 	if c := r.Churn; c != nil {
 		row("4", fmt.Sprintf("churn, %d connects", c.Connects), "authenticated connects/s", rate(c.Rate)+fmt.Sprintf(" (%d failed)", c.Failed), "", "≥ 5,000/s", verdict(c.Failed == 0 && c.Rate >= 5000))
@@ -116,17 +127,26 @@ func (r *Results) Markdown() string {
 		row("4", "", "RSS: baseline → half → end", fmt.Sprintf("%d → %d → %d KiB", c.Baseline.RSS>>10, c.Half.RSS>>10, c.After.RSS>>10), "", "", "")
 		row("4", "", "goroutines: baseline → end", fmt.Sprintf("%d → %d", c.Baseline.Goroutines, c.After.Goroutines), "", "", "")
 	}
-	if s := r.Snapshot; s != nil {
-		row("6", fmt.Sprintf("snapshot, %d keys (~230-byte events)", s.Keys), "memory per key: counted by the store / Go heap growth",
-			fmt.Sprintf("%.0f B / %.0f B", s.CountedPerKey, s.HeapPerKey), "", "", "")
-		row("6", "", "one client: connect → snapshot-end", ms(s.OneClient), "", "", "")
-		row("6", "", fmt.Sprintf("%d clients at once: start → last snapshot-end (per client p50 / p99)", s.Clients),
-			fmt.Sprintf("%s (%s / %s), %d failed", ms(s.AllClients), ms(s.PerClient.P50), ms(s.PerClient.P99), s.Failed), "", "", "")
-		row("6", "", fmt.Sprintf("live fan-out, %d streams × %s: latency p50 / p99 alone → during the snapshots", s.LiveStreams, rate(s.LiveRate)),
-			latencies(s.LiveAlone)+" → "+latencies(s.LiveDuring)+fmt.Sprintf(" (%d/%d received)", s.LiveDeliveries[0], s.LiveDeliveries[1]), "", "", "")
-	}
 	for _, cells := range r.Operator {
 		row(cells...)
+	}
+	if c := r.Consumer; c != nil {
+		prefetch := "default prefetch"
+		if c.Prefetch != "" {
+			prefetch = "prefetch " + c.Prefetch
+		}
+		row("6", fmt.Sprintf("consumer alone, backlog of %d events, no clients (%s)", c.Events, prefetch), "events/s from RabbitMQ into the hub",
+			rate(c.Rate), "", "≥ 20,000/s", verdict(c.Complete && c.Rate >= 20000))
+		row("6", "", "bridge CPU per consumed event", fmt.Sprintf("%.1f µs", c.CPUPerEvent()), "", "", "")
+	}
+	if s := r.Snapshot; s != nil {
+		row("7", fmt.Sprintf("snapshot, %d keys (~230-byte events)", s.Keys), "memory per key: counted by the store / Go heap growth",
+			fmt.Sprintf("%.0f B / %.0f B", s.CountedPerKey, s.HeapPerKey), "", "", "")
+		row("7", "", "one client: connect → snapshot-end", ms(s.OneClient), "", "", "")
+		row("7", "", fmt.Sprintf("%d clients at once: start → last snapshot-end (per client p50 / p99)", s.Clients),
+			fmt.Sprintf("%s (%s / %s), %d failed", ms(s.AllClients), ms(s.PerClient.P50), ms(s.PerClient.P99), s.Failed), "", "", "")
+		row("7", "", fmt.Sprintf("live fan-out, %d streams × %s: latency p50 / p99 alone → during the snapshots", s.LiveStreams, rate(s.LiveRate)),
+			latencies(s.LiveAlone)+" → "+latencies(s.LiveDuring)+fmt.Sprintf(" (%d/%d received)", s.LiveDeliveries[0], s.LiveDeliveries[1]), "", "", "")
 	}
 	if br := r.Bridge; br != nil {
 		b.WriteString("\nFan-out steps (offered → achieved deliveries/s, drops, p99, CPU per 100k):\n\n| server | offered | achieved | received/expected | drops | p50 | p99 | p99.9 | CPU/100k | pass |\n|---|---|---|---|---|---|---|---|---|---|\n")
@@ -160,6 +180,21 @@ func (r *Results) Markdown() string {
 // transient ones, e.g. the lag sampler or a metrics scrape in flight).
 func (c ChurnResult) Back() bool {
 	return c.After.HeapInuse <= c.Baseline.HeapInuse+4<<20 && c.After.Goroutines <= c.Baseline.Goroutines+2
+}
+
+// commonStep returns the bridge's and the wire's steps at the highest offered rate both passed.
+func commonStep(br, wr *FanOutResult) (Step, Step, bool) {
+	for i := len(br.Steps) - 1; i >= 0; i-- {
+		if !br.Steps[i].Pass {
+			continue
+		}
+		for _, w := range wr.Steps {
+			if w.Pass && w.Offered == br.Steps[i].Offered && w.CPU > 0 {
+				return br.Steps[i], w, true
+			}
+		}
+	}
+	return Step{}, Step{}, false
 }
 
 func latencies(s Summary) string {

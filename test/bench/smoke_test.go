@@ -68,8 +68,16 @@ func TestHarnessSmoke(t *testing.T) {
 		t.Errorf("snapshot: %+v", snap)
 	}
 
-	md := (&Results{Machine: "smoke", Date: time.Now(), Idle: &idle, Bridge: &br, Wire: &wr, Broadcast: &bc, Churn: &churn, Snapshot: &snap}).Markdown()
-	for _, want := range []string{"RSS per stream", "sustained deliveries", "time to last receipt", "authenticated connects/s", "snapshot-end"} {
+	cons, err := Consumer(ctx, env, 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cons.Complete || cons.Rate <= 0 {
+		t.Errorf("consumer: %+v", cons)
+	}
+
+	md := (&Results{Machine: "smoke", Date: time.Now(), Idle: &idle, Bridge: &br, Wire: &wr, Broadcast: &bc, Churn: &churn, Snapshot: &snap, Consumer: &cons}).Markdown()
+	for _, want := range []string{"RSS per stream", "sustained deliveries", "time to last receipt", "authenticated connects/s", "snapshot-end", "events/s from RabbitMQ into the hub"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("table lacks %q:\n%s", want, md)
 		}

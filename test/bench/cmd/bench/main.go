@@ -62,7 +62,7 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	bridgeBin := fs.String("bridge", "bin/bridge", "the bridge binary to measure")
 	amqpURL := fs.String("amqp-url", os.Getenv("RABBITMQ_TEST_URI"), "AMQP URI of the private RabbitMQ node (default $RABBITMQ_TEST_URI)")
-	scenarios := fs.String("scenarios", "idle,fanout,broadcast,churn,snapshot,operator", "scenarios to run (idle and fanout run together)")
+	scenarios := fs.String("scenarios", "consumer,idle,fanout,broadcast,churn,snapshot,operator", "scenarios to run (idle and fanout run together)")
 	conns := fs.Int("conns", 10000, "SSE streams for idle, fan-out and broadcast")
 	tenants := fs.Int("tenants", 1000, "tenants in the fan-out scenario")
 	rates := fs.String("rates", "10000,12500,16000,20000,25000,32000,40000,50000,63000,80000,100000,125000,160000,200000,250000,320000,400000,500000",
@@ -70,6 +70,7 @@ func run(args []string) error {
 	step := fs.Duration("step", 4*time.Second, "duration of a fan-out step")
 	reps := fs.Int("broadcast-reps", 30, "broadcast repetitions")
 	churn := fs.Int("churn", 100000, "connects of the churn scenario")
+	consumerEvents := fs.Int("consumer-events", 200000, "backlog of the consumer scenario")
 	churnParallel := fs.Int("churn-parallel", 64, "concurrent connecting clients in the churn scenario")
 	snapKeys := fs.Int("snapshot-keys", 10000, "keys in the snapshot scenario's store")
 	snapClients := fs.Int("snapshot-clients", 1000, "clients reading the snapshot at once")
@@ -85,7 +86,7 @@ func run(args []string) error {
 	for _, s := range strings.Split(*scenarios, ",") {
 		want[strings.TrimSpace(s)] = true
 	}
-	needBridge := want["idle"] || want["fanout"] || want["broadcast"] || want["churn"] || want["snapshot"]
+	needBridge := want["consumer"] || want["idle"] || want["fanout"] || want["broadcast"] || want["churn"] || want["snapshot"]
 	if needBridge && *amqpURL == "" {
 		return errors.New("no --amqp-url and RABBITMQ_TEST_URI is unset (eval \"$(hack/rabbitmq.sh env)\")")
 	}
@@ -102,6 +103,13 @@ func run(args []string) error {
 	var failed error
 	res := &bench.Results{Machine: bench.Machine(runtime.Version(), runtime.NumCPU()), Date: time.Now()}
 
+	if want["consumer"] {
+		c, err := bench.Consumer(ctx, env, *consumerEvents)
+		if err != nil {
+			return fmt.Errorf("consumer: %w", err)
+		}
+		res.Consumer = &c
+	}
 	if want["idle"] || want["fanout"] || want["broadcast"] {
 		self, err := os.Executable()
 		if err != nil {
