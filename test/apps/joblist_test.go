@@ -3,7 +3,9 @@ package apps
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -352,5 +354,21 @@ func TestNextJSJobListKeepsRowsOnPartialSnapshot(t *testing.T) {
 	waitRows(t, tab, "a live event after the restart", book.team("42"), nil)
 	if n := tab.Requests("/api/jobs"); n != 0 {
 		t.Fatalf("the job list called /api/jobs %d times", n)
+	}
+}
+
+// TestNextJSJobListNeedsSnapshotsOnTheBridge: on a bridge without snapshots (the EventStream
+// has no spec.bridge.snapshot) the list's stream is refused with 400 and the page says
+// reconnecting, instead of showing an empty list as if it were the current state.
+func TestNextJSJobListNeedsSnapshotsOnTheBridge(t *testing.T) {
+	browserPath := browsertest.Chromium(t)
+	s := startStack(t)
+	tab := apptest.OpenTab(t, browserPath, s.pageBase+"/jobs?team_id=42")
+	poll.Until(t, 60*time.Second, "the stream to be refused", func() bool {
+		return slices.Contains(tab.StreamStatuses(), http.StatusBadRequest)
+	})
+	l := tab.WaitForList("the page to say it reconnects", func(l apptest.ListState) bool { return l.Connection == "reconnecting" })
+	if l.Snapshot != "loading" || len(l.Jobs) != 0 {
+		t.Fatalf("without snapshots the page shows %q and %d jobs", l.Snapshot, len(l.Jobs))
 	}
 }
