@@ -38,6 +38,8 @@ type stackOptions struct {
 	bridgeFlags []string // added to the bridge's flags
 	// slowLink puts the bridge on a free port behind a slowLink on the build's bridge address.
 	slowLink bool
+	// tokenLifetime of the page's tokens; 0: tokenLifetime (short: the page refreshes often).
+	tokenLifetime time.Duration
 }
 
 func startStack(t *testing.T) *stack {
@@ -58,7 +60,11 @@ func startStackWith(t *testing.T, opts stackOptions) *stack {
 	s.pythonEnv = apptest.PythonEnv(t, node.URI, s.exchange)
 	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, s.queue, s.exchange) })
 	s.startBridge(t)
-	s.pageBase = startNext(t, s.app)
+	lifetime := opts.tokenLifetime
+	if lifetime == 0 {
+		lifetime = tokenLifetime
+	}
+	s.pageBase = startNext(t, s.app, lifetime)
 	return s
 }
 

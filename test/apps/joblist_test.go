@@ -250,7 +250,10 @@ func TestNextJSJobListFromSnapshot(t *testing.T) {
 func TestNextJSJobListRecoversFromSnapshotAfterGap(t *testing.T) {
 	const jobs = 200
 	browserPath := browsertest.Chromium(t)
-	s := startStackWith(t, stackOptions{bridgeFlags: append([]string{"--buffer-size=8"}, snapshotFlags...), slowLink: true})
+	// Tokens outlive the test: a refresh while the link is paused would replace the slow
+	// stream with one that resumes from its id, without a gap.
+	s := startStackWith(t, stackOptions{bridgeFlags: append([]string{"--buffer-size=8"}, snapshotFlags...),
+		slowLink: true, tokenLifetime: 10 * time.Minute})
 	book := newJobBook()
 	publisher := newGoPublisher(t, s, book)
 	publisher.publish(history(jobs, 3))
