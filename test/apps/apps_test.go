@@ -28,12 +28,30 @@ type stack struct {
 	app       *nextApp
 	pageBase  string
 	pythonEnv []string
+	opts      stackOptions
+	link      *slowLink // with opts.slowLink
+}
+
+// stackOptions changes the default stack (a classic queue, no snapshots, the bridge on the
+// address compiled into the Next.js build).
+type stackOptions struct {
+	bridgeFlags []string // added to the bridge's flags
+	// slowLink puts the bridge on a free port behind a slowLink on the build's bridge address.
+	slowLink bool
+	// tokenLifetime of the page's tokens; 0: tokenLifetime (short: the page refreshes often).
+	tokenLifetime time.Duration
 }
 
 func startStack(t *testing.T) *stack {
 	t.Helper()
+	return startStackWith(t, stackOptions{})
+}
+
+func startStackWith(t *testing.T, opts stackOptions) *stack {
+	t.Helper()
 	node := rabbitmqtest.Shared(t)
 	s := &stack{
+		opts:     opts,
 		node:     node,
 		queue:    "apps-q-" + events.NewID()[:8],
 		exchange: "apps-x-" + events.NewID()[:8],
@@ -42,21 +60,29 @@ func startStack(t *testing.T) *stack {
 	s.pythonEnv = apptest.PythonEnv(t, node.URI, s.exchange)
 	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, s.queue, s.exchange) })
 	s.startBridge(t)
-	s.pageBase = startNext(t, s.app)
+	lifetime := opts.tokenLifetime
+	if lifetime == 0 {
+		lifetime = tokenLifetime
+	}
+	s.pageBase = startNext(t, s.app, lifetime)
 	return s
 }
 
-// startBridge starts the real bridge binary (classic queue, HS256 JWT with the run's secret,
-// tokens valid until exp exactly).
+// startBridge starts the real bridge binary (classic queue unless opts.bridgeFlags say
+// otherwise, HS256 JWT with the run's secret, tokens valid until exp exactly).
 func (s *stack) startBridge(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	addr := s.app.bridgeAddr
+	if s.opts.slowLink {
+		addr = "" // a free port; the link listens on the build's address
+	}
 	b, err := bench.StartBridge(ctx, bench.BridgeOptions{
 		Binary: bridgeBinary(t), AMQPURL: s.node.URI, Exchange: s.exchange, Queue: s.queue,
-		JWTSecret: jwtSecret, Addr: s.app.bridgeAddr,
+		JWTSecret: jwtSecret, Addr: addr,
 		// No leeway: the bridge ends a stream when its 5 s token expires, not 30 s later.
-		Extra: []string{"--retry", "300ms", "--auth-leeway", "0s"},
+		Extra: append([]string{"--retry", "300ms", "--auth-leeway", "0s"}, s.opts.bridgeFlags...),
 		Log:   apptest.ProcessLog(t, "bridge"),
 	})
 	if err != nil {
@@ -64,6 +90,9 @@ func (s *stack) startBridge(t *testing.T) {
 	}
 	t.Cleanup(b.Stop)
 	s.bridge = b
+	if s.opts.slowLink && s.link == nil {
+		s.link = startSlowLink(t, s.app.bridgeAddr, b.Addr)
+	}
 }
 
 // TestNextJSPageShowsCeleryAndAioPikaEvents: the Next.js page for job J of team 42 shows, in

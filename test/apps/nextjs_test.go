@@ -52,9 +52,9 @@ func builtNextApp(t *testing.T) *nextApp {
 	return built
 }
 
-// startNext runs `next start` with the token route's secret and short token lifetime.
-func startNext(t *testing.T, app *nextApp) string {
+// startNext runs `next start` with the token route's secret and token lifetime.
+func startNext(t *testing.T, app *nextApp, lifetime time.Duration) string {
 	t.Helper()
 	return apptest.StartNext(t, app.dir, "EVENTS_JWT_SECRET="+jwtSecret,
-		"EVENTS_TOKEN_TTL_SECONDS="+strconv.Itoa(int(tokenLifetime.Seconds())))
+		"EVENTS_TOKEN_TTL_SECONDS="+strconv.Itoa(int(lifetime.Seconds())))
 }

@@ -36,12 +36,13 @@ const readPageState = `(() => ({
     status: li.dataset.status, progress: Number(li.dataset.progress), team: li.dataset.team })),
 }))()`
 
-// Tab is a headless Chromium tab that records the event-stream requests it sends.
+// Tab is a headless Chromium tab that records the requests it sends.
 type Tab struct {
 	t   T
 	ctx context.Context
 
 	mu       sync.Mutex
+	paths    []string     // path of every request, in order
 	streams  []url.Values // query of every /api/v1/events request, in order
 	statuses []int64      // status of every /api/v1/events response, in order
 }
@@ -62,8 +63,11 @@ func OpenTab(t T, browserPath, pageURL string) *Tab {
 		defer tab.mu.Unlock()
 		switch e := ev.(type) {
 		case *network.EventRequestWillBeSent:
-			if u, err := url.Parse(e.Request.URL); err == nil && u.Path == contract.DefaultPath {
-				tab.streams = append(tab.streams, u.Query())
+			if u, err := url.Parse(e.Request.URL); err == nil {
+				tab.paths = append(tab.paths, u.Path)
+				if u.Path == contract.DefaultPath {
+					tab.streams = append(tab.streams, u.Query())
+				}
 			}
 		case *network.EventResponseReceived:
 			if u, err := url.Parse(e.Response.URL); err == nil && u.Path == contract.DefaultPath {
@@ -81,6 +85,19 @@ func OpenTab(t T, browserPath, pageURL string) *Tab {
 		t.Fatal(err)
 	}
 	return tab
+}
+
+// Requests returns how many requests the tab sent to path so far.
+func (b *Tab) Requests(path string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, p := range b.paths {
+		if p == path {
+			n++
+		}
+	}
+	return n
 }
 
 // StreamRequests returns the query of every event-stream request so far.
@@ -109,8 +126,53 @@ func (b *Tab) State() PageState {
 // WaitFor polls the page (60 s at most: the machine may be loaded) until cond holds.
 func (b *Tab) WaitFor(what string, cond func(PageState) bool) PageState {
 	b.t.Helper()
-	var s PageState
-	if !poll.Within(context.Background(), 60*time.Second, 50*time.Millisecond, func() bool { s = b.State(); return cond(s) }) {
+	return waitFor(b, what, b.State, cond)
+}
+
+// JobRow is one row of the job-list page (/jobs).
+type JobRow struct {
+	Job      string `json:"job"`
+	Team     string `json:"team"`
+	Status   string `json:"status"`
+	Progress int    `json:"progress"`
+}
+
+// ListState is what the job-list page shows: the connection, the snapshot's state ("loading",
+// "complete", or a text starting with "partial") and its key count, and one row per job.
+type ListState struct {
+	Connection string   `json:"connection"`
+	Snapshot   string   `json:"snapshot"`
+	Keys       int      `json:"keys"`
+	Jobs       []JobRow `json:"jobs"`
+}
+
+const readListState = `(() => ({
+  connection: document.querySelector('[data-testid=connection]')?.textContent ?? '',
+  snapshot: document.querySelector('[data-testid=snapshot]')?.textContent ?? '',
+  keys: Number(document.querySelector('[data-testid=snapshot]')?.dataset.keys ?? -1),
+  jobs: [...document.querySelectorAll('[data-testid=jobs] tr')].map((tr) => ({
+    job: tr.dataset.job, team: tr.dataset.team, status: tr.dataset.status, progress: Number(tr.dataset.progress) })),
+}))()`
+
+// ListState reads what the job-list page shows now.
+func (b *Tab) ListState() ListState {
+	s, err := chromedp.Run(b.ctx, chromedp.Evaluate[ListState](readListState))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return s
+}
+
+// WaitForList polls the job-list page (60 s at most) until cond holds.
+func (b *Tab) WaitForList(what string, cond func(ListState) bool) ListState {
+	b.t.Helper()
+	return waitFor(b, what, b.ListState, cond)
+}
+
+func waitFor[S any](b *Tab, what string, read func() S, cond func(S) bool) S {
+	b.t.Helper()
+	var s S
+	if !poll.Within(context.Background(), 60*time.Second, 50*time.Millisecond, func() bool { s = read(); return cond(s) }) {
 		b.t.Fatalf("page: timed out waiting for %s; it shows %+v", what, s)
 	}
 	return s

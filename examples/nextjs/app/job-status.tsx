@@ -3,7 +3,7 @@ import { useEffect, useState } from "react";
 import { openEvents, type ConnectionState, type Token } from "@/lib/events";
 
 // JobEvent is the JSON contract of docs/events.md.
-type JobEvent = { id: string; type: string; team_id: string; job_id: string; status: string; progress: number; message?: string; time: string };
+export type JobEvent = { id: string; type: string; team_id: string; job_id: string; status: string; progress: number; message?: string; time: string };
 
 // JobStatus shows one job live: its status, a progress bar and every update received.
 export function JobStatus({ teamId, jobId }: { teamId: string; jobId: string }) {

@@ -1,9 +1,14 @@
-// The README's openEvents ("The browser side"), with the token refreshed before it expires.
+// The README's openEvents ("The browser side"), with the token refreshed before it expires and
+// optional callbacks for the bridge's snapshot (docs/bridge.md, "Snapshot").
 
 // Token is what the app's token route returns: a bridge JWT and the seconds it has left.
 export type Token = { token: string; expiresIn: number };
 
 export type ConnectionState = "connecting" | "open" | "reconnecting";
+
+// SnapshotEnd is the data of `snapshot-end`: how many keys the snapshot held, and whether the
+// bridge may lack keys (a classic/quorum bridge that restarted recently).
+export type SnapshotEnd = { keys: number; partial: boolean };
 
 type Options<T> = {
   url: string; // the stream with its filters, e.g. /api/v1/events?team_id=42&job_id=7
@@ -11,6 +16,10 @@ type Options<T> = {
   onEvent: (event: T) => void;
   onGap: () => void; // events were missed: reload state from the application's API
   onState: (state: ConnectionState) => void;
+  // With snapshot=1 in url (a bridge with snapshots on): the newest event of one key, then
+  // the end of the snapshot. A snapshot follows the stream's start and every gap.
+  onSnapshot?: (event: T) => void;
+  onSnapshotEnd?: (end: SnapshotEnd) => void;
 };
 
 // openEvents opens an EventSource on url and keeps it open. The browser reconnects by itself,
@@ -19,8 +28,9 @@ type Options<T> = {
 // when the browser gives up for good (401/403/400, e.g. after the token expired offline); it
 // carries the last event id in the lastEventId parameter (a new EventSource sends no
 // Last-Event-ID), so the bridge resumes exactly where the old one stopped. Returns a function
-// that closes the stream.
-export function openEvents<T>({ url, getToken, onEvent, onGap, onState }: Options<T>): () => void {
+// that closes the stream. Snapshot events carry no id, so they do not move the last event id:
+// only live events and snapshot-end (the position the snapshot reflects) do.
+export function openEvents<T>({ url, getToken, onEvent, onGap, onState, onSnapshot, onSnapshotEnd }: Options<T>): () => void {
   let source: EventSource | undefined;
   let lastEventId = "";
   let closed = false;
@@ -53,6 +63,11 @@ export function openEvents<T>({ url, getToken, onEvent, onGap, onState }: Option
     es.addEventListener("gap", (e) => {
       lastEventId = (e as MessageEvent).lastEventId || lastEventId;
       onGap();
+    });
+    if (onSnapshot) es.addEventListener("snapshot", (e) => onSnapshot(JSON.parse((e as MessageEvent).data)));
+    es.addEventListener("snapshot-end", (e) => {
+      lastEventId = (e as MessageEvent).lastEventId || lastEventId;
+      onSnapshotEnd?.(JSON.parse((e as MessageEvent).data));
     });
     es.onerror = () => {
       onState("reconnecting");
