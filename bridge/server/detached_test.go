@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -63,15 +62,7 @@ func TestDetachedStreamIsCloseDelimitedAndNoticesTheClientLeaving(t *testing.T) 
 func TestStuckClientIsCutOffAfterTheWriteTimeout(t *testing.T) {
 	const timeout = 400 * time.Millisecond
 	h := newHarness(t, func(c *Config) { c.WriteTimeout = timeout })
-	conn, err := net.Dial("tcp", h.server.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	if tcp, ok := conn.(*net.TCPConn); ok {
-		_ = tcp.SetReadBuffer(4096)
-	}
-	fmt.Fprintf(conn, "GET /?team_id=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+	h.openStuck(t, "team_id=1")
 	h.waitClients(t, 1)
 	_, fast := h.open(t, "team_id=2", nil)
 	h.waitClients(t, 2)

@@ -452,19 +452,26 @@ func TestHeartbeatComments(t *testing.T) {
 	}
 }
 
-// TestSlowClientDoesNotDelayOthers: a client that never reads fills its socket and buffer;
-// the hub and a fast client go on, and the drops are counted.
-func TestSlowClientDoesNotDelayOthers(t *testing.T) {
-	h := newHarness(t, nil)
+// openStuck opens a stream on a raw connection with a small receive buffer that is never read:
+// a client whose socket fills up. The connection is closed with the test.
+func (h *harness) openStuck(t *testing.T, query string) {
+	t.Helper()
 	conn, err := net.Dial("tcp", h.server.Listener.Addr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	if tcp, ok := conn.(*net.TCPConn); ok {
 		_ = tcp.SetReadBuffer(4096)
 	}
-	fmt.Fprintf(conn, "GET /?team_id=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+	fmt.Fprintf(conn, "GET /?%s HTTP/1.1\r\nHost: x\r\n\r\n", query)
+}
+
+// TestSlowClientDoesNotDelayOthers: a client that never reads fills its socket and buffer;
+// the hub and a fast client go on, and the drops are counted.
+func TestSlowClientDoesNotDelayOthers(t *testing.T) {
+	h := newHarness(t, nil)
+	h.openStuck(t, "team_id=1")
 	h.waitClients(t, 1)
 	_, fast := h.open(t, "team_id=1", nil)
 	h.waitClients(t, 2)
