@@ -436,8 +436,8 @@ var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
 		Expect(slices.ContainsFunc(all[slices.IndexFunc(all, isSnapshotEnd)+1:], isSnapshotEnd)).To(BeFalse())
 		seen, err := page.seen()
 		Expect(err).NotTo(HaveOccurred())
-		fmt.Fprintf(GinkgoWriter, "%d events published; the pages rendered %d jobs first; the first page opened %d times\n",
-			len(history)+4, len(ofListTeam)/3, seen.Opens)
+		fmt.Fprintf(GinkgoWriter, "%d events published; each page rendered the %d jobs of its team first; the first page opened %d times\n",
+			len(history)+4, listJobs, seen.Opens)
 
 		Eventually(func(g Gomega) {
 			es, err := getEventStream(ns, haName)
