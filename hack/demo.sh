@@ -282,6 +282,14 @@ SERVICE
   Watch the status:  KUBECONFIG=$KUBECONFIG kubectl get evs -n $ns -w
   Team $other_tenant's events are published too; the stream of team $tenant never shows them.
 EOF
+  # The job list page renders from the bridge's snapshot (examples/nextjs/README.md), which
+  # the sample leaves off: its URL is printed only for a stream with spec.bridge.snapshot.
+  if [ -n "$(kubectl get evs "$stream" -n "$ns" -o jsonpath='{.spec.bridge.snapshot}')" ]; then
+    cat >&2 <<EOF
+  Team $tenant's job list (examples/nextjs), filled by the bridge's snapshot, then live:
+    http://127.0.0.1:$web_port/jobs?team_id=$tenant
+EOF
+  fi
 
   say "eventctl tail http://$ip/api/v1/events?team_id=$tenant&access_token=…   (Ctrl-C ends the demo and cleans up)"
   setsid "$eventctl" tail "$url" </dev/null &

@@ -24,19 +24,24 @@ import (
 	"github.com/eventstream-operator/eventstream-operator/test/clitest"
 )
 
-// received is one SSE event a client got: its id, its event name ("" or "message" for
-// events, "gap" for gap markers) and, for events, the decoded JSON body.
+// received is one SSE event a client got: its id, its event name ("" or "message" for live
+// events, "snapshot" for snapshot events, "gap" and "snapshot-end" for markers), its data
+// and, for events, the decoded JSON body.
 type received struct {
 	ID    string
 	Name  string
+	Data  string
 	Event events.Event
 }
 
-// messages are the Message fields of the events (gap markers left out), in arrival order.
+// isMarker says the SSE event carries no job event: a gap or the end of a snapshot.
+func (r received) isMarker() bool { return r.Name == "gap" || r.Name == "snapshot-end" }
+
+// messages are the Message fields of the events (markers left out), in arrival order.
 func messages(all []received) []string {
 	var out []string
 	for _, r := range all {
-		if r.Name != "gap" {
+		if !r.isMarker() {
 			out = append(out, r.Event.Message)
 		}
 	}
@@ -56,7 +61,7 @@ func gaps(all []received) int {
 func teams(all []received) []string {
 	var out []string
 	for _, r := range all {
-		if r.Name != "gap" {
+		if !r.isMarker() {
 			out = append(out, r.Event.TeamID)
 		}
 	}
@@ -99,8 +104,8 @@ func (t *tailProcess) read(stdout io.Reader) {
 			fmt.Fprintf(GinkgoWriter, "eventctl tail printed a line that is not JSON: %q\n", scanner.Text())
 			continue
 		}
-		r := received{ID: line.ID, Name: line.Event}
-		if r.Name != "gap" {
+		r := received{ID: line.ID, Name: line.Event, Data: line.Data}
+		if !r.isMarker() {
 			if err := json.Unmarshal([]byte(line.Data), &r.Event); err != nil {
 				fmt.Fprintf(GinkgoWriter, "event data is not an event: %q\n", line.Data)
 			}
@@ -154,14 +159,19 @@ func startBrowser() *browser {
 	return b
 }
 
-// eventSourceScript opens an EventSource on the page's own origin and records what it sees.
+// eventSourceScript opens an EventSource on the page's own origin and records what it sees,
+// in arrival order: live events, gaps and, for a URL with snapshot=1, snapshot events and
+// snapshot-end (docs/bridge.md "Snapshot").
 const eventSourceScript = `(() => {
   window.seen = {events: [], opens: 0, errors: 0};
   window.source = new EventSource(%q);
   window.source.onopen = () => { window.seen.opens++; };
   window.source.onerror = () => { window.seen.errors++; };
-  window.source.onmessage = (e) => { window.seen.events.push({id: e.lastEventId, name: 'message', data: e.data}); };
-  window.source.addEventListener('gap', (e) => { window.seen.events.push({id: e.lastEventId, name: 'gap', data: e.data}); });
+  const record = (name) => (e) => { window.seen.events.push({id: e.lastEventId, name: name, data: e.data}); };
+  window.source.onmessage = record('message');
+  for (const name of ['gap', 'snapshot', 'snapshot-end']) {
+    window.source.addEventListener(name, record(name));
+  }
   return true;
 })()`
 
@@ -210,8 +220,8 @@ func (tab *browserTab) received() ([]received, error) {
 	}
 	out := make([]received, 0, len(s.Events))
 	for _, e := range s.Events {
-		r := received{ID: e.ID, Name: e.Name}
-		if r.Name != "gap" {
+		r := received{ID: e.ID, Name: e.Name, Data: e.Data}
+		if !r.isMarker() {
 			if err := json.Unmarshal([]byte(e.Data), &r.Event); err != nil {
 				return nil, fmt.Errorf("event data %q: %w", e.Data, err)
 			}
@@ -229,6 +239,32 @@ func publish(team, job, message string) error {
 		env:  []string{"RABBITMQ_URL=" + cfg.RabbitMQURI},
 	}.run()
 	return err
+}
+
+// publishEvents publishes evs in order with one `eventctl publish --stdin` on the host, each
+// confirmed by the broker before the next; it fails unless eventctl reports all of them.
+func publishEvents(evs []events.Event) error {
+	var lines strings.Builder
+	for _, ev := range evs {
+		line, err := json.Marshal(ev)
+		if err != nil {
+			return fmt.Errorf("encode event: %w", err)
+		}
+		lines.Write(append(line, '\n'))
+	}
+	out, err := command{
+		name:  cfg.Eventctl,
+		args:  []string{"publish", "--stdin"},
+		stdin: lines.String(),
+		env:   []string{"RABBITMQ_URL=" + cfg.RabbitMQURI},
+	}.run()
+	if err != nil {
+		return err
+	}
+	if want := fmt.Sprintf("published %d events", len(evs)); !strings.Contains(out, want) {
+		return fmt.Errorf("eventctl publish --stdin printed %q, want %q", out, want)
+	}
+	return nil
 }
 
 // sequencePublisher feeds `eventctl publish --stdin` one event every interval with messages

@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -20,6 +21,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apimeta "k8s.io/apimachinery/pkg/api/meta"
 
+	"github.com/eventstream-operator/eventstream-operator/api/events"
 	esv1 "github.com/eventstream-operator/eventstream-operator/api/v1alpha1"
 	"github.com/eventstream-operator/eventstream-operator/test/kubetest"
 )
@@ -322,8 +324,14 @@ var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
 		fmt.Fprintf(GinkgoWriter, "%d events; eventctl reconnected %d times, Chromium opened %d times\n", published, tail.reconnects(), seen.Opens)
 	})
 
-	It("with snapshots on, every replica of the stream serves the same complete snapshot, a replaced pod too, and status shows its size", func() {
-		kubectl("patch", "evs", haName, "-n", ns, "--type=merge", "-p", `{"spec":{"bridge":{"snapshot":{"maxKeys":1000,"maxAge":"1h"}}}}`)
+	It("with snapshots on, Chromium's first render is exactly its team's latest job statuses then live updates, served alike by every replica, a replaced pod too; status shows the snapshot size", func() {
+		// The issue's job list: 200 jobs of team 42 that each went queued → running →
+		// succeeded or failed, with jobs of team 43 changing between them. Team 42 reads with
+		// a token of its own: the patch also turns JWT auth on (the sample's HS256 Secret).
+		const listTeam, otherTeam, listJobs = "42", "43", 200
+		kubectl("patch", "evs", haName, "-n", ns, "--type=merge", "-p",
+			`{"spec":{"bridge":{"auth":{"mode":"jwt","jwt":{"secretRef":{"name":"`+jwtSecretName+`"}}},"snapshot":{"maxKeys":1000,"maxAge":"1h"}}}}`)
+		token := mintToken(ns, listTeam)
 		snapshotPods := func(g Gomega) []corev1.Pod {
 			pods, err := listPods(ns, bridgeSelector(haName))
 			g.Expect(err).NotTo(HaveOccurred())
@@ -337,19 +345,47 @@ var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
 			return ready
 		}
 		Eventually(snapshotPods).WithTimeout(3 * time.Minute).Should(HaveLen(2))
-		for round := 1; round <= 2; round++ {
-			for job := 100; job < 110; job++ {
-				Expect(publish(tenant, strconv.Itoa(job), fmt.Sprintf("round %d", round))).To(Succeed())
+
+		jobEvent := func(team string, job int, status, message string) events.Event {
+			return events.Event{ID: events.NewID(), Type: "job.status", TeamID: team, JobID: strconv.Itoa(job),
+				Status: status, Progress: 50, Message: message}
+		}
+		var history []events.Event
+		for round, status := range []string{"queued", "running", "succeeded"} {
+			for job := 1; job <= listJobs; job++ {
+				latest := status
+				if status == "succeeded" && job%7 == 0 {
+					latest = "failed"
+				}
+				history = append(history, jobEvent(listTeam, job, latest, fmt.Sprintf("round %d", round+1)))
+				if job%10 == 0 {
+					history = append(history, jobEvent(otherTeam, job, status, fmt.Sprintf("round %d", round+1)))
+				}
 			}
 		}
+		Expect(publishEvents(history)).To(Succeed())
+		var ofListTeam []events.Event
+		for _, ev := range history {
+			if ev.TeamID == listTeam {
+				ofListTeam = append(ofListTeam, ev)
+			}
+		}
+		want := jobList(ofListTeam)
+		Expect(want).To(HaveLen(listJobs))
+
+		// Every pod has read the history and serves the same complete snapshot, so the page's
+		// first render does not depend on the pod the Service picks.
 		sameOnEveryPod := func(g Gomega) {
 			var first []string
 			for i, pod := range snapshotPods(g) {
-				datas, end, err := podSnapshot(pod, "team_id="+tenant)
+				datas, end, err := podSnapshot(pod, "access_token="+token)
 				g.Expect(err).NotTo(HaveOccurred())
 				g.Expect(end).To(ContainSubstring(`"partial":false`))
-				g.Expect(strings.Count(strings.Join(datas, "\n"), `"message":"round 2"`)).To(Equal(10), "the newest state of jobs 100..109")
-				g.Expect(strings.Join(datas, "\n")).NotTo(ContainSubstring(`"message":"round 1"`))
+				served := make([]events.Event, len(datas))
+				for j, data := range datas {
+					g.Expect(json.Unmarshal([]byte(data), &served[j])).To(Succeed())
+				}
+				g.Expect(jobList(served)).To(Equal(want), "pod %s serves the newest state of team %s's jobs", pod.Name, listTeam)
 				if i == 0 {
 					first = datas
 				} else {
@@ -359,10 +395,20 @@ var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
 		}
 		Eventually(sameOnEveryPod).Should(Succeed())
 
-		// A replaced pod rebuilds its store from the stream and serves the same snapshot.
-		pods, err := listPods(ns, bridgeSelector(haName))
-		Expect(err).NotTo(HaveOccurred())
-		victim := readyPodNames(pods)[0]
+		// The page scoped by its token alone, through the Service: first render, then live
+		// updates of its team only.
+		haURL := serviceURL(ns, haName)
+		page := chromium.openEventSource(haURL, "/api/v1/events?snapshot=1&access_token="+token)
+		DeferCleanup(page.close)
+		expectFirstRender(page, want)
+		live := jobEvent(listTeam, 7, "running", "retry 1")
+		Expect(publishEvents([]events.Event{jobEvent(otherTeam, 10, "running", "retry 1"), live})).To(Succeed())
+		want[listTeam+"/7"] = jobStatus{Status: live.Status, Message: live.Message}
+		expectPageShows(page, want, live)
+
+		// The pod serving the page goes: the replacement rebuilds its store from the stream,
+		// the page resumes on the other replica, and a page opened now renders the same list.
+		victim := servingBridgePod(ns, haName)
 		kubectl("delete", "pod", victim, "-n", ns, "--wait=false")
 		Eventually(func(g Gomega) {
 			for _, p := range snapshotPods(g) {
@@ -371,9 +417,32 @@ var _ = Describe("eventstream-operator on a real cluster", Ordered, func() {
 		}).WithTimeout(3 * time.Minute).Should(Succeed())
 		Eventually(sameOnEveryPod).Should(Succeed())
 		Eventually(func(g Gomega) {
+			seen, err := page.seen()
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(seen.Opens).To(BeNumerically(">=", 2), "the page's EventSource reconnected")
+		}).Should(Succeed())
+		reopened := chromium.openEventSource(haURL, "/api/v1/events?team_id="+listTeam+"&snapshot=1&access_token="+token)
+		DeferCleanup(reopened.close)
+		expectFirstRender(reopened, want)
+		live = jobEvent(listTeam, listJobs, "running", "retry 2")
+		Expect(publishEvents([]events.Event{jobEvent(otherTeam, 20, "running", "retry 2"), live})).To(Succeed())
+		want[listTeam+"/"+strconv.Itoa(listJobs)] = jobStatus{Status: live.Status, Message: live.Message}
+		expectPageShows(page, want, live)
+		expectPageShows(reopened, want, live)
+		// The page resumed from its last id: no gap, no second snapshot.
+		all, err := page.received()
+		Expect(err).NotTo(HaveOccurred())
+		Expect(gaps(all)).To(BeZero())
+		Expect(slices.ContainsFunc(all[slices.IndexFunc(all, isSnapshotEnd)+1:], isSnapshotEnd)).To(BeFalse())
+		seen, err := page.seen()
+		Expect(err).NotTo(HaveOccurred())
+		fmt.Fprintf(GinkgoWriter, "%d events published; each page rendered the %d jobs of its team first; the first page opened %d times\n",
+			len(history)+4, listJobs, seen.Opens)
+
+		Eventually(func(g Gomega) {
 			es, err := getEventStream(ns, haName)
 			g.Expect(err).NotTo(HaveOccurred())
-			g.Expect(es.Status.Bridge.SnapshotKeys).To(BeNumerically(">=", 10))
+			g.Expect(es.Status.Bridge.SnapshotKeys).To(BeNumerically(">=", listJobs))
 			g.Expect(es.Status.Bridge.SnapshotBytes).To(BeNumerically(">", 0))
 		}).WithTimeout(2 * time.Minute).Should(Succeed())
 	})
