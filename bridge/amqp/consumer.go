@@ -314,7 +314,6 @@ func (c *Consumer) session(ctx context.Context, connected func()) error {
 	connected()
 	acks := ackBatch{ch: ch, max: ackBatchSize(c.cfg.Prefetch)}
 	if c.redeliveries != nil {
-		acks.acked = c.redeliveries.acked
 		defer c.redeliveries.sessionEnded()
 	}
 	for {
@@ -373,8 +372,6 @@ type ackBatch struct {
 	max  int    // flush at this many pending
 	last uint64 // highest delivery tag handed off and not yet acked
 	n    int
-	// acked, when set, is called after each ack was sent.
-	acked func()
 }
 
 // ackBatchSize is the most deliveries acked at once: half the prefetch, so the broker always
@@ -394,9 +391,6 @@ func (a *ackBatch) flush() error {
 		return fmt.Errorf("ack deliveries up to %d: %w", a.last, err)
 	}
 	a.n = 0
-	if a.acked != nil {
-		a.acked()
-	}
 	return nil
 }
 

@@ -7,20 +7,27 @@ import (
 
 // redeliveryFilter recognises the broker's redeliveries of events this process already handed
 // to the hub (classic and quorum queues), so clients do not get them twice after a connection
-// drop (broker restart, connection reset): a delivery handed off but not yet acked when the
-// connection dropped comes again, marked Redelivered, on the next connection.
+// drop (broker restart, connection reset): a delivery handed off but whose ack the broker did
+// not process before the connection dropped comes again, marked Redelivered, on the next
+// connection.
 //
-// Cost on the hot path: one slice append per handed-off delivery (the body is referenced, not
-// copied or parsed). The event ids (the payload's "id") are read only when a session ends, from
-// the bodies not known to be acked (at most the prefetch), and for deliveries marked
-// Redelivered while that set is not empty. Memory: at most the prefetch's bodies while
-// connected (the current ack batch and the previous one, whose ack may have been lost with the
-// connection), and at most redeliveryLimit(prefetch) ids after a drop. Used by the consumer's
-// goroutine only.
+// Which deliveries can come again: the consumer acks in delivery order (multiple=true; a
+// malformed delivery's reject settles only itself), so an unacked one is followed only by
+// unacked ones, and the broker never has more than the prefetch unacked: the redeliveries are
+// among the last prefetch deliveries handed off. The filter keeps exactly those (acks sent are
+// not trusted: their frames may be lost with the connection).
+//
+// Cost on the hot path: one ring slot write per handed-off delivery of up to
+// keptBodyBytes (the body is referenced, not copied or parsed); a larger body's id is read at
+// once, so that the ring never holds more than prefetch × keptBodyBytes of bodies. The other
+// event ids (the payload's "id") are read only when a session ends, from the ring, and for
+// deliveries marked Redelivered while ids are kept. After a drop: at most
+// redeliveryLimit(prefetch) ids. Used by the consumer's goroutine only.
 type redeliveryFilter struct {
-	// current holds the bodies handed off since the last ack; previous the last acked batch's
-	// (its ack frame may not have reached the broker before the connection dropped).
-	current, previous [][]byte
+	// recent is a ring of the last len(recent) deliveries handed off on the current
+	// connection; next is the slot written next.
+	recent []handedOff
+	next   int
 	// possible holds the ids of events handed off on an earlier connection that the broker
 	// may deliver again; cleared by the first delivery not marked Redelivered (the broker
 	// delivers returned messages before new ones, and the consumer is exclusive, so the old
@@ -29,42 +36,55 @@ type redeliveryFilter struct {
 	limit    int
 }
 
-// redeliveryLimit bounds the ids kept after connection drops: the unacked deliveries of one
-// connection are at most the prefetch.
+// keptBodyBytes is the largest body the ring references; larger ones are reduced to their id.
+const keptBodyBytes = 4 << 10
+
+// handedOff is a delivery handed off: its body, or (body over keptBodyBytes) its id.
+type handedOff struct {
+	body []byte
+	id   string
+}
+
+// redeliveryLimit bounds the ids kept after connection drops (the redeliveries of one drop
+// are at most the prefetch).
 func redeliveryLimit(prefetch int) int { return 2 * prefetch }
 
 func newRedeliveryFilter(prefetch int) *redeliveryFilter {
-	return &redeliveryFilter{limit: redeliveryLimit(prefetch)}
+	return &redeliveryFilter{recent: make([]handedOff, prefetch), limit: redeliveryLimit(prefetch)}
 }
 
 // handedOff records a delivery whose event the hub has (published now, or earlier and
-// suppressed now): it is not acked yet.
-func (f *redeliveryFilter) handedOff(body []byte) { f.current = append(f.current, body) }
-
-// acked is called after the ack of everything handed off so far was sent.
-func (f *redeliveryFilter) acked() {
-	clear(f.previous)
-	f.previous, f.current = f.current, f.previous[:0]
+// suppressed now).
+func (f *redeliveryFilter) handedOff(body []byte) {
+	if len(body) <= keptBodyBytes {
+		f.recent[f.next] = handedOff{body: body}
+	} else {
+		id, _ := eventID(body)
+		f.recent[f.next] = handedOff{id: id}
+	}
+	f.next = (f.next + 1) % len(f.recent)
 }
 
-// sessionEnded keeps the ids of the deliveries that may not have been acked as possibly
-// redelivered on the next connection.
+// sessionEnded keeps the ids of the last deliveries handed off as possibly redelivered on the
+// next connection.
 func (f *redeliveryFilter) sessionEnded() {
-	if len(f.possible)+len(f.current)+len(f.previous) > f.limit {
+	if len(f.possible)+len(f.recent) > f.limit {
 		clear(f.possible) // from drops whose redeliveries never ended: keep the latest only
 	}
-	for _, batch := range [][][]byte{f.previous, f.current} {
-		for _, body := range batch {
-			if id, ok := eventID(body); ok {
-				if f.possible == nil {
-					f.possible = make(map[string]struct{}, len(f.current)+len(f.previous))
-				}
-				f.possible[id] = struct{}{}
-			}
+	for i, h := range f.recent {
+		id := h.id
+		if h.body != nil {
+			id, _ = eventID(h.body)
 		}
-		clear(batch)
+		if id != "" {
+			if f.possible == nil {
+				f.possible = make(map[string]struct{})
+			}
+			f.possible[id] = struct{}{}
+		}
+		f.recent[i] = handedOff{}
 	}
-	f.previous, f.current = f.previous[:0], f.current[:0]
+	f.next = 0
 }
 
 // duplicate reports whether a delivery is a redelivery of an event this process handed off on
