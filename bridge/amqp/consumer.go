@@ -130,6 +130,9 @@ type Consumer struct {
 	startupKnown atomic.Bool
 	// conn is the current session's connection (nil between sessions), for stream readers.
 	conn atomic.Pointer[amqp091.Connection]
+	// redeliveries suppresses the redeliveries of events already handed off (classic and
+	// quorum; nil for streams, whose offsets de-duplicate). Run's goroutine only.
+	redeliveries *redeliveryFilter
 
 	logLimiter malformedLogLimiter
 }
@@ -172,6 +175,9 @@ func New(cfg Config, sink Sink) *Consumer {
 		sink:      sink,
 		tag:       fmt.Sprintf("eventstream-bridge-%s-%d", host, time.Now().UnixNano()),
 		connected: make(chan struct{}),
+	}
+	if cfg.QueueType != Stream {
+		c.redeliveries = newRedeliveryFilter(cfg.Prefetch)
 	}
 	c.lastOffset.Store(-1)
 	c.startupTail.Store(-1)
@@ -307,6 +313,9 @@ func (c *Consumer) session(ctx context.Context, connected func()) error {
 
 	connected()
 	acks := ackBatch{ch: ch, max: ackBatchSize(c.cfg.Prefetch)}
+	if c.redeliveries != nil {
+		defer c.redeliveries.sessionEnded()
+	}
 	for {
 		var (
 			d  amqp091.Delivery
@@ -442,6 +451,17 @@ func (c *Consumer) handle(ctx context.Context, d *amqp091.Delivery, acks *ackBat
 		err := c.skipMalformed(d, reason, offset, acks)
 		end("malformed:" + reason)
 		return err
+	}
+	if c.redeliveries != nil {
+		if c.redeliveries.duplicate(d.Redelivered, d.Body) {
+			// Handed to the hub before the connection dropped: ack it, do not publish it again.
+			c.cfg.Metrics.RedeliveredSuppressed.Inc()
+			c.redeliveries.handedOff(d.Body)
+			acks.add(d.DeliveryTag)
+			end("duplicate")
+			return nil
+		}
+		c.redeliveries.handedOff(d.Body)
 	}
 
 	c.sink.Publish(hub.Message{

@@ -38,6 +38,13 @@ func startBridge(t testing.TB, uri string, args ...string) *Bridge {
 // startUnconnected is startBridge without waiting for the consumer.
 func startUnconnected(t testing.TB, uri string, args ...string) (*Bridge, error) {
 	t.Helper()
+	return startAdjusted(t, uri, func(*Config) {}, args...)
+}
+
+// startAdjusted is startUnconnected with adjust applied to the parsed configuration (for the
+// settings that have no flag, such as Observe).
+func startAdjusted(t testing.TB, uri string, adjust func(*Config), args ...string) (*Bridge, error) {
+	t.Helper()
 	fs := flag.NewFlagSet("bridge", flag.ContinueOnError)
 	cfg := BindFlags(fs, func(key string) string {
 		if key == EnvURL {
@@ -51,6 +58,7 @@ func startUnconnected(t testing.TB, uri string, args ...string) (*Bridge, error)
 	}
 	cfg.Authenticator = auth.None()
 	cfg.LagInterval = 100 * time.Millisecond
+	adjust(cfg)
 	level := slog.LevelWarn
 	var w io.Writer = io.Discard
 	if os.Getenv("BRIDGE_TEST_LOG") != "" {

@@ -15,23 +15,24 @@ import (
 
 // Metric names; those from contract are scraped by the operator.
 const (
-	Clients             = contract.MetricClients
-	EventsConsumed      = "eventstream_bridge_events_consumed_total"
-	EventsDelivered     = contract.MetricEventsDelivered
-	EventsDropped       = contract.MetricEventsDropped
-	MessagesMalformed   = "eventstream_bridge_messages_malformed_total"
-	BrokerReconnects    = contract.MetricBrokerReconnects
-	ConsumerLagMessages = contract.MetricConsumerLagMessages
-	DeliveryLatency     = "eventstream_bridge_delivery_latency_seconds"
-	ConnectionsRejected = "eventstream_bridge_connections_rejected_total"
-	BrokerConnected     = "eventstream_bridge_broker_connected"
-	MaxConnections      = "eventstream_bridge_max_connections"
-	EventsRedelivered   = "eventstream_bridge_events_redelivered_total"
-	SlowClientsEnded    = "eventstream_bridge_slow_client_disconnects_total"
-	SnapshotKeys        = contract.MetricSnapshotKeys
-	SnapshotBytes       = contract.MetricSnapshotBytes
-	SnapshotsSent       = "eventstream_bridge_snapshots_sent_total"
-	SnapshotEventsSent  = "eventstream_bridge_snapshot_events_sent_total"
+	Clients               = contract.MetricClients
+	EventsConsumed        = "eventstream_bridge_events_consumed_total"
+	EventsDelivered       = contract.MetricEventsDelivered
+	EventsDropped         = contract.MetricEventsDropped
+	MessagesMalformed     = "eventstream_bridge_messages_malformed_total"
+	BrokerReconnects      = contract.MetricBrokerReconnects
+	ConsumerLagMessages   = contract.MetricConsumerLagMessages
+	DeliveryLatency       = "eventstream_bridge_delivery_latency_seconds"
+	ConnectionsRejected   = "eventstream_bridge_connections_rejected_total"
+	BrokerConnected       = "eventstream_bridge_broker_connected"
+	MaxConnections        = "eventstream_bridge_max_connections"
+	EventsRedelivered     = "eventstream_bridge_events_redelivered_total"
+	RedeliveredSuppressed = "eventstream_bridge_events_redelivered_suppressed_total"
+	SlowClientsEnded      = "eventstream_bridge_slow_client_disconnects_total"
+	SnapshotKeys          = contract.MetricSnapshotKeys
+	SnapshotBytes         = contract.MetricSnapshotBytes
+	SnapshotsSent         = "eventstream_bridge_snapshots_sent_total"
+	SnapshotEventsSent    = "eventstream_bridge_snapshot_events_sent_total"
 )
 
 // Metrics holds the bridge's collectors and their registry.
@@ -52,6 +53,10 @@ type Metrics struct {
 	// Redelivered counts messages the broker delivered again because an earlier delivery was
 	// not acked (a bridge stopped or lost its connection first): clients may see them twice.
 	Redelivered prometheus.Counter
+	// RedeliveredSuppressed counts the redelivered messages whose event (by its payload's id)
+	// this process had already handed to clients before its connection dropped: acked, not
+	// sent again. Included in Redelivered.
+	RedeliveredSuppressed prometheus.Counter
 	// Malformed counts rejected messages by reason (not_json, routing_key, oversize).
 	Malformed *prometheus.CounterVec
 	// Reconnects counts re-established broker connections after a loss.
@@ -84,6 +89,7 @@ func New() *Metrics {
 		Dropped:               prometheus.NewCounterVec(prometheus.CounterOpts{Name: EventsDropped, Help: "Events not delivered to a client, by reason."}, []string{"reason"}),
 		SlowClientDisconnects: prometheus.NewCounter(prometheus.CounterOpts{Name: SlowClientsEnded, Help: "Streams ended by the disconnect overflow policy (the client resumes with Last-Event-ID)."}),
 		Redelivered:           prometheus.NewCounter(prometheus.CounterOpts{Name: EventsRedelivered, Help: "Messages delivered again by the broker after an unacked earlier delivery: possible duplicates for clients."}),
+		RedeliveredSuppressed: prometheus.NewCounter(prometheus.CounterOpts{Name: RedeliveredSuppressed, Help: "Redelivered messages whose event this process had already handed to clients (same payload id) before its broker connection dropped: acked and not sent again."}),
 		Malformed:             prometheus.NewCounterVec(prometheus.CounterOpts{Name: MessagesMalformed, Help: "Messages rejected to the dead-letter exchange, by reason."}, []string{"reason"}),
 		Reconnects:            prometheus.NewCounter(prometheus.CounterOpts{Name: BrokerReconnects, Help: "Broker connections re-established after a loss."}),
 		BrokerUp:              prometheus.NewGauge(prometheus.GaugeOpts{Name: BrokerConnected, Help: "1 while the bridge is connected to the broker and consuming."}),
@@ -98,7 +104,7 @@ func New() *Metrics {
 		SnapshotsSent:      prometheus.NewCounter(prometheus.CounterOpts{Name: SnapshotsSent, Help: "Snapshots written to SSE clients (at connect and after gaps)."}),
 		SnapshotEventsSent: prometheus.NewCounter(prometheus.CounterOpts{Name: SnapshotEventsSent, Help: "Snapshot events written to SSE clients (one per key per snapshot)."}),
 	}
-	reg.MustRegister(m.Clients, m.Consumed, m.Delivered, m.Dropped, m.SlowClientDisconnects, m.Redelivered, m.Malformed, m.Reconnects,
+	reg.MustRegister(m.Clients, m.Consumed, m.Delivered, m.Dropped, m.SlowClientDisconnects, m.Redelivered, m.RedeliveredSuppressed, m.Malformed, m.Reconnects,
 		m.BrokerUp, m.Lag, m.Latency, m.Rejected, m.ConnectionLimit, m.SnapshotsSent, m.SnapshotEventsSent,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range []string{"overflow", "superseded"} {

@@ -20,17 +20,18 @@ func TestMetricNamesAreTheContract(t *testing.T) {
 		got[f.GetName()] = f.GetType().String()
 	}
 	for name, typ := range map[string]string{
-		"eventstream_bridge_clients":                       "GAUGE",
-		"eventstream_bridge_events_consumed_total":         "COUNTER",
-		"eventstream_bridge_events_delivered_total":        "COUNTER",
-		"eventstream_bridge_events_dropped_total":          "COUNTER",
-		"eventstream_bridge_messages_malformed_total":      "COUNTER",
-		"eventstream_bridge_broker_reconnects_total":       "COUNTER",
-		"eventstream_bridge_consumer_lag_messages":         "GAUGE",
-		"eventstream_bridge_delivery_latency_seconds":      "HISTOGRAM",
-		"eventstream_bridge_broker_connected":              "GAUGE",
-		"eventstream_bridge_events_redelivered_total":      "COUNTER",
-		"eventstream_bridge_slow_client_disconnects_total": "COUNTER",
+		"eventstream_bridge_clients":                             "GAUGE",
+		"eventstream_bridge_events_consumed_total":               "COUNTER",
+		"eventstream_bridge_events_delivered_total":              "COUNTER",
+		"eventstream_bridge_events_dropped_total":                "COUNTER",
+		"eventstream_bridge_messages_malformed_total":            "COUNTER",
+		"eventstream_bridge_broker_reconnects_total":             "COUNTER",
+		"eventstream_bridge_consumer_lag_messages":               "GAUGE",
+		"eventstream_bridge_delivery_latency_seconds":            "HISTOGRAM",
+		"eventstream_bridge_broker_connected":                    "GAUGE",
+		"eventstream_bridge_events_redelivered_total":            "COUNTER",
+		"eventstream_bridge_events_redelivered_suppressed_total": "COUNTER",
+		"eventstream_bridge_slow_client_disconnects_total":       "COUNTER",
 	} {
 		if got[name] != typ {
 			t.Errorf("%s: type %q, want %s", name, got[name], typ)

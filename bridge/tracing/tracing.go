@@ -164,7 +164,8 @@ func MessageID(id string) attribute.KeyValue { return attrMessageID.String(id) }
 // DeliveryObserver returns the consumer's per-delivery hook (it fits bridge/amqp's
 // DeliveryObserver): it starts the consume span of a delivery from queue, continuing the
 // publisher's trace, and ends it with the outcome the consumer reports ("delivered",
-// "malformed:<reason>" or "error"; anything but "delivered" marks the span as an error).
+// "duplicate" for a redelivery already handed off, "malformed:<reason>" or "error"; the last
+// two mark the span as an error).
 // When tracing is off it returns nil, which the consumer treats as no hook at all.
 func DeliveryObserver(queue string) func(ctx context.Context, d *amqp.Delivery) (end func(outcome string)) {
 	if !active.Load() {
@@ -177,7 +178,7 @@ func DeliveryObserver(queue string) func(ctx context.Context, d *amqp.Delivery) 
 		}
 		return func(outcome string) {
 			span.SetAttributes(attrOutcome.String(outcome))
-			if outcome != "delivered" {
+			if outcome != "delivered" && outcome != "duplicate" {
 				span.SetStatus(codes.Error, outcome)
 			}
 			span.End()
