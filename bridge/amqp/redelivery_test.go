@@ -2,12 +2,9 @@ package amqp
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
-	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -174,7 +171,7 @@ func TestRedeliveriesOfHandedOffEventsAreSuppressed(t *testing.T) {
 			case <-time.After(15 * time.Second):
 				t.Fatal("the consumer did not reach the stalling event")
 			}
-			closeConnectionsNamed(t, node, "eventstream-bridge "+queue)
+			node.CloseConnectionsNamed(t, "eventstream-bridge "+queue)
 			poll.Until(t, 10*time.Second, "the consumer's connection closed", func() bool {
 				conn := c.conn.Load()
 				return conn == nil || conn.IsClosed()
@@ -257,7 +254,7 @@ func TestResetUnderLoadDeliversEachEventOnce(t *testing.T) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("the consumer did not start")
 	}
-	name := connectionNamed(t, node, "eventstream-bridge "+queue)
+	name := node.ConnectionNamed(t, "eventstream-bridge "+queue)
 	close(sink.release)
 	select {
 	case <-sink.reached:
@@ -265,7 +262,7 @@ func TestResetUnderLoadDeliversEachEventOnce(t *testing.T) {
 		t.Fatalf("the consumer did not reach event %d", n/4)
 	}
 	atReset := len(sink.received())
-	if !closeConnection(node, name) {
+	if !node.CloseConnection(name) {
 		t.Fatal("the management API did not close the connection")
 	}
 	poll.Until(t, 60*time.Second, "every event consumed, the queue settled", func() bool {
@@ -290,57 +287,4 @@ func TestResetUnderLoadDeliversEachEventOnce(t *testing.T) {
 	}
 	t.Logf("%d events once each; reset with %d handed off; %v redelivered, %v suppressed",
 		n, atReset, testutil.ToFloat64(m.Redelivered), testutil.ToFloat64(m.RedeliveredSuppressed))
-}
-
-// closeConnectionsNamed closes, through the management API, the connection whose
-// client-provided name is name (bridge/app's fault tests have the same helper).
-func closeConnectionsNamed(t *testing.T, node *rabbitmqtest.Node, name string) {
-	t.Helper()
-	if !closeConnection(node, connectionNamed(t, node, name)) {
-		t.Fatalf("the management API did not close connection %q", name)
-	}
-}
-
-// connectionNamed waits until the management API lists a connection whose client-provided
-// name is name and returns the broker's name for it.
-func connectionNamed(t *testing.T, node *rabbitmqtest.Node, name string) string {
-	t.Helper()
-	var found string
-	poll.Until(t, 15*time.Second, "the connection listed by the management API", func() bool {
-		req, _ := http.NewRequest(http.MethodGet, node.ManagementURI+"/api/connections?columns=name,user_provided_name", nil)
-		req.SetBasicAuth(node.Username, node.Password)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		var conns []struct {
-			Name             string `json:"name"`
-			UserProvidedName string `json:"user_provided_name"`
-		}
-		if json.NewDecoder(resp.Body).Decode(&conns) != nil {
-			return false
-		}
-		for _, c := range conns {
-			if c.UserProvidedName == name {
-				found = c.Name
-				return true
-			}
-		}
-		return false
-	})
-	return found
-}
-
-// closeConnection closes the connection the broker names name; false if it could not.
-func closeConnection(node *rabbitmqtest.Node, name string) bool {
-	del, _ := http.NewRequest(http.MethodDelete, node.ManagementURI+"/api/connections/"+url.PathEscape(name), nil)
-	del.SetBasicAuth(node.Username, node.Password)
-	del.Header.Set("X-Reason", "test: connection reset")
-	r, err := http.DefaultClient.Do(del)
-	if err != nil {
-		return false
-	}
-	r.Body.Close()
-	return r.StatusCode == http.StatusNoContent
 }

@@ -3,12 +3,10 @@ package app
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"strings"
@@ -256,7 +254,7 @@ func testConnectionClosed(t *testing.T, queueType string) {
 	publishEvents(t, p, "1", "1", 1, 1)
 	c.take(1, 10*time.Second)
 
-	closeConnectionsNamed(t, node, "eventstream-bridge "+queue)
+	node.CloseConnectionsNamed(t, "eventstream-bridge "+queue)
 	poll.Until(t, 15*time.Second, "a counted reconnect", func() bool { return testutil.ToFloat64(b.Metrics.Reconnects) >= 1 })
 	publishEvents(t, p, "1", "1", 2, 2)
 	if m := c.take(1, 10*time.Second)[0]; !strings.Contains(m.Data, `"id":"e2"`) {
@@ -283,42 +281,4 @@ func testConnectionClosed(t *testing.T, queueType string) {
 	if m := c.take(1, 10*time.Second)[0]; !strings.Contains(m.Data, `"id":"e3"`) {
 		t.Fatalf("after the queue was recreated: %s", m.Data)
 	}
-}
-
-// closeConnectionsNamed closes, through the management API, the connections whose
-// client-provided name is name.
-func closeConnectionsNamed(t *testing.T, node *rabbitmqtest.Node, name string) {
-	t.Helper()
-	var closed int
-	poll.Until(t, 10*time.Second, "the bridge's connection listed by the management API", func() bool {
-		req, _ := http.NewRequest(http.MethodGet, node.ManagementURI+"/api/connections?columns=name,user_provided_name", nil)
-		req.SetBasicAuth(node.Username, node.Password)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return false
-		}
-		defer resp.Body.Close()
-		var conns []struct {
-			Name             string `json:"name"`
-			UserProvidedName string `json:"user_provided_name"`
-		}
-		if json.NewDecoder(resp.Body).Decode(&conns) != nil {
-			return false
-		}
-		for _, c := range conns {
-			if c.UserProvidedName != name {
-				continue
-			}
-			del, _ := http.NewRequest(http.MethodDelete, node.ManagementURI+"/api/connections/"+url.PathEscape(c.Name), nil)
-			del.SetBasicAuth(node.Username, node.Password)
-			del.Header.Set("X-Reason", "test: connection reset")
-			if r, err := http.DefaultClient.Do(del); err == nil {
-				r.Body.Close()
-				if r.StatusCode == http.StatusNoContent {
-					closed++
-				}
-			}
-		}
-		return closed > 0
-	})
 }

@@ -62,7 +62,7 @@ func testConnectionResetDoesNotDuplicate(t *testing.T, queueType string) {
 	case <-time.After(15 * time.Second):
 		t.Fatal("the bridge did not reach the stalling event")
 	}
-	closeConnectionsNamed(t, node, "eventstream-bridge "+queue)
+	node.CloseConnectionsNamed(t, "eventstream-bridge "+queue)
 	poll.Until(t, 20*time.Second, "a counted reconnect", func() bool { return testutil.ToFloat64(b.Metrics.Reconnects) >= 1 })
 	publishEvents(t, p, "1", "1", n+1, n+1) // the last: after every redelivery
 	got := c.take(n+1, 20*time.Second)

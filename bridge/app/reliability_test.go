@@ -307,7 +307,7 @@ func TestStreamDeadLetterSurvivesConnectionResets(t *testing.T) {
 		published <- nil
 	}()
 	poll.Until(t, 20*time.Second, "copying under way", func() bool { return queueMessages(t, node.URI, queue+".dlq") >= 50 })
-	closeConnectionsNamed(t, node, "eventstream-bridge "+queue)
+	node.CloseConnectionsNamed(t, "eventstream-bridge "+queue)
 	atReset := queueMessages(t, node.URI, queue+".dlq")
 	if err := <-published; err != nil {
 		t.Fatal(err)
@@ -327,7 +327,7 @@ func TestStreamDeadLetterSurvivesConnectionResets(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		if !bothReconnected() {
-			closeConnectionsNamed(t, node, "eventstream-bridge "+queue)
+			node.CloseConnectionsNamed(t, "eventstream-bridge "+queue)
 		}
 	}
 	publishRaw(t, p, "team.1.job.1.status", []byte(fmt.Sprintf("{broken %d", n+1))) // the last one: copied after all before it
