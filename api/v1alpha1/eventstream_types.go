@@ -225,7 +225,8 @@ type DeadLetterSpec struct {
 type ConsumerSpec struct {
 	// Prefetch is the AMQP QoS prefetch count of the bridge's consumer: the deliveries the
 	// broker sends before the first is acked. The bridge may hold up to prefetch × 1 MiB (the
-	// largest body it accepts) of bodies in flight; events are usually ~200 bytes.
+	// largest body it accepts) of bodies in flight, plus prefetch × 4 KiB of bodies already
+	// handed off (to recognise redeliveries); events are usually ~200 bytes.
 	// +kubebuilder:default=1000
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=65535
