@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,22 +64,9 @@ func TestConsumerLag(t *testing.T) {
 				Prefetch: 1, Template: events.MustParseTemplate(events.DefaultRoutingKeyTemplate),
 				LagInterval: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: m,
 			}, sink)
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				_ = c.Run(ctx)
-			}()
-			t.Cleanup(func() {
-				cancel()
-				<-done
-				rabbitmqtest.DeleteTopology(node.URI, queue, exchange)
-			})
-			select {
-			case <-c.Connected():
-			case <-time.After(10 * time.Second):
-				t.Fatal("consumer did not connect")
-			}
+			t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
+			runConsumer(t, c)
+			waitConnected(t, c)
 			p, err := publish.Dial(node.URI, nil, publish.PublisherConfig{Exchange: exchange})
 			if err != nil {
 				t.Fatal(err)
@@ -126,20 +114,9 @@ func TestRedeliveriesAreCounted(t *testing.T) {
 		Template: events.MustParseTemplate(events.DefaultRoutingKeyTemplate),
 		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: m,
 	}, seen)
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = c.Run(ctx)
-	}()
-	select {
-	case <-c.Connected():
-	case <-time.After(10 * time.Second):
-		cancel()
-		t.Fatal("consumer did not connect")
-	}
-	cancel() // the bridge declared the topology; stop it while a "previous bridge" takes over
-	<-done
+	stop := runConsumer(t, c)
+	waitConnected(t, c)
+	stop() // the bridge declared the topology; stop it while a "previous bridge" takes over
 
 	conn, err := amqp091.Dial(node.URI)
 	if err != nil {
@@ -187,4 +164,29 @@ func queueReady(t *testing.T, uri, queue string) int {
 		return n
 	}
 	return -1
+}
+
+// runConsumer runs c until the test ends or stop is called; stop returns once Run returned.
+func runConsumer(t *testing.T, c *Consumer) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = c.Run(ctx)
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
+}
+
+// waitConnected fails the test unless c's first session starts within 10 s.
+func waitConnected(t *testing.T, c *Consumer) {
+	t.Helper()
+	select {
+	case <-c.Connected():
+	case <-time.After(10 * time.Second):
+		t.Fatal("consumer did not connect")
+	}
 }

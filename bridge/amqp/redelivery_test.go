@@ -137,22 +137,9 @@ func TestRedeliveriesOfHandedOffEventsAreSuppressed(t *testing.T) {
 				Backoff: Backoff{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond},
 				Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: m,
 			}, sink)
-			ctx, cancel := context.WithCancel(context.Background())
-			done := make(chan struct{})
-			go func() {
-				defer close(done)
-				_ = c.Run(ctx)
-			}()
-			t.Cleanup(func() {
-				cancel()
-				<-done
-				rabbitmqtest.DeleteTopology(node.URI, queue, exchange)
-			})
-			select {
-			case <-c.Connected():
-			case <-time.After(10 * time.Second):
-				t.Fatal("consumer did not connect")
-			}
+			t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
+			runConsumer(t, c)
+			waitConnected(t, c)
 			p, err := publish.Dial(node.URI, nil, publish.PublisherConfig{Exchange: exchange})
 			if err != nil {
 				t.Fatal(err)
@@ -239,16 +226,7 @@ func TestResetUnderLoadDeliversEachEventOnce(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = c.Run(ctx)
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-done
-	})
+	runConsumer(t, c)
 	select {
 	case <-sink.stalled:
 	case <-time.After(15 * time.Second):
