@@ -174,3 +174,14 @@ func httpStatus(url string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+// shutdown stops b as SIGTERM does (drain, then close) and fails the test unless that takes
+// under 10 s.
+func shutdown(t *testing.T, b *Bridge) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+}

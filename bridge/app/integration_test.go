@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"strings"
@@ -221,11 +220,7 @@ func TestStreamBridgeRestartResumesExactly(t *testing.T) {
 	p := publisher(t, node.URI, exchange)
 	publishEvents(t, p, "3", "1", 1, 10)
 	before := c.take(10, 10*time.Second)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	if err := first.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
-	cancel()
+	shutdown(t, first)
 	publishEvents(t, p, "3", "1", 11, 15)
 
 	second := startBridge(t, node.URI, args...)
@@ -298,11 +293,7 @@ func TestSecondClassicBridgeWaitsForTheFirst(t *testing.T) {
 	if httpStatus("http://"+first.OpsAddr()+"/readyz") != 200 {
 		t.Fatal("first bridge not ready")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := first.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
+	shutdown(t, first)
 	poll.Until(t, 15*time.Second, "the second bridge to take over", func() bool {
 		return httpStatus("http://"+second.OpsAddr()+"/readyz") == 200
 	})

@@ -36,11 +36,7 @@ func TestClassicBacklogReachesClientsOfThePreviousProcess(t *testing.T) {
 	publishEvents(t, p, "4", "1", 1, 5)
 	lastOfA := c.take(5, 10*time.Second)[4].LastEventID
 	c.close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	if err := a.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
-	cancel()
+	shutdown(t, a)
 
 	const downtime = 200
 	publishEvents(t, p, "4", "1", 6, 5+downtime)
@@ -91,11 +87,7 @@ func TestStreamDeadLettersEachMalformedMessageOnce(t *testing.T) {
 		}
 	}
 	restart := func(old *Bridge) *Bridge {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := old.Shutdown(ctx); err != nil {
-			t.Fatal(err)
-		}
+		shutdown(t, old)
 		fresh := startBridge(t, node.URI, args...)
 		poll.Until(t, 15*time.Second, "restarted replica ready", fresh.Ready)
 		processes = append(processes, fresh)
@@ -214,11 +206,7 @@ func TestStreamReplicaBeforeItsFirstMessageResumesExactly(t *testing.T) {
 	p := publisher(t, node.URI, exchange)
 	publishEvents(t, p, "6", "1", 1, 3)
 	cursor := c.take(3, 10*time.Second)[2].LastEventID
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	if err := first.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
-	cancel()
+	shutdown(t, first)
 	publishEvents(t, p, "6", "1", 4, 6) // while no replica runs
 
 	second := startBridge(t, node.URI, args...)

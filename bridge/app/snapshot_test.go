@@ -206,11 +206,7 @@ func TestClassicSnapshotIsPartialAfterAStart(t *testing.T) {
 		return slices.Contains(lines, `{"job":2}`) && strings.HasSuffix(end.Data, `"partial":false}`)
 	})
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := first.Shutdown(ctx); err != nil {
-		t.Fatal(err)
-	}
+	shutdown(t, first)
 	publishRaw(t, p, "team.42.job.3.status", []byte(`{"job":3}`)) // waits in the queue
 	second := startBridge(t, node.URI, args...)
 	poll.Until(t, 10*time.Second, "the restarted bridge's snapshot", func() bool {
