@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 )
 
 // OverflowPolicy says what a subscriber's full buffer does with one more event.
@@ -107,6 +108,8 @@ type Subscriber struct {
 	// indexed is the placeholder the hub indexes this subscriber under, or -1 (unfiltered).
 	indexed int
 	notify  chan struct{}
+	// onSignal, when set, is called instead of signalling notify (OnSignal).
+	onSignal atomic.Pointer[func()]
 	// space is signalled by Take for a stream reader blocked in OfferWait (nil for hub-fed
 	// subscribers, which never wait).
 	space chan struct{}
@@ -127,6 +130,11 @@ type Subscriber struct {
 
 // Notify is signalled (non-blocking, capacity 1) whenever there may be something to Take.
 func (s *Subscriber) Notify() <-chan struct{} { return s.notify }
+
+// OnSignal makes every later signal call f instead of signalling Notify: a pool of writers
+// schedules the subscriber's stream from f instead of a goroutine waiting on Notify. f must
+// not block: it runs in Publish with the hub's lock held, and in Take with the subscriber's.
+func (s *Subscriber) OnSignal(f func()) { s.onSignal.Store(&f) }
 
 // Filter returns the subscriber's filter.
 func (s *Subscriber) Filter() Filter { return s.filter }
@@ -213,6 +221,10 @@ func (s *Subscriber) Wake() { s.signal() }
 func (s *Subscriber) Close() { s.close() }
 
 func (s *Subscriber) signal() {
+	if f := s.onSignal.Load(); f != nil {
+		(*f)()
+		return
+	}
 	select {
 	case s.notify <- struct{}{}:
 	default:

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
@@ -110,7 +111,7 @@ func (h *Handler) detach(w http.ResponseWriter, r *http.Request) (streamSink, bo
 
 	ctx, cancel := context.WithCancel(context.Background())
 	h.watcherOnce.Do(func() { h.watcher = newCloseWatcher(h.drain) })
-	s := &connSink{conn: conn, head: head.Bytes(), timeout: h.cfg.WriteTimeout, ctx: ctx}
+	s := &connSink{conn: conn, raw: nonblockingConn(conn), head: head.Bytes(), timeout: h.cfg.WriteTimeout, ctx: ctx}
 	s.closeConn = h.watcher.watch(conn, func() {
 		cancel()
 		if wake := s.wake.Load(); wake != nil {
@@ -122,16 +123,27 @@ func (h *Handler) detach(w http.ResponseWriter, r *http.Request) (streamSink, bo
 
 // connSink streams on a hijacked connection. The handler's close watcher cancels ctx as soon
 // as the client hangs up (the request was read completely; a stream expects nothing more).
+//
+// It writes in one of two ways. Blocking (the opening, a stream's last words, and streams run
+// by their own goroutine): each write waits, up to the write timeout, until the kernel took
+// it. Queued (a stream run by the writer pool): while queue is set, writes only append their
+// buffers to *queue; the pool's writer then writes them all with non-blocking writev calls
+// (writeNow), and what the socket cannot take now stays in pending for a blocking write
+// (writePending) in a goroutine of its own.
 type connSink struct {
 	conn      net.Conn
-	head      []byte // response head, sent with the first write
+	raw       syscall.RawConn // nil: no non-blocking writes (not a socket, or not Linux)
+	head      []byte          // response head, sent with the first write
 	timeout   time.Duration
 	bufs      net.Buffers
+	queue     *[][]byte   // set while the writer pool runs the stream
+	pending   net.Buffers // queued bytes the socket did not take yet; written before anything else
 	ctx       context.Context
 	closeConn func()
 	wake      atomic.Pointer[func()] // called after ctx is cancelled (wakeWhenGone)
 	// deadline is the write deadline set on conn; it is moved only when less than half of
-	// timeout is left (armDeadline).
+	// timeout is left (armDeadline). Zero while the writer pool runs the stream: its writes
+	// never wait.
 	deadline time.Time
 }
 
@@ -159,20 +171,17 @@ func (s *connSink) armDeadline() {
 }
 
 func (s *connSink) write(b []byte) bool {
-	s.armDeadline()
+	bufs := s.bufs[:0]
 	if s.head != nil {
-		bufs := append(s.bufs[:0], s.head, b)
+		bufs = append(bufs, s.head)
 		s.head = nil
-		return s.writeBufs(bufs)
 	}
-	_, err := s.conn.Write(b)
-	return err == nil
+	return s.send(append(bufs, b), false)
 }
 
 // writeFrames writes the whole batch with one writev: a client that fell behind gets all its
 // pending frames in one system call.
 func (s *connSink) writeFrames(gap *hub.Gap, frames []*hub.Frame) bool {
-	s.armDeadline()
 	bufs := s.bufs[:0]
 	if s.head != nil {
 		bufs = append(bufs, s.head)
@@ -184,32 +193,73 @@ func (s *connSink) writeFrames(gap *hub.Gap, frames []*hub.Frame) bool {
 	for _, f := range frames {
 		bufs = append(bufs, f.Bytes)
 	}
-	if len(bufs) == 1 {
-		_, err := s.conn.Write(bufs[0])
-		bufs[0] = nil
-		s.bufs = bufs[:0]
-		return err == nil
-	}
-	return s.writeBufs(bufs)
+	return s.send(bufs, false)
 }
 
 func (s *connSink) writeBuffers(bufs [][]byte) bool {
-	_ = s.conn.SetWriteDeadline(time.Now().Add(s.timeout))
 	all := s.bufs[:0]
 	if s.head != nil {
 		all = append(all, s.head)
 		s.head = nil
 	}
-	return s.writeBufs(append(all, bufs...))
+	return s.send(append(all, bufs...), true)
 }
 
-func (s *connSink) writeBufs(bufs net.Buffers) bool {
-	v := bufs // WriteTo consumes its receiver; keep bufs to reuse its array
-	_, err := v.WriteTo(s.conn)
+// send queues bufs (the writer pool runs the stream) or writes them, after anything pending,
+// waiting up to the write timeout (from now when fresh is set, as for each part of a large
+// snapshot). It keeps no reference to bufs' elements once written; bufs' array is reused.
+func (s *connSink) send(bufs net.Buffers, fresh bool) bool {
+	if s.queue != nil {
+		*s.queue = append(*s.queue, bufs...)
+		clear(bufs)
+		s.bufs = bufs[:0]
+		return true
+	}
+	if fresh {
+		s.deadline = time.Now().Add(s.timeout)
+		_ = s.conn.SetWriteDeadline(s.deadline)
+	} else {
+		s.armDeadline()
+	}
+	if len(s.pending) > 0 && !s.writePending() {
+		return false
+	}
+	var err error
+	if len(bufs) == 1 {
+		_, err = s.conn.Write(bufs[0])
+	} else {
+		v := bufs // WriteTo consumes its receiver; keep bufs to reuse its array
+		_, err = v.WriteTo(s.conn)
+	}
 	clear(bufs) // release frame references while waiting
 	s.bufs = bufs[:0]
 	return err == nil
 }
+
+// writePending writes what a non-blocking write left, in pieces of at most pendingPiece
+// buffers, each of which must be taken within the write timeout (as each part of a large
+// snapshot written directly).
+func (s *connSink) writePending() bool {
+	for len(s.pending) > 0 {
+		piece := s.pending[:min(len(s.pending), pendingPiece)]
+		s.deadline = time.Now().Add(s.timeout)
+		_ = s.conn.SetWriteDeadline(s.deadline)
+		v := piece // WriteTo consumes its receiver
+		_, err := v.WriteTo(s.conn)
+		clear(piece)
+		s.pending = s.pending[len(piece):]
+		if err != nil {
+			s.pending = nil
+			return false
+		}
+	}
+	s.pending = nil
+	return true
+}
+
+// pendingPiece is how many buffers of pending one write-timeout covers: a snapshot batch
+// (snapshotBatch events, two buffers each).
+const pendingPiece = 2 * snapshotBatch
 
 // close stops watching and closes the connection.
 func (s *connSink) close() { s.closeConn() }

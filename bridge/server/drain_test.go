@@ -81,7 +81,7 @@ func TestDrainWritesEverythingHandedToTheStream(t *testing.T) {
 		<-handler.drain
 
 		sink := &recordingSink{}
-		handler.stream(sink, streamStart{path: "/"}, s, gap, nil)
+		runStream(handler, sink, streamStart{path: "/"}, s, gap, nil)
 		cancel()
 		h.Unsubscribe(s)
 		out := sink.out.String()
@@ -119,7 +119,7 @@ func TestEndStreamsEndsOnlyTheOpenOnes(t *testing.T) {
 		sink, done := &recordingSink{}, make(chan struct{})
 		go func() {
 			defer close(done)
-			handler.stream(sink, streamStart{path: "/"}, s, nil, nil)
+			runStream(handler, sink, streamStart{path: "/"}, s, nil, nil)
 		}()
 		return sink, done
 	}
@@ -163,4 +163,14 @@ func TestEndStreamsEndsOnlyTheOpenOnes(t *testing.T) {
 	if strings.Contains(afterOut.output(), "broker unreachable") {
 		t.Fatalf("a stream opened after EndStreams was ended by it:\n%s", afterOut.output())
 	}
+}
+
+// runStream runs an already subscribed stream in the calling goroutine until it ends, as serve
+// does for a sink the writer pool cannot write to; the caller unsubscribes.
+func runStream(h *Handler, sink streamSink, st streamStart, s *hub.Subscriber, gap *hub.Gap, snap *hub.Snapshot) {
+	x := &stream{h: h, sink: sink, st: st, s: s}
+	if x.open(gap, snap) {
+		x.run()
+	}
+	x.stopSignals()
 }

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/eventstream-operator/eventstream-operator/api/events"
@@ -102,6 +101,9 @@ type Handler struct {
 	watcher     closeWatcher // notices detached clients hanging up; made at the first
 
 	wakers streamWakers // open streams' writers, woken by Drain and EndStreams
+
+	poolOnce sync.Once
+	pool     *writerPool // runs the detached streams (writers.go); made at the first
 }
 
 // NewHandler validates cfg and returns a handler.
@@ -293,47 +295,6 @@ type streamStart struct {
 	expiresAt time.Time
 }
 
-// serve subscribes an admitted stream (limiter slot and h.active already taken, released
-// here) and streams to sink until the stream ends.
-func (h *Handler) serve(sink streamSink, st streamStart) {
-	defer h.active.Done()
-	defer h.limiter.release(st.tenants, st.subject)
-	defer sink.close()
-
-	cursor := hub.ParseCursor(h.cfg.Hub.Scheme(), st.cursorID)
-	var (
-		s    *hub.Subscriber
-		gap  *hub.Gap
-		snap *hub.Snapshot
-	)
-	if h.cfg.StreamReader != nil && h.cfg.Hub.NeedsStreamRead(cursor) && h.acquireReader() {
-		defer h.releaseReader()
-		s = h.cfg.Hub.NewStreamSubscriber(st.filter)
-		ctx, cancel := context.WithCancel(sink.context())
-		var reader sync.WaitGroup
-		reader.Add(1)
-		go func() {
-			defer reader.Done()
-			h.readStream(ctx, st.path, s, cursor.Pos)
-		}()
-		defer func() {
-			cancel()
-			reader.Wait()
-		}()
-	} else {
-		if st.snapshot {
-			s, gap, snap = h.cfg.Hub.SubscribeSnapshot(st.filter, cursor)
-		} else {
-			s, gap = h.cfg.Hub.Subscribe(st.filter, cursor)
-		}
-		defer h.cfg.Hub.Unsubscribe(s)
-	}
-	h.cfg.Metrics.Clients.Inc()
-	defer h.cfg.Metrics.Clients.Dec()
-
-	h.stream(sink, st, s, gap, snap)
-}
-
 func (h *Handler) acquireReader() bool {
 	select {
 	case h.readers <- struct{}{}:
@@ -410,160 +371,6 @@ func (h *Handler) retryAndEnd(w http.ResponseWriter, comment string) {
 	b = sse.AppendRetry(b, h.jitteredRetry().Milliseconds())
 	_, _ = w.Write(b)
 	_ = http.NewResponseController(w).Flush()
-}
-
-// stream writes the subscription to sink until the client leaves, the hub closes the
-// subscription, the credentials expire or the handler drains. No lock is held while writing.
-func (h *Handler) stream(sink streamSink, st streamStart, s *hub.Subscriber, gap *hub.Gap, snap *hub.Snapshot) {
-	log := h.cfg.Logger
-	ctx := sink.context()
-	path, expiresAt := st.path, st.expiresAt
-
-	ended := h.endSignal()
-	out := sse.AppendComment(make([]byte, 0, 128), "ok")
-	out = sse.AppendRetry(out, h.cfg.Retry.Milliseconds())
-	if gap != nil {
-		out = appendGap(out, gap)
-	}
-	if !sink.write(out) {
-		return
-	}
-	if snap != nil && !h.writeSnapshot(sink, snap) {
-		return
-	}
-
-	// The writer waits on s.Notify alone: everything else that needs it — the client gone, a
-	// drain or EndStreams, the heartbeat, expired credentials — wakes it through the same
-	// channel and is checked after each wake-up (a receive on one channel is cheaper than a
-	// select over six, on every delivery).
-	stopGone := sink.wakeWhenGone(s.Wake)
-	defer stopGone()
-	defer h.wakers.add(s)()
-	var heartbeatDue, expired atomic.Bool
-	heartbeat := time.AfterFunc(h.cfg.Heartbeat, func() {
-		heartbeatDue.Store(true)
-		s.Wake()
-	})
-	defer heartbeat.Stop()
-	if !expiresAt.IsZero() {
-		timer := time.AfterFunc(time.Until(expiresAt), func() {
-			expired.Store(true)
-			s.Wake()
-		})
-		defer timer.Stop()
-	}
-
-	var frames []*hub.Frame // grows to the largest batch a Take returned
-	for range s.Notify() {
-		switch {
-		case ctx.Err() != nil:
-			return
-		case isClosed(h.drain):
-			deadline := h.drainDeadline
-			if deadline.IsZero() {
-				deadline = time.Now().Add(h.cfg.WriteTimeout)
-			}
-			if h.flush(sink, st.snapshot, s, frames, deadline) {
-				out = sse.AppendComment(out[:0], "draining")
-				out = sse.AppendRetry(out, h.jitteredRetry().Milliseconds())
-				sink.write(out)
-			}
-			return
-		case isClosed(ended):
-			if h.flush(sink, st.snapshot, s, frames, time.Now().Add(h.cfg.WriteTimeout)) {
-				out = sse.AppendComment(out[:0], "broker unreachable from this replica; reconnect with Last-Event-ID")
-				retry := h.cfg.Retry/6 + time.Duration(h.cfg.Rand()*float64(h.cfg.Retry/3))
-				out = sse.AppendRetry(out, retry.Milliseconds())
-				sink.write(out)
-			}
-			return
-		case expired.Load():
-			// The client reconnects after the hint with fresh credentials, or gets 401.
-			out = sse.AppendComment(out[:0], "credentials expired")
-			out = sse.AppendRetry(out, h.cfg.Retry.Milliseconds())
-			sink.write(out)
-			return
-		}
-		if heartbeatDue.Swap(false) {
-			if !sink.write(sse.AppendComment(out[:0], "")) {
-				return
-			}
-			heartbeat.Reset(h.cfg.Heartbeat)
-		}
-		var closed bool
-		frames, gap, closed = s.Take(frames)
-		if closed {
-			log.Debug("subscription ended by the bridge (overflow policy or stream reader)", "path", path)
-			out = sse.AppendComment(out[:0], "subscription ended; reconnect with Last-Event-ID")
-			out = sse.AppendRetry(out, h.jitteredRetry().Milliseconds())
-			sink.write(out)
-			return
-		}
-		if len(frames) == 0 && gap == nil {
-			continue // woken for something else
-		}
-		if !h.send(sink, st.snapshot, s, gap, frames) {
-			return
-		}
-		clear(frames) // release frame references while waiting
-	}
-}
-
-// flush writes everything already handed to s — replayed backlog, buffered events, a pending
-// gap — batch after batch until s is empty or deadline passes (these events were acked: cut
-// here, a classic/quorum client could only get them back from the replay ring). It returns
-// false when the client is gone.
-func (h *Handler) flush(sink streamSink, snapshot bool, s *hub.Subscriber, frames []*hub.Frame, deadline time.Time) bool {
-	for time.Now().Before(deadline) {
-		var (
-			gap    *hub.Gap
-			closed bool
-		)
-		frames, gap, closed = s.Take(frames)
-		if closed || (len(frames) == 0 && gap == nil) {
-			return true
-		}
-		if !h.send(sink, snapshot, s, gap, frames) {
-			return false
-		}
-	}
-	return true
-}
-
-// send writes what a Take returned. For a snapshot client a gap is followed by the snapshot
-// (hub.Resync), and the taken frames it covers are left out: the client rebuilds the exact
-// current state instead of refetching it.
-func (h *Handler) send(sink streamSink, snapshot bool, s *hub.Subscriber, gap *hub.Gap, frames []*hub.Frame) bool {
-	if gap == nil || !snapshot {
-		return h.writeFrames(sink, gap, frames)
-	}
-	snap := h.cfg.Hub.Resync(s)
-	if !h.writeFrames(sink, gap, nil) || !h.writeSnapshot(sink, snap) {
-		return false
-	}
-	live := frames[:0]
-	for _, f := range frames {
-		if !snap.Covers(f) {
-			live = append(live, f)
-		}
-	}
-	clear(frames[len(live):])
-	return len(live) == 0 || h.writeFrames(sink, nil, live)
-}
-
-// writeFrames writes a gap notice (when gap is set) and frames as one batch, then counts them.
-func (h *Handler) writeFrames(sink streamSink, gap *hub.Gap, frames []*hub.Frame) bool {
-	if !sink.writeFrames(gap, frames) {
-		return false
-	}
-	now := time.Now()
-	h.cfg.Metrics.Delivered.Add(float64(len(frames)))
-	for _, f := range frames {
-		if !f.Published.IsZero() {
-			h.cfg.Metrics.Latency.Observe(now.Sub(f.Published).Seconds())
-		}
-	}
-	return true
 }
 
 // appendGap encodes a gap event: event type "gap", no id (the client keeps its last id), and

@@ -1,0 +1,92 @@
+package server
+
+import (
+	"errors"
+	"net"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxIovecs is the most buffers one writev takes (Linux's IOV_MAX).
+const maxIovecs = 1024
+
+// nonblockingConn returns conn's raw descriptor access when the pool may write to it without
+// waiting (a socket, on Linux); nil otherwise.
+func nonblockingConn(conn net.Conn) syscall.RawConn {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return raw
+}
+
+// nonblocking reports whether the writer pool can run this stream.
+func (s *connSink) nonblocking() bool { return s.raw != nil }
+
+// vectorWriter issues writev on a raw descriptor for the writer pool; one per pool writer, so
+// a write allocates nothing.
+type vectorWriter struct {
+	bufs [][]byte
+	n    int
+	err  error
+	fn   func(fd uintptr) bool
+}
+
+func newVectorWriter() *vectorWriter {
+	w := &vectorWriter{}
+	w.fn = func(fd uintptr) bool {
+		for {
+			w.n, w.err = unix.Writev(int(fd), w.bufs)
+			if !errors.Is(w.err, unix.EINTR) {
+				break
+			}
+		}
+		if w.n < 0 {
+			w.n = 0
+		}
+		return true // never wait for the socket: the caller parks the rest (pending)
+	}
+	return w
+}
+
+// writeNow writes bufs with writev calls that never wait, until all is written or the socket
+// is full; the rest is kept in s.pending (the slices, not copies: frames are immutable) and
+// more reports it. ok is false when the connection failed. bufs' elements are consumed.
+func (s *connSink) writeNow(w *vectorWriter, bufs [][]byte) (more, ok bool) {
+	for len(bufs) > 0 {
+		w.bufs = bufs[:min(len(bufs), maxIovecs)]
+		if err := s.raw.Write(w.fn); err != nil {
+			return false, false
+		}
+		w.bufs = nil
+		bufs = consume(bufs, w.n)
+		if w.err != nil {
+			if errors.Is(w.err, unix.EAGAIN) {
+				break
+			}
+			return false, false
+		}
+	}
+	if len(bufs) == 0 {
+		return false, true
+	}
+	s.pending = append(s.pending[:0], bufs...)
+	return true, true
+}
+
+// consume drops the first n bytes of bufs.
+func consume(bufs [][]byte, n int) [][]byte {
+	for len(bufs) > 0 && n >= len(bufs[0]) {
+		n -= len(bufs[0])
+		bufs = bufs[1:]
+	}
+	if len(bufs) > 0 && n > 0 {
+		bufs[0] = bufs[0][n:]
+	}
+	return bufs
+}
