@@ -35,12 +35,12 @@ type stream struct {
 type endReason int
 
 const (
-	goOn         endReason = iota
-	endGone                // the client left or a write failed: nothing more to write
-	endDrain               // the handler drains: flush, then a jittered retry: hint
-	endEnded               // EndStreams: flush, then a short retry: hint
-	endExpired             // the credentials expired
-	endClosed              // the hub ended the subscription (overflow policy, stream reader)
+	goOn       endReason = iota
+	endGone              // the client left or a write failed: nothing more to write
+	endDrain             // the handler drains: flush, then a jittered retry: hint
+	endEnded             // EndStreams: flush, then a short retry: hint
+	endExpired           // the credentials expired
+	endClosed            // the hub ended the subscription (overflow policy, stream reader)
 )
 
 // serve subscribes an admitted stream (limiter slot and h.active already taken, released when
