@@ -312,7 +312,9 @@ func (c *Consumer) session(ctx context.Context, connected func()) error {
 	}
 
 	connected()
-	acks := ackBatch{ch: ch, max: ackBatchSize(c.cfg.Prefetch)}
+	acks := ackBatch{ch: ch, max: ackBatchSize(c.cfg.Prefetch), timer: time.NewTimer(time.Hour)}
+	acks.timer.Stop()
+	defer acks.timer.Stop()
 	if c.redeliveries != nil {
 		defer c.redeliveries.sessionEnded()
 	}
@@ -322,15 +324,31 @@ func (c *Consumer) session(ctx context.Context, connected func()) error {
 			ok bool
 		)
 		if acks.n > 0 {
-			// Deliveries handed to the hub wait for their ack while more are already waiting;
-			// the batch is acked (one multiple=true ack) as soon as none is, or at acks.max.
+			// Deliveries handed to the hub wait for their ack while more arrive: the batch is
+			// acked (one multiple=true ack) at acks.max, or once none arrived for ackDelay.
 			select {
 			case d, ok = <-deliveries:
 			default:
-				if err := acks.flush(); err != nil {
-					return err
+				acks.armTimer()
+				select {
+				case d, ok = <-deliveries:
+				case <-acks.timer.C:
+					acks.armed = false
+					if err := acks.flush(); err != nil {
+						return err
+					}
+					continue
+				case <-ctx.Done():
+					// Handed off: acked, or the broker would send them again.
+					if err := acks.flush(); err != nil {
+						return err
+					}
+					continue
+				case e := <-connClosed:
+					return fmt.Errorf("connection closed: %w", closeErr(e))
+				case e := <-chClosed:
+					return fmt.Errorf("channel closed: %w", closeErr(e))
 				}
-				continue
 			}
 		} else {
 			select {
@@ -362,17 +380,21 @@ func (c *Consumer) session(ctx context.Context, connected func()) error {
 }
 
 // ackBatch acknowledges deliveries already handed to the hub with one multiple=true ack for
-// many: the broker's cost per message and the consumer's round trips shrink under load, while
-// at a low rate (the delivery channel empty after each message) every delivery is still acked
-// at once. A delivery is added only after the hub took it, so "ack after hand-off" holds; a
-// connection lost with a batch pending returns those messages to the queue (redelivered, as
-// any unacked delivery of a lost connection).
+// many: at max pending, or ackDelay after the delivery channel ran empty (a burst is acked
+// once, not once per lull between its deliveries).
 type ackBatch struct {
-	ch   *amqp091.Channel
-	max  int    // flush at this many pending
-	last uint64 // highest delivery tag handed off and not yet acked
-	n    int
+	ch    *amqp091.Channel
+	max   int    // flush at this many pending
+	last  uint64 // highest delivery tag handed off and not yet acked
+	n     int
+	timer *time.Timer // fires ackDelay after armTimer; stopped by flush
+	armed bool
 }
+
+// ackDelay is how long handed-off deliveries wait for their ack once no more are arriving. It
+// costs nothing in delivery latency (the hub has them); it saves the broker and the bridge an
+// ack frame per short lull: at 5,000 messages/s, ~100 acks/s instead of thousands.
+const ackDelay = 10 * time.Millisecond
 
 // ackBatchSize is the most deliveries acked at once: half the prefetch, so the broker always
 // has room to send while a batch is pending.
@@ -383,7 +405,19 @@ func (a *ackBatch) add(tag uint64) {
 	a.n++
 }
 
+// armTimer starts the ack delay unless it runs already.
+func (a *ackBatch) armTimer() {
+	if !a.armed {
+		a.timer.Reset(ackDelay)
+		a.armed = true
+	}
+}
+
 func (a *ackBatch) flush() error {
+	if a.armed {
+		a.timer.Stop()
+		a.armed = false
+	}
 	if a.n == 0 {
 		return nil
 	}

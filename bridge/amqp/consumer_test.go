@@ -157,6 +157,41 @@ func TestRedeliveriesAreCounted(t *testing.T) {
 	}
 }
 
+// TestHandedOffBatchIsAcked (issue 13): deliveries handed to the hub are acked in batches, the
+// last batch of a burst once no more arrive (ackDelay), so a burst smaller than the batch size
+// does not stay unacknowledged at the broker.
+func TestHandedOffBatchIsAcked(t *testing.T) {
+	node := rabbitmqtest.Shared(t)
+	queue := "acked-" + events.NewID()[:8]
+	exchange := queue + "-x"
+	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
+	seen := countingSink{n: make(chan struct{}, 50)}
+	c := New(Config{
+		URL: node.URI, Exchange: exchange, Queue: queue, QueueType: Classic, DeclareTopology: true, Prefetch: 1000,
+		Template: events.MustParseTemplate(events.DefaultRoutingKeyTemplate),
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: metrics.New(),
+	}, seen)
+	runConsumer(t, c)
+	waitConnected(t, c)
+	p, err := publish.Dial(node.URI, nil, publish.PublisherConfig{Exchange: exchange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	for i := 0; i < 50; i++ { // fewer than ackBatchSize(1000): only the delay acks them
+		if err := p.Publish(context.Background(), "team.1.job.1.status", []byte(`{}`), publish.PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	poll.Until(t, 15*time.Second, "the 50 messages handed to the hub", func() bool { return len(seen.n) == 50 })
+	var q rabbitmqtest.QueueStats
+	poll.Until(t, 30*time.Second, "the broker to report all 50 acked and none unacknowledged", func() bool {
+		var ok bool
+		q, ok = node.Queue(queue)
+		return ok && q.MessageStats.Ack == 50 && q.Unacked == 0 && q.Ready == 0
+	})
+}
+
 // queueReady is the ready messages of queue, -1 when it does not exist.
 func queueReady(t *testing.T, uri, queue string) int {
 	t.Helper()

@@ -88,3 +88,34 @@ func (n *Node) connectionsNamed(name string) []string {
 	}
 	return names
 }
+
+// QueueStats is what the management API reports of a queue (refreshed every few seconds by
+// the broker's statistics collection).
+type QueueStats struct {
+	Ready        int `json:"messages_ready"`
+	Unacked      int `json:"messages_unacknowledged"`
+	MessageStats struct {
+		Ack        int `json:"ack"`
+		DeliverGet int `json:"deliver_get"`
+	} `json:"message_stats"`
+}
+
+// Queue returns the management API's figures for queue in the default vhost; ok is false when
+// the API did not answer them.
+func (n *Node) Queue(queue string) (QueueStats, bool) {
+	var q QueueStats
+	req, err := http.NewRequest(http.MethodGet, n.ManagementURI+"/api/queues/%2F/"+url.PathEscape(queue), nil)
+	if err != nil {
+		return q, false
+	}
+	req.SetBasicAuth(n.Username, n.Password)
+	r, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return q, false
+	}
+	defer r.Body.Close()
+	if r.StatusCode != http.StatusOK {
+		return q, false
+	}
+	return q, json.NewDecoder(r.Body).Decode(&q) == nil
+}
