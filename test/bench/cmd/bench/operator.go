@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -260,6 +261,12 @@ func runOperator(ctx context.Context, o operatorFlags) ([][]string, []string, er
 	}
 	quietCalls0 := calls()
 	writes := 0
+	// What the writes changed (the first few), so a write in the quiet period can be explained.
+	last := map[string]*esv1.EventStream{}
+	for i := range list.Items {
+		last[list.Items[i].Name] = &list.Items[i]
+	}
+	var changes []string
 	timer := time.NewTimer(o.quiet)
 	logf("quiet period of %s", o.quiet)
 quiet:
@@ -283,6 +290,10 @@ quiet:
 				writes++
 				if es, ok := ev.Object.(*esv1.EventStream); ok {
 					list.ResourceVersion = es.ResourceVersion
+					if prev, ok := last[es.Name]; ok && len(changes) < 5 {
+						changes = append(changes, fmt.Sprintf("%s: %s", es.Name, statusChange(prev, es)))
+					}
+					last[es.Name] = es.DeepCopy()
 				}
 			}
 		}
@@ -295,6 +306,10 @@ quiet:
 	st, err := bench.ReadProc(cmd.Process.Pid)
 	if err != nil {
 		return nil, nil, err
+	}
+	for _, c := range changes {
+		logf("quiet-period write: %s", c)
+		notes = append(notes, "Write in the quiet period: "+c+".")
 	}
 	logf("quiet %s: %d writes to EventStreams, %.0f Kubernetes API writes, %.0f management API calls; operator RSS %d MiB", o.quiet, writes, kubeWrites, quietCalls, st.RSS>>20)
 
@@ -421,4 +436,38 @@ func cleanupBroker(mgmtURI, prefix string, logf func(string, ...any)) {
 		}
 	}
 	logf("cleanup: %d broker objects deleted", n)
+}
+
+// statusChange names what differs between two versions of an EventStream: metadata.generation,
+// the status fields, and the conditions (type: status reason), so a write can be explained.
+func statusChange(prev, cur *esv1.EventStream) string {
+	var diffs []string
+	if prev.Generation != cur.Generation {
+		diffs = append(diffs, fmt.Sprintf("generation %d → %d", prev.Generation, cur.Generation))
+	}
+	a, _ := json.Marshal(prev.Status)
+	b, _ := json.Marshal(cur.Status)
+	var am, bm map[string]json.RawMessage
+	_ = json.Unmarshal(a, &am)
+	_ = json.Unmarshal(b, &bm)
+	for k, v := range bm {
+		if k != "conditions" && string(am[k]) != string(v) {
+			diffs = append(diffs, fmt.Sprintf("status.%s %.80s → %.80s", k, am[k], v))
+		}
+	}
+	for _, c := range cur.Status.Conditions {
+		p := meta.FindStatusCondition(prev.Status.Conditions, c.Type)
+		if p == nil || p.Status != c.Status || p.Reason != c.Reason || p.Message != c.Message {
+			was := "none"
+			if p != nil {
+				was = fmt.Sprintf("%s %s", p.Status, p.Reason)
+			}
+			diffs = append(diffs, fmt.Sprintf("condition %s %s → %s %s (%.80s)", c.Type, was, c.Status, c.Reason, c.Message))
+		}
+	}
+	if len(diffs) == 0 {
+		return "no status or generation change (metadata only)"
+	}
+	sort.Strings(diffs)
+	return strings.Join(diffs, "; ")
 }
