@@ -111,7 +111,7 @@ func (h *Handler) detach(w http.ResponseWriter, r *http.Request) (streamSink, bo
 
 	ctx, cancel := context.WithCancel(context.Background())
 	h.watcherOnce.Do(func() { h.watcher = newCloseWatcher(h.drain) })
-	s := &connSink{conn: conn, raw: nonblockingConn(conn), head: head.Bytes(), timeout: h.cfg.WriteTimeout, ctx: ctx}
+	s := &connSink{conn: conn, raw: nonblockingConn(conn), slots: h.writeSlots, head: head.Bytes(), timeout: h.cfg.WriteTimeout, ctx: ctx}
 	s.closeConn = h.watcher.watch(conn, func() {
 		cancel()
 		if wake := s.wake.Load(); wake != nil {
@@ -133,6 +133,7 @@ func (h *Handler) detach(w http.ResponseWriter, r *http.Request) (streamSink, bo
 type connSink struct {
 	conn      net.Conn
 	raw       syscall.RawConn // nil: no non-blocking writes (not a socket, or not Linux)
+	slots     chan struct{}   // the handler's write slots (writeFair)
 	head      []byte          // response head, sent with the first write
 	timeout   time.Duration
 	bufs      net.Buffers
@@ -224,15 +225,26 @@ func (s *connSink) send(bufs net.Buffers, fresh bool) bool {
 	if len(s.pending) > 0 && !s.writePending() {
 		return false
 	}
+	ok := s.writeWaiting(bufs)
+	clear(bufs) // release frame references while waiting
+	s.bufs = bufs[:0]
+	return ok
+}
+
+// writeWaiting writes bufs, waiting for the client up to the write deadline. On a socket the
+// pool can write (raw), the kernel is given bytes only while holding one of the handler's
+// write slots (writeFair); otherwise through conn.
+func (s *connSink) writeWaiting(bufs net.Buffers) bool {
+	if s.raw != nil {
+		return s.writeFair(bufs)
+	}
 	var err error
 	if len(bufs) == 1 {
 		_, err = s.conn.Write(bufs[0])
 	} else {
-		v := bufs // WriteTo consumes its receiver; keep bufs to reuse its array
+		v := bufs // WriteTo consumes its receiver
 		_, err = v.WriteTo(s.conn)
 	}
-	clear(bufs) // release frame references while waiting
-	s.bufs = bufs[:0]
 	return err == nil
 }
 
@@ -244,11 +256,10 @@ func (s *connSink) writePending() bool {
 		piece := s.pending[:min(len(s.pending), pendingPiece)]
 		s.deadline = time.Now().Add(s.timeout)
 		_ = s.conn.SetWriteDeadline(s.deadline)
-		v := piece // WriteTo consumes its receiver
-		_, err := v.WriteTo(s.conn)
+		ok := s.writeWaiting(piece)
 		clear(piece)
 		s.pending = s.pending[len(piece):]
-		if err != nil {
+		if !ok {
 			s.pending = nil
 			return false
 		}

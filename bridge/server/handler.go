@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -104,6 +105,9 @@ type Handler struct {
 
 	poolOnce sync.Once
 	pool     *writerPool // runs the detached streams (writers.go); made at the first
+	// writeSlots bounds the goroutines giving bytes to the kernel with blocking writes at once
+	// (connSink.writeFair): GOMAXPROCS.
+	writeSlots chan struct{}
 }
 
 // NewHandler validates cfg and returns a handler.
@@ -140,6 +144,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 		drain:       make(chan struct{}),
 		endNow:      make(chan struct{}),
 		readers:     make(chan struct{}, cfg.MaxStreamReaders),
+		writeSlots:  make(chan struct{}, runtime.GOMAXPROCS(0)),
 	}, nil
 }
 

@@ -40,18 +40,48 @@ type vectorWriter struct {
 func newVectorWriter() *vectorWriter {
 	w := &vectorWriter{}
 	w.fn = func(fd uintptr) bool {
-		for {
-			w.n, w.err = unix.Writev(int(fd), w.bufs)
-			if !errors.Is(w.err, unix.EINTR) {
-				break
-			}
-		}
-		if w.n < 0 {
-			w.n = 0
-		}
+		w.n, w.err = writev(fd, w.bufs)
 		return true // never wait for the socket: the caller parks the rest (pending)
 	}
 	return w
+}
+
+// writev writes bufs (at most maxIovecs) to fd once, retrying on EINTR; n is 0 on error.
+func writev(fd uintptr, bufs [][]byte) (n int, err error) {
+	for {
+		n, err = unix.Writev(int(fd), bufs)
+		if !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	return max(n, 0), err
+}
+
+// writeFair writes bufs, waiting for the client up to the write deadline, and holds one of
+// the handler's write slots only while the kernel takes bytes: at most cap(slots) goroutines
+// write at once, so the blocking writes (stream openings with their snapshots, the rest of a
+// full socket, last words) cannot crowd the pool's writers out of the CPU however many there
+// are, and a client that does not read holds no slot while it is waited for. bufs' elements
+// are consumed.
+func (s *connSink) writeFair(bufs [][]byte) bool {
+	var failed error
+	err := s.raw.Write(func(fd uintptr) bool {
+		s.slots <- struct{}{}
+		defer func() { <-s.slots }()
+		for len(bufs) > 0 {
+			n, err := writev(fd, bufs[:min(len(bufs), maxIovecs)])
+			if errors.Is(err, unix.EAGAIN) {
+				return false // the runtime's poller calls again once the socket is writable
+			}
+			if err != nil {
+				failed = err
+				return true
+			}
+			bufs = consume(bufs, n)
+		}
+		return true
+	})
+	return err == nil && failed == nil
 }
 
 // writeNow writes bufs with writev calls that never wait, until all is written or the socket

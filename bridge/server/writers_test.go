@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/eventstream-operator/eventstream-operator/bridge/hub"
+	"github.com/eventstream-operator/eventstream-operator/bridge/snapshot"
 	"github.com/eventstream-operator/eventstream-operator/test/poll"
 )
 
@@ -188,5 +189,31 @@ func TestPoolDeliversEveryEventInOrderToEveryStream(t *testing.T) {
 	wg.Wait()
 	if dropped := testutil.ToFloat64(h.metrics.Dropped.WithLabelValues(hub.DropReasonOverflow)); dropped != 0 {
 		t.Fatalf("%v events dropped", dropped)
+	}
+}
+
+// TestClientsThatDoNotReadHoldNoWriteSlot (issue 13): blocking writes (here: openings with a
+// 16 MB snapshot) take one of GOMAXPROCS write slots only while the kernel takes bytes, so
+// clients that never read, more of them than there are slots, leave the snapshot of a client
+// that reads as fast as ever.
+func TestClientsThatDoNotReadHoldNoWriteSlot(t *testing.T) {
+	store := snapshot.New(snapshot.Config{MaxKeys: 1000, MaxBytes: 64 << 20, TenantIndex: 0})
+	h := newHarnessWithHub(t, hub.Config{Placeholders: 2, Epoch: "0000abcd", ReplaySize: 100, BufferSize: 64, LastValues: store}, nil)
+	payload := strings.Repeat("z", 16000)
+	for i := 0; i < 1000; i++ {
+		h.publish("1", strconv.Itoa(i), payload)
+	}
+	stuck := 2*runtime.GOMAXPROCS(0) + 1
+	for i := 0; i < stuck; i++ {
+		h.openStuck(t, "team_id=1&snapshot=1")
+	}
+	h.waitClients(t, stuck)
+	poll.Until(t, 5*time.Second, "the stuck clients' sockets to be full", func() bool {
+		return len(h.handler.writeSlots) == 0 // no stuck client holds a slot
+	})
+	_, d := h.open(t, "team_id=1&snapshot=1", nil)
+	events, end := readSnapshot(t, d)
+	if len(events) != 1000 || end.Data != `{"keys":1000,"partial":false}` {
+		t.Fatalf("snapshot of %d events, end %s", len(events), end.Data)
 	}
 }
