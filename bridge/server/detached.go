@@ -225,18 +225,17 @@ func (s *connSink) send(bufs net.Buffers, fresh bool) bool {
 	if len(s.pending) > 0 && !s.writePending() {
 		return false
 	}
-	ok := s.writeWaiting(bufs)
+	ok := s.writeWaiting(bufs, s.slots)
 	clear(bufs) // release frame references while waiting
 	s.bufs = bufs[:0]
 	return ok
 }
 
-// writeWaiting writes bufs, waiting for the client up to the write deadline. On a socket the
-// pool can write (raw), the kernel is given bytes only while holding one of the handler's
-// write slots (writeFair); otherwise through conn.
-func (s *connSink) writeWaiting(bufs net.Buffers) bool {
+// writeWaiting writes bufs, waiting for the client up to the write deadline: with writeFair
+// on a socket the pool can write (raw; slots: see there), otherwise through conn.
+func (s *connSink) writeWaiting(bufs net.Buffers, slots chan struct{}) bool {
 	if s.raw != nil {
-		return s.writeFair(bufs)
+		return s.writeFair(bufs, slots)
 	}
 	var err error
 	if len(bufs) == 1 {
@@ -256,7 +255,9 @@ func (s *connSink) writePending() bool {
 		piece := s.pending[:min(len(s.pending), pendingPiece)]
 		s.deadline = time.Now().Add(s.timeout)
 		_ = s.conn.SetWriteDeadline(s.deadline)
-		ok := s.writeWaiting(piece)
+		// No write slot: this is the pool's own work, which a slot would queue behind every
+		// opening in progress (a live stream would then drop events while it waits).
+		ok := s.writeWaiting(piece, nil)
 		clear(piece)
 		s.pending = s.pending[len(piece):]
 		if !ok {

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"net"
+	"runtime"
 	"syscall"
 
 	"golang.org/x/sys/unix"
@@ -57,17 +58,22 @@ func writev(fd uintptr, bufs [][]byte) (n int, err error) {
 	return max(n, 0), err
 }
 
-// writeFair writes bufs, waiting for the client up to the write deadline, and holds one of
-// the handler's write slots only while the kernel takes bytes: at most cap(slots) goroutines
-// write at once, so the blocking writes (stream openings with their snapshots, the rest of a
-// full socket, last words) cannot crowd the pool's writers out of the CPU however many there
-// are, and a client that does not read holds no slot while it is waited for. bufs' elements
-// are consumed.
-func (s *connSink) writeFair(bufs [][]byte) bool {
+// writeFair writes bufs, waiting for the client up to the write deadline. With slots, it
+// holds one of them only while the kernel takes bytes: at most cap(slots) goroutines write at
+// once, so the openings with their snapshots and the last words cannot crowd the pool's
+// writers out of the CPU however many streams open at once, and a client that does not read
+// holds no slot while it is waited for. bufs' elements are consumed.
+func (s *connSink) writeFair(bufs [][]byte, slots chan struct{}) bool {
 	var failed error
 	err := s.raw.Write(func(fd uintptr) bool {
-		s.slots <- struct{}{}
-		defer func() { <-s.slots }()
+		if slots != nil {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			// A waiter woken by a slot's release runs next on the releasing P, and so would
+			// the one it wakes: a chain of openings that keeps the pool's writers waiting.
+			// Yielding here puts it behind them.
+			runtime.Gosched()
+		}
 		for len(bufs) > 0 {
 			n, err := writev(fd, bufs[:min(len(bufs), maxIovecs)])
 			if errors.Is(err, unix.EAGAIN) {

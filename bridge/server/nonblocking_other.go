@@ -19,4 +19,4 @@ func newVectorWriter() *vectorWriter { return &vectorWriter{} }
 
 func (s *connSink) writeNow(*vectorWriter, [][]byte) (more, ok bool) { return false, false }
 
-func (s *connSink) writeFair([][]byte) bool { return false }
+func (s *connSink) writeFair([][]byte, chan struct{}) bool { return false }
