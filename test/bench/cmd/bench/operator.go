@@ -254,7 +254,13 @@ func runOperator(ctx context.Context, o operatorFlags) ([][]string, []string, er
 	}
 	logf("%d/%d TopologyReady after %s, %.0f management API calls", ready, o.streams, readyAt.Round(time.Millisecond), callsReady)
 
-	// Quiet period: nothing changes; every MODIFIED event on an EventStream is a write.
+	// Quiet period: nothing changes; every MODIFIED event on an EventStream is a write. The
+	// watch starts from a list made after the counters above were read, so a write still in
+	// flight from the creation (the readiness poll's list is older) is not taken for a write
+	// in the quiet period without the Kubernetes API writes showing it too.
+	if err := c.List(ctx, &list, client.InNamespace(ns)); err != nil {
+		return nil, nil, err
+	}
 	w, err := c.Watch(ctx, &esv1.EventStreamList{}, client.InNamespace(ns), &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: list.ResourceVersion}})
 	if err != nil {
 		return nil, nil, err
