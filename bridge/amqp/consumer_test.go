@@ -55,23 +55,12 @@ func TestConsumerLag(t *testing.T) {
 	for _, qt := range []QueueType{Classic, Stream} {
 		t.Run(string(qt), func(t *testing.T) {
 			t.Parallel()
-			queue := "lag-" + string(qt) + "-" + events.NewID()[:8]
-			exchange := queue + "-x"
 			m := metrics.New()
 			sink := blockingSink{release: make(chan struct{})}
-			c := New(Config{
-				URL: node.URI, Exchange: exchange, Queue: queue, QueueType: qt, DeclareTopology: true,
-				Prefetch: 1, Template: events.MustParseTemplate(events.DefaultRoutingKeyTemplate),
-				LagInterval: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: m,
+			c, p, _ := startConsumer(t, node, Config{
+				Queue: "lag-" + string(qt) + "-" + events.NewID()[:8], QueueType: qt, Prefetch: 1,
+				LagInterval: 50 * time.Millisecond, Metrics: m,
 			}, sink)
-			t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
-			runConsumer(t, c)
-			waitConnected(t, c)
-			p, err := publish.Dial(node.URI, nil, publish.PublisherConfig{Exchange: exchange})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer p.Close()
 			for i := 0; i < 30; i++ {
 				if err := p.Publish(context.Background(), "team.1.job."+strconv.Itoa(i)+".status", []byte(`{}`), publish.PublishOptions{}); err != nil {
 					t.Fatal(err)
@@ -163,21 +152,8 @@ func TestRedeliveriesAreCounted(t *testing.T) {
 func TestHandedOffBatchIsAcked(t *testing.T) {
 	node := rabbitmqtest.Shared(t)
 	queue := "acked-" + events.NewID()[:8]
-	exchange := queue + "-x"
-	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
 	seen := countingSink{n: make(chan struct{}, 50)}
-	c := New(Config{
-		URL: node.URI, Exchange: exchange, Queue: queue, QueueType: Classic, DeclareTopology: true, Prefetch: 1000,
-		Template: events.MustParseTemplate(events.DefaultRoutingKeyTemplate),
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: metrics.New(),
-	}, seen)
-	runConsumer(t, c)
-	waitConnected(t, c)
-	p, err := publish.Dial(node.URI, nil, publish.PublisherConfig{Exchange: exchange})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
+	_, p, _ := startConsumer(t, node, Config{Queue: queue, QueueType: Classic, Prefetch: 1000, Metrics: metrics.New()}, seen)
 	for i := 0; i < 50; i++ { // fewer than ackBatchSize(1000): only the delay acks them
 		if err := p.Publish(context.Background(), "team.1.job.1.status", []byte(`{}`), publish.PublishOptions{}); err != nil {
 			t.Fatal(err)
@@ -190,6 +166,57 @@ func TestHandedOffBatchIsAcked(t *testing.T) {
 		q, ok = node.Queue(queue)
 		return ok && q.MessageStats.Ack == 50 && q.Unacked == 0 && q.Ready == 0
 	})
+}
+
+// TestStopAcksWhatWasHandedOff (issue 13): a consumer stopped while a batch handed to the hub
+// waits for its ack (ackDelay) acks it before it closes the channel, so the broker does not
+// deliver those messages again to the next bridge.
+func TestStopAcksWhatWasHandedOff(t *testing.T) {
+	node := rabbitmqtest.Shared(t)
+	queue := "stop-acked-" + events.NewID()[:8]
+	seen := countingSink{n: make(chan struct{}, 50)}
+	_, p, stop := startConsumer(t, node, Config{Queue: queue, QueueType: Classic, Prefetch: 1000, Metrics: metrics.New()}, seen)
+	for i := 0; i < 50; i++ {
+		if err := p.Publish(context.Background(), "team.1.job.1.status", []byte(`{}`), publish.PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 50; i++ {
+		select {
+		case <-seen.n:
+		case <-time.After(15 * time.Second):
+			t.Fatalf("%d of 50 messages handed to the hub", i)
+		}
+	}
+	stop() // well within ackDelay of the last hand-off
+	if n := queueReady(t, node.URI, queue); n != 0 {
+		t.Fatalf("%d handed-off messages went back to the queue when the consumer stopped", n)
+	}
+}
+
+// startConsumer runs a consumer of cfg.Queue (a fresh name) on node that declares its own
+// topology, with the exchange cfg.Queue+"-x", the default template and a discarding logger
+// unless cfg sets them, until the test ends or stop is called; it returns the consumer,
+// connected, and a publisher to the exchange. The topology is deleted with the test.
+func startConsumer(t *testing.T, node *rabbitmqtest.Node, cfg Config, sink Sink) (c *Consumer, p *publish.Publisher, stop func()) {
+	t.Helper()
+	cfg.URL, cfg.Exchange, cfg.DeclareTopology = node.URI, cfg.Queue+"-x", true
+	if cfg.Template == nil {
+		cfg.Template = events.MustParseTemplate(events.DefaultRoutingKeyTemplate)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	c = New(cfg, sink)
+	t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, cfg.Queue, cfg.Exchange) })
+	stop = runConsumer(t, c)
+	waitConnected(t, c)
+	p, err := publish.Dial(node.URI, nil, publish.PublisherConfig{Exchange: cfg.Exchange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return c, p, stop
 }
 
 // queueReady is the ready messages of queue, -1 when it does not exist.

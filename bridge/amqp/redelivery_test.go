@@ -126,25 +126,14 @@ func TestRedeliveriesOfHandedOffEventsAreSuppressed(t *testing.T) {
 	for _, qt := range []QueueType{Classic, Quorum} {
 		t.Run(string(qt), func(t *testing.T) {
 			t.Parallel()
-			queue := "suppress-" + string(qt) + "-" + events.NewID()[:8]
-			exchange := queue + "-x"
 			const n = 60
 			m := metrics.New()
 			sink := &stallingSink{stallAt: 25, stalled: make(chan struct{}), release: make(chan struct{})}
-			c := New(Config{
-				URL: node.URI, Exchange: exchange, Queue: queue, QueueType: qt, DeclareTopology: true,
-				Prefetch: 100, Template: events.MustParseTemplate(events.DefaultRoutingKeyTemplate),
-				Backoff: Backoff{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond},
-				Logger:  slog.New(slog.NewTextHandler(io.Discard, nil)), Metrics: m,
+			queue := "suppress-" + string(qt) + "-" + events.NewID()[:8]
+			c, p, _ := startConsumer(t, node, Config{
+				Queue: queue, QueueType: qt, Prefetch: 100,
+				Backoff: Backoff{Initial: 10 * time.Millisecond, Max: 100 * time.Millisecond}, Metrics: m,
 			}, sink)
-			t.Cleanup(func() { rabbitmqtest.DeleteTopology(node.URI, queue, exchange) })
-			runConsumer(t, c)
-			waitConnected(t, c)
-			p, err := publish.Dial(node.URI, nil, publish.PublisherConfig{Exchange: exchange})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer p.Close()
 			want := make([]string, n)
 			for i := range want {
 				want[i] = "e" + strconv.Itoa(i+1)
