@@ -273,5 +273,8 @@ func (s *connSink) writePending() bool {
 // (snapshotBatch events, two buffers each).
 const pendingPiece = 2 * snapshotBatch
 
+// nonblocking reports whether the writer pool can run this stream.
+func (s *connSink) nonblocking() bool { return s.raw != nil }
+
 // close stops watching and closes the connection.
 func (s *connSink) close() { s.closeConn() }

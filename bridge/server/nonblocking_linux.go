@@ -26,14 +26,10 @@ func nonblockingConn(conn net.Conn) syscall.RawConn {
 	return raw
 }
 
-// nonblocking reports whether the writer pool can run this stream.
-func (s *connSink) nonblocking() bool { return s.raw != nil }
-
-// vectorWriter issues writev on a raw descriptor for the writer pool; one per pool writer, so
-// a write allocates nothing.
+// vectorWriter writes with writev on a raw descriptor for a pool writer without waiting; one
+// per writer, so a write allocates nothing (fn is made once).
 type vectorWriter struct {
-	bufs [][]byte
-	n    int
+	bufs [][]byte // in: what to write; out: what the socket did not take
 	err  error
 	fn   func(fd uintptr) bool
 }
@@ -41,21 +37,33 @@ type vectorWriter struct {
 func newVectorWriter() *vectorWriter {
 	w := &vectorWriter{}
 	w.fn = func(fd uintptr) bool {
-		w.n, w.err = writev(fd, w.bufs)
+		w.bufs, _, w.err = writeSome(fd, w.bufs)
 		return true // never wait for the socket: the caller parks the rest (pending)
 	}
 	return w
 }
 
-// writev writes bufs (at most maxIovecs) to fd once, retrying on EINTR; n is 0 on error.
-func writev(fd uintptr, bufs [][]byte) (n int, err error) {
-	for {
-		n, err = unix.Writev(int(fd), bufs)
-		if !errors.Is(err, unix.EINTR) {
-			break
+// writeSome writes bufs to fd with writev calls of at most maxIovecs buffers until all is
+// written (rest empty), the socket is full (full: rest is what it did not take) or the write
+// fails. bufs' elements are consumed.
+func writeSome(fd uintptr, bufs [][]byte) (rest [][]byte, full bool, err error) {
+	for len(bufs) > 0 {
+		var n int
+		for {
+			n, err = unix.Writev(int(fd), bufs[:min(len(bufs), maxIovecs)])
+			if !errors.Is(err, unix.EINTR) {
+				break
+			}
+		}
+		bufs = consume(bufs, max(n, 0))
+		if errors.Is(err, unix.EAGAIN) {
+			return bufs, true, nil
+		}
+		if err != nil {
+			return bufs, false, err
 		}
 	}
-	return max(n, 0), err
+	return nil, false, nil
 }
 
 // writeFair writes bufs, waiting for the client up to the write deadline. With slots, it
@@ -74,44 +82,28 @@ func (s *connSink) writeFair(bufs [][]byte, slots chan struct{}) bool {
 			// Yielding here puts it behind them.
 			runtime.Gosched()
 		}
-		for len(bufs) > 0 {
-			n, err := writev(fd, bufs[:min(len(bufs), maxIovecs)])
-			if errors.Is(err, unix.EAGAIN) {
-				return false // the runtime's poller calls again once the socket is writable
-			}
-			if err != nil {
-				failed = err
-				return true
-			}
-			bufs = consume(bufs, n)
-		}
-		return true
+		var full bool
+		bufs, full, failed = writeSome(fd, bufs)
+		return !full // full: the runtime's poller calls again once the socket is writable
 	})
 	return err == nil && failed == nil
 }
 
-// writeNow writes bufs with writev calls that never wait, until all is written or the socket
-// is full; the rest is kept in s.pending (the slices, not copies: frames are immutable) and
-// more reports it. ok is false when the connection failed. bufs' elements are consumed.
+// writeNow writes bufs without waiting, until all is written or the socket is full; the rest
+// is kept in s.pending (the slices, not copies: frames are immutable) and more reports it. ok
+// is false when the connection failed. bufs' elements are consumed.
 func (s *connSink) writeNow(w *vectorWriter, bufs [][]byte) (more, ok bool) {
-	for len(bufs) > 0 {
-		w.bufs = bufs[:min(len(bufs), maxIovecs)]
-		if err := s.raw.Write(w.fn); err != nil {
-			return false, false
-		}
-		w.bufs = nil
-		bufs = consume(bufs, w.n)
-		if w.err != nil {
-			if errors.Is(w.err, unix.EAGAIN) {
-				break
-			}
-			return false, false
-		}
+	w.bufs = bufs
+	err := s.raw.Write(w.fn)
+	rest := w.bufs
+	w.bufs = nil
+	if err != nil || w.err != nil {
+		return false, false
 	}
-	if len(bufs) == 0 {
+	if len(rest) == 0 {
 		return false, true
 	}
-	s.pending = append(s.pending[:0], bufs...)
+	s.pending = append(s.pending[:0], rest...)
 	return true, true
 }
 

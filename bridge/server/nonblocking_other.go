@@ -11,8 +11,6 @@ import (
 // keeps a goroutine of its own.
 func nonblockingConn(net.Conn) syscall.RawConn { return nil }
 
-func (s *connSink) nonblocking() bool { return false }
-
 type vectorWriter struct{}
 
 func newVectorWriter() *vectorWriter { return &vectorWriter{} }

@@ -25,10 +25,8 @@ type stream struct {
 	heartbeat, expiry     *time.Timer
 	stopGone, stopWaking  func()
 	unsubscribe           func() // ends the subscription (and the stream reader, if any)
-	hasReader             bool   // a stream reader fills s (OfferWait); run keeps its goroutine
 
-	pool  *writerPool
-	sched atomic.Int32 // the pool's scheduling state (writers.go)
+	sched atomic.Int32 // the writer pool's scheduling state (writers.go)
 }
 
 // endReason says why a stream ends; the zero value: it goes on.
@@ -45,18 +43,19 @@ const (
 
 // serve subscribes an admitted stream (limiter slot and h.active already taken, released when
 // it ends), writes its opening and hands it to the writer pool, or streams to sink from this
-// goroutine when the connection cannot be written without blocking (HTTP/2, TLS, a stream
-// reader).
+// goroutine when the connection cannot be written without blocking (HTTP/2, a stream reader,
+// not Linux).
 func (h *Handler) serve(sink streamSink, st streamStart) {
 	x := &stream{h: h, sink: sink, st: st}
 	cursor := hub.ParseCursor(h.cfg.Hub.Scheme(), st.cursorID)
 	var (
-		gap  *hub.Gap
-		snap *hub.Snapshot
+		gap       *hub.Gap
+		snap      *hub.Snapshot
+		hasReader bool // a stream reader fills x.s (OfferWait); its end waits for the reader
 	)
 	if h.cfg.StreamReader != nil && h.cfg.Hub.NeedsStreamRead(cursor) && h.acquireReader() {
 		x.s = h.cfg.Hub.NewStreamSubscriber(st.filter)
-		x.hasReader = true
+		hasReader = true
 		ctx, cancel := context.WithCancel(sink.context())
 		var reader sync.WaitGroup
 		reader.Add(1)
@@ -83,7 +82,7 @@ func (h *Handler) serve(sink streamSink, st streamStart) {
 		x.close()
 		return
 	}
-	if cs, ok := sink.(*connSink); ok && !x.hasReader && cs.nonblocking() {
+	if cs, ok := sink.(*connSink); ok && !hasReader && cs.nonblocking() {
 		h.writers().add(x)
 		return
 	}
@@ -202,8 +201,9 @@ func (x *stream) finish(why endReason) {
 	x.sink.write(out)
 }
 
-// run streams from the calling goroutine until the stream ends (the caller closes it): it waits on the subscriber's
-// Notify alone (a receive on one channel, not a select over six, per delivery).
+// run streams from the calling goroutine until the stream ends (the caller closes it): it
+// waits on the subscriber's Notify alone (a receive on one channel, not a select over six,
+// per delivery).
 func (x *stream) run() {
 	var frames []*hub.Frame // grows to the largest batch a Take returned
 	for range x.s.Notify() {

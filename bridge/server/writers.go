@@ -64,7 +64,6 @@ func (p *writerPool) add(x *stream) {
 	p.mu.Lock()
 	p.live++
 	p.mu.Unlock()
-	x.pool = p
 	// The pool's writes never wait, so they need no deadline; one left from the opening would
 	// make them fail once passed. Blocking writes (pending, last words) arm their own.
 	cs := x.sink.(*connSink)
@@ -82,7 +81,7 @@ func (x *stream) signal() {
 		switch x.sched.Load() {
 		case schedIdle:
 			if x.sched.CompareAndSwap(schedIdle, schedQueued) {
-				x.pool.push(x)
+				x.h.pool.push(x)
 				return
 			}
 		case schedRunning:
@@ -101,7 +100,7 @@ func (x *stream) yield() {
 		return
 	}
 	x.sched.Store(schedQueued) // schedSignalled: only the runner changes it
-	x.pool.push(x)
+	x.h.pool.push(x)
 }
 
 // end ends x, which a writer or its pending write runs: signals are ignored from now on, the
@@ -110,13 +109,13 @@ func (x *stream) end(why endReason) {
 	x.sched.Store(schedDone)
 	if why == endGone {
 		x.close() // nothing to write: no waiting
-		x.pool.remove()
+		x.h.pool.remove()
 		return
 	}
 	go func() { // the last words may wait for the client, up to the write timeout
 		x.finish(why)
 		x.close()
-		x.pool.remove()
+		x.h.pool.remove()
 	}()
 }
 
@@ -221,7 +220,7 @@ func (w *poolWriter) run(x *stream) {
 	case !ok:
 		x.end(endGone)
 	case more:
-		x.pool.waiting.Add(1)
+		x.h.pool.waiting.Add(1)
 		go x.writePending()
 	default:
 		x.yield()
@@ -233,7 +232,7 @@ func (w *poolWriter) run(x *stream) {
 func (x *stream) writePending() {
 	cs := x.sink.(*connSink)
 	ok := cs.writePending()
-	x.pool.waiting.Add(-1)
+	x.h.pool.waiting.Add(-1)
 	cs.deadline = time.Time{} // the pool's writes must not fail on it
 	_ = cs.conn.SetWriteDeadline(cs.deadline)
 	if !ok {
